@@ -1,0 +1,189 @@
+"""``hpcfit.curve_fit``: check the arguments, build the problem, run the phases, build the result.
+
+Every check runs on every rank and is agreed collectively before the first data collective, so a
+bad argument raises the same :class:`~hpcfit.errors.InputError` everywhere and never hangs.
+"""
+from __future__ import annotations
+
+import inspect
+import time
+import warnings
+
+import numpy as np
+
+from .comm import Communicator
+from .data.arrays import distribute_arrays
+from .errors import InputError, RankDeficientWarning
+from .kernels.chunk import TRACE_COUNTS, model_output_shape
+from .kernels.evaluator import PassEvaluator
+from .options import FitOptions, make_options
+from .phases.covariance import covariance
+from .phases.normalize import make_normalization
+from .phases.trust_region import run_trust_region
+from .report import IterationTable
+from .result import FitResult
+
+
+def _n_params_from_signature(f) -> int:
+    try:
+        params = list(inspect.signature(f).parameters.values())
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"`p0` is None and the number of parameters of `f` cannot be read from its "
+                         f"signature ({exc}); pass p0") from None
+    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params) or len(params) < 2:
+        raise InputError("`p0` is None and `f` does not name its parameters (it must be f(x, a, b, ...)); pass p0")
+    return len(params) - 1
+
+
+def _check_parameters(f, p0, bounds):
+    """p0 and bounds as float arrays, checked against each other (local, may raise InputError)."""
+    if not callable(f):
+        raise InputError(f"`f` must be a callable f(x, *params); got {type(f).__name__}")
+    if p0 is None:
+        p0 = np.ones(_n_params_from_signature(f))
+    try:
+        p0 = np.atleast_1d(np.asarray(p0, dtype=float))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"`p0` must be a sequence of numbers: {exc}") from None
+    if p0.ndim != 1 or p0.size == 0:
+        raise InputError(f"`p0` must be 1-D with one value per parameter; got shape {p0.shape}")
+    if not np.all(np.isfinite(p0)):
+        raise InputError(f"`p0` must be finite; got {p0.tolist()}")
+    p = p0.size
+    try:
+        lower, upper = bounds
+    except (TypeError, ValueError):
+        raise InputError("`bounds` must be a 2-tuple (lower, upper) of scalars or sequences of "
+                         f"length {p}; got {bounds!r}") from None
+    out = []
+    for name, b in (("lower", lower), ("upper", upper)):
+        arr = np.asarray(b, dtype=float)
+        if arr.ndim == 0:
+            arr = np.full(p, float(arr))
+        if arr.shape != (p,):
+            raise InputError(f"`bounds` {name} must be a scalar or have length {p} (the length of p0); "
+                             f"got shape {arr.shape}")
+        if np.any(np.isnan(arr)):
+            raise InputError(f"`bounds` {name} contains NaN")
+        out.append(arr)
+    lower, upper = out
+    if np.any(lower >= upper):
+        i = int(np.argmax(lower >= upper))
+        raise InputError(f"`bounds`: each lower bound must be strictly less than its upper bound; "
+                         f"parameter {i} has lower {lower[i]!r} >= upper {upper[i]!r}")
+    outside = (p0 < lower) | (p0 > upper)
+    if np.any(outside):
+        i = int(np.argmax(outside))
+        raise InputError(f"`p0` is outside the bounds: p0[{i}] = {p0[i]!r} is not in "
+                         f"[{lower[i]!r}, {upper[i]!r}]")
+    return p0, lower, upper
+
+
+def _local_checks(f, p0, bounds, method, loss, f_scale, options):
+    try:
+        opts = make_options(method=method, loss=loss, f_scale=f_scale, **options)
+        p0, lower, upper = _check_parameters(f, p0, bounds)
+        norm = make_normalization(opts.normalize, p0, lower, upper)
+    except InputError as exc:
+        return None, exc
+    except ValueError as exc:
+        return None, InputError(str(exc))
+    return (opts, p0, lower, upper, norm), None
+
+
+def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds=(-np.inf, np.inf), *,
+              method: str = "gn", loss: str = "linear", f_scale: float = 1.0, comm=None,
+              distribute: str = "global", **options) -> FitResult:
+    """Fit ``f(x, *params)`` to ``ydata`` by streaming nonlinear least squares.
+
+    A drop-in for :func:`scipy.optimize.curve_fit`: ``f`` is any JAX-traceable function (write it
+    with ``jax.numpy``), the points axis of ``xdata`` is its last axis, ``sigma`` is 1-D, and
+    ``popt, pcov = curve_fit(...)`` works. With ``comm`` (an mpi4py communicator) the fit is
+    collective: ``distribute="global"`` takes each rank's part of the same full arrays,
+    ``"local"`` fits the union of each rank's own arrays. Further keywords are
+    :class:`~hpcfit.options.FitOptions` fields. Returns a :class:`~hpcfit.result.FitResult`,
+    identical on every rank.
+    """
+    t_start = time.perf_counter()
+    with Communicator(comm) as hc:
+        checked, err = _local_checks(f, p0, bounds, method, loss, f_scale, options)
+        hc.raise_if_any(err)
+        opts, p0, lower, upper, norm = checked
+        hc.check_same((repr(opts), p0.tobytes(), lower.tobytes(), upper.tobytes(), bool(absolute_sigma),
+                       distribute), "the fit's options, p0, bounds, absolute_sigma or distribute")
+        p = p0.size
+        chunk_size = opts.chunk_size_for(p)
+
+        local, x_tail = distribute_arrays(hc, xdata, ydata, sigma, chunk_size=chunk_size, distribute=distribute)
+        err = None
+        if local.n_points <= p:
+            err = InputError(f"the fit needs more points than parameters: n = {local.n_points} points, "
+                             f"p = {p} parameters (n must be > p)")
+        else:
+            err = _check_model_shape(f, x_tail + (chunk_size,), p)
+        hc.raise_if_any(err)
+        t_setup = time.perf_counter()
+
+        traces_before = dict(TRACE_COUNTS)
+        evaluator = PassEvaluator(hc, local, f, opts.loss, opts.f_scale, norm.offset, norm.scale,
+                                  opts.jacobian_mode)
+        lower_u, upper_u = norm.to_u(lower), norm.to_u(upper)
+        u0 = np.clip(norm.to_u(p0), lower_u, upper_u)  # rounding of the map must not leave the box
+        table = IterationTable(bool(opts.verbose) and hc.is_root)
+        outcome = run_trust_region(hc, evaluator, u0, opts, lower_u, upper_u, table)
+        t_solve = time.perf_counter()
+
+        cov = covariance(outcome.jtj, norm.scale, outcome.cost, local.n_points, absolute_sigma, opts.cov_rcond)
+        popt = norm.to_theta(outcome.u)
+        rank_deficient = cov.rank < p
+        if rank_deficient:
+            warnings.warn(f"JᵀWJ is rank deficient at the solution (rank {cov.rank} of {p}); parameters "
+                          f"{cov.null_parameters} are not determined by the data. pcov is the Moore-Penrose "
+                          "pseudo-inverse and is zero along the undetermined directions.",
+                          RankDeficientWarning, stacklevel=2)
+        active = np.where(outcome.u <= lower_u, -1, np.where(outcome.u >= upper_u, 1, 0))
+        t_end = time.perf_counter()
+        stats = evaluator.stats
+        table.line(f"{outcome.status.message} cost {outcome.cost:.8e} after {outcome.n_iterations} "
+                   f"iterations ({stats.jacobian_passes} Jacobian + {stats.cost_passes} cost passes, "
+                   f"{t_end - t_start:.3f} s)")
+        timings = {"setup": t_setup - t_start, "phase2": t_solve - t_setup, "covariance": t_end - t_solve,
+                   "total": t_end - t_start, "jacobian_passes": stats.jacobian_seconds,
+                   "cost_passes": stats.cost_seconds, "collectives": stats.collective_seconds}
+        info = {
+            "chunk_size": chunk_size, "n_chunks": local.n_leaves, "n_ranks": hc.size,
+            "normalize": norm.strategy, "linear_solves": outcome.solvers,
+            "jacobian_points_per_second": _rate(local.n_points, stats.jacobian_passes, stats.jacobian_seconds),
+            "cost_points_per_second": _rate(local.n_points, stats.cost_passes, stats.cost_seconds),
+            "null_parameters": cov.null_parameters,
+        }
+        compiles = {k: TRACE_COUNTS[k] - traces_before.get(k, 0) for k in ("jacobian", "cost")}
+        return FitResult(
+            popt=popt, pcov=cov.pcov, perr=np.sqrt(np.maximum(np.diag(cov.pcov), 0.0)),
+            cost=outcome.cost, chi2=2.0 * outcome.cost, dof=local.n_points - p,
+            success=outcome.status.success, status=outcome.status, message=outcome.status.message,
+            n_iterations=outcome.n_iterations, nfev=stats.cost_passes + stats.jacobian_passes,
+            njev=stats.jacobian_passes, history=outcome.history, timings=timings, active_mask=active,
+            rank=cov.rank, rank_deficient=rank_deficient, n_points=local.n_points, n_params=p,
+            method=opts.method, loss=opts.loss, grad=outcome.jtr / norm.scale,
+            optimality=outcome.optimality, compile_counts=compiles, info=info)
+
+
+def _rate(n_points: int, passes: int, seconds: float) -> float:
+    return n_points * passes / seconds if seconds > 0 else float("nan")
+
+
+def _check_model_shape(f, x_shape: tuple, p: int) -> InputError | None:
+    try:
+        shape = model_output_shape(f, x_shape, p)
+    except Exception as exc:  # noqa: BLE001 - any failure to trace the model is the user's to see
+        return InputError(f"calling the model f(x, *p0) failed while tracing it with JAX: "
+                          f"{type(exc).__name__}: {exc}. f must be JAX-traceable (use jax.numpy) and "
+                          f"take {p} parameters after x")
+    if shape != (x_shape[-1],):
+        return InputError(f"the model f must return one value per point: for xdata chunks of shape {x_shape} "
+                          f"it must return shape ({x_shape[-1]},), but it returned shape {shape}")
+    return None
+
+
+__all__ = ["curve_fit", "FitOptions"]

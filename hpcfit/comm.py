@@ -1,0 +1,122 @@
+"""Every collective of hpcfit lives here.
+
+A :class:`Communicator` wraps either nothing (serial; mpi4py need not be installed) or a
+duplicate of the user's mpi4py communicator, so hpcfit's messages never mix with the user's.
+Each method says whether it is collective. Errors found on one rank travel with the next
+collective so that every rank raises the same exception and none is left waiting.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import FitError, HpcfitError, InputError
+
+_ERROR_TYPES = {"InputError": InputError, "FitError": FitError}
+
+
+class Communicator:
+    """hpcfit's view of a communicator. ``Communicator(None)`` is serial."""
+
+    def __init__(self, comm=None):
+        self._comm = None if comm is None else comm.Dup()
+        self.rank = 0 if comm is None else self._comm.Get_rank()
+        self.size = 1 if comm is None else self._comm.Get_size()
+
+    @property
+    def is_root(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def is_parallel(self) -> bool:
+        return self._comm is not None and self.size > 1
+
+    def free(self) -> None:
+        """Release the duplicated communicator (collective)."""
+        if self._comm is not None:
+            self._comm.Free()
+            self._comm = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.free()
+
+    # -- collectives -----------------------------------------------------------------------
+
+    def allgather(self, obj: Any) -> list:
+        """Collective: every rank gets the list of every rank's ``obj`` (small Python objects)."""
+        if self._comm is None:
+            return [obj]
+        return self._comm.allgather(obj)
+
+    def bcast(self, obj: Any) -> Any:
+        """Collective: rank 0's ``obj`` on every rank."""
+        if self._comm is None:
+            return obj
+        return self._comm.bcast(obj, root=0)
+
+    def raise_if_any(self, local_error: HpcfitError | None) -> None:
+        """Collective: if any rank has an error, every rank raises the first one (by rank).
+
+        Call it after local checks and before the next collective that depends on them.
+        """
+        errors = self.allgather(None if local_error is None else (type(local_error).__name__, str(local_error)))
+        for rank, item in enumerate(errors):
+            if item is not None:
+                kind, message = item
+                if self.size > 1:
+                    message = f"{message} [found on rank {rank}]"
+                raise _ERROR_TYPES.get(kind, FitError)(message)
+
+    def reduce_slots(self, slots: np.ndarray, local_error: HpcfitError | None) -> np.ndarray:
+        """Collective: the single reduction of a pass.
+
+        ``slots`` is a (n_slots, m) float64 array in which this rank filled only its own rows
+        (others are zero), so the element-wise sum reproduces each row exactly: the result does
+        not depend on the reduction order MPI picks. An error on any rank is raised on all.
+        """
+        flag = np.float64(0.0 if local_error is None else 1.0)
+        if self._comm is None:
+            if local_error is not None:
+                raise local_error
+            return slots
+        from mpi4py import MPI
+
+        send = np.empty(slots.size + 1)
+        send[:-1] = slots.ravel()
+        send[-1] = flag
+        recv = np.empty_like(send)
+        self._comm.Allreduce(send, recv, op=MPI.SUM)
+        if recv[-1] > 0:
+            self.raise_if_any(local_error)
+        return recv[:-1].reshape(slots.shape)
+
+    def check_same(self, values: Sequence, what: str) -> None:
+        """Collective: raise InputError on every rank if ``values`` differ between ranks."""
+        gathered = self.allgather(tuple(values))
+        for rank, other in enumerate(gathered):
+            if other != gathered[0]:
+                raise InputError(
+                    f"{what} differs between ranks: rank 0 has {gathered[0]!r}, rank {rank} has "
+                    f"{other!r}; with distribute='global' every rank must pass the same arrays "
+                    "(use distribute='local' to pass one shard per rank)")
+
+
+def mpi_summary() -> dict:
+    """Facts about the MPI installation for ``python -m hpcfit info`` (not collective)."""
+    try:
+        from mpi4py import MPI
+    except Exception as exc:  # mpi4py missing or its MPI library not loadable
+        return {"mpi4py": f"unavailable ({exc})"}
+    import mpi4py
+
+    return {
+        "mpi4py": mpi4py.__version__,
+        "MPI library": MPI.Get_library_version().strip().splitlines()[0],
+        "MPI standard": "%d.%d" % MPI.Get_version(),
+        "world size": MPI.COMM_WORLD.Get_size(),
+        "world rank": MPI.COMM_WORLD.Get_rank(),
+    }

@@ -1,0 +1,122 @@
+"""JIT-compiled chunk kernels.
+
+Each kernel sees one fixed-shape chunk and the normalized parameters ``u`` as arrays, so a fit
+compiles each kernel once, and a second fit with the same model, loss and shapes compiles
+nothing (:data:`TRACE_COUNTS` counts traces, i.e. compilations).
+
+Output layout of one chunk (the leaf of the reduction tree):
+
+* Jacobian kernel: ``[upper(JᵀWJ) (p(p+1)/2), JᵀWr (p), cost, n_bad, first_bad]``
+* cost kernel:     ``[cost, n_bad, first_bad]``
+
+``n_bad`` counts real (unpadded) points whose residual or Jacobian row is not finite; those
+points are zeroed in the sums and ``first_bad`` is the first one's index within the chunk
+(chunk size when there is none).
+"""
+from __future__ import annotations
+
+import collections
+from typing import Callable
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+
+from .losses import loss_cost_terms, scale_rows  # noqa: E402
+
+#: Number of times each kernel kind was traced (each trace is a compilation).
+TRACE_COUNTS: collections.Counter = collections.Counter()
+
+JACOBIAN_MODES = ("forward", "per_point_reverse")
+
+_CACHE: dict = {}
+
+
+def _model_residual(model: Callable, x, y, w, offset, scale):
+    """r(u) = w·(f(x, θ) − y) with θ = offset + scale·u (scipy's sign convention)."""
+
+    def residual(u):
+        theta = offset + scale * u
+        f = model(x, *(theta[i] for i in range(theta.shape[0])))
+        return (jnp.asarray(f, dtype=y.dtype) - y) * w
+
+    return residual
+
+
+def _jacobian(model, mode, u, x, y, w, offset, scale):
+    """(r, J) of one chunk, J = ∂r/∂u, by the chosen differentiation mode."""
+    residual = _model_residual(model, x, y, w, offset, scale)
+    if mode == "forward":
+        # jacfwd of the vectorised model: p JVPs through the whole chunk at once.
+        jac, r = jax.jacfwd(lambda v: (residual(v), residual(v)), has_aux=True)(u)
+        return r, jac
+
+    # per_point_reverse: one reverse pass per point, vectorised with vmap.
+    def point(xi, yi, wi):
+        return _model_residual(model, xi, yi, wi, offset, scale)(u)
+
+    x_axis = x.ndim - 1
+    r = jax.vmap(point, in_axes=(x_axis, 0, 0))(x, y, w)
+    jac = jax.vmap(jax.jacrev(lambda v, xi, yi, wi: _model_residual(model, xi, yi, wi, offset, scale)(v)),
+                   in_axes=(None, x_axis, 0, 0))(u, x, y, w)
+    return r, jac
+
+
+def _bad_points(mask, r, jac=None):
+    finite = jnp.isfinite(r)
+    if jac is not None:
+        finite = finite & jnp.all(jnp.isfinite(jac), axis=1)
+    bad = mask & ~finite
+    index = jnp.arange(r.shape[0])
+    first = jnp.min(jnp.where(bad, index, r.shape[0]))
+    return bad, jnp.sum(bad).astype(r.dtype), first.astype(r.dtype)
+
+
+def jacobian_kernel(model: Callable, loss: str, mode: str = "forward"):
+    """The fused kernel: JᵀWJ (packed upper triangle), JᵀWr, cost and bad-point counts of a chunk."""
+    key = ("jacobian", model, loss, mode)
+    if key not in _CACHE:
+        def kernel(u, offset, scale, x, y, w, n_valid, f_scale):
+            TRACE_COUNTS["jacobian"] += 1
+            r, jac = _jacobian(model, mode, u, x, y, w, offset, scale)
+            mask = jnp.arange(r.shape[0]) < n_valid
+            bad, n_bad, first = _bad_points(mask, r, jac)
+            keep = mask & ~bad
+            r = jnp.where(keep, r, 0.0)
+            jac = jnp.where(keep[:, None], jac, 0.0)
+            j_scale, r_scaled, cost_terms = scale_rows(loss, r, f_scale)
+            cost = jnp.sum(jnp.where(keep, cost_terms, 0.0))
+            jac = jac * j_scale[:, None]
+            jtj = jac.T @ jac
+            rows, cols = jnp.triu_indices(jac.shape[1])
+            return jnp.concatenate([jtj[rows, cols], jac.T @ r_scaled, jnp.stack([cost, n_bad, first])])
+
+        _CACHE[key] = jax.jit(kernel)
+    return _CACHE[key]
+
+
+def cost_kernel(model: Callable, loss: str):
+    """The cost-only kernel used for trial steps: cost and bad-point counts of a chunk."""
+    key = ("cost", model, loss)
+    if key not in _CACHE:
+        def kernel(u, offset, scale, x, y, w, n_valid, f_scale):
+            TRACE_COUNTS["cost"] += 1
+            r = _model_residual(model, x, y, w, offset, scale)(u)
+            mask = jnp.arange(r.shape[0]) < n_valid
+            bad, n_bad, first = _bad_points(mask, r)
+            terms = loss_cost_terms(loss, jnp.where(bad, 0.0, r), f_scale)
+            cost = jnp.sum(jnp.where(mask & ~bad, terms, 0.0))
+            return jnp.stack([cost, n_bad, first])
+
+        _CACHE[key] = jax.jit(kernel)
+    return _CACHE[key]
+
+
+def model_output_shape(model: Callable, x_shape: tuple, n_params: int):
+    """Shape the model returns for one chunk, found by tracing only (no compilation, no data)."""
+    x = jax.ShapeDtypeStruct(x_shape, jnp.float64)
+    theta = jax.ShapeDtypeStruct((n_params,), jnp.float64)
+    out = jax.eval_shape(lambda xx, th: jnp.asarray(model(xx, *(th[i] for i in range(n_params)))), x, theta)
+    return tuple(out.shape)

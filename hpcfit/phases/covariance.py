@@ -1,0 +1,37 @@
+"""Phase 3: the parameter covariance from the reduced JᵀWJ. Pure numpy.
+
+pcov = s²·S·(JᵀWJ)⁺·S in user parameters, with s² = 2·cost/(n − p) unless ``absolute_sigma``.
+The pseudo-inverse is taken of the Jacobi-equilibrated matrix (unit diagonal) with an eigenvalue
+cutoff relative to its largest eigenvalue: the cutoff depends on conditioning only, not on n
+(scipy's curve_fit cutoff ε·max(n, p)·σ₁ grows with n). Ceres makes the same choice.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Covariance(NamedTuple):
+    pcov: np.ndarray
+    rank: int
+    null_parameters: list[int]   # parameters with a sizeable share in a dropped direction
+
+
+def covariance(jtj_u: np.ndarray, scale: np.ndarray, cost: float, n_points: int, absolute_sigma: bool,
+               rcond: float) -> Covariance:
+    """Covariance of θ = offset + scale·u from JᵀWJ in normalized space."""
+    p = jtj_u.shape[0]
+    diag = np.diag(jtj_u)
+    d = np.where(diag > 0.0, 1.0 / np.sqrt(np.where(diag > 0.0, diag, 1.0)), 0.0)
+    equilibrated = d[:, None] * jtj_u * d[None, :]
+    w, v = np.linalg.eigh(equilibrated)
+    keep = w > rcond * max(w.max(initial=0.0), 0.0)
+    inverse = (v[:, keep] / w[keep]) @ v[:, keep].T
+    inv_u = d[:, None] * inverse * d[None, :]
+    pcov = scale[:, None] * inv_u * scale[None, :]
+    if not absolute_sigma:
+        dof = n_points - p
+        pcov = pcov * (2.0 * cost / dof)
+    null = sorted({int(i) for col in v[:, ~keep].T for i in np.flatnonzero(np.abs(col) > 0.1)})
+    return Covariance(pcov, int(keep.sum()), null)

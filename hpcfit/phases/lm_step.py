@@ -1,0 +1,103 @@
+"""Rank 0's step maths for Levenberg–Marquardt on the normal equations: pure numpy, no JAX, no MPI.
+
+Everything works on the reduced p×p system in normalized space: A = JᵀWJ, g = JᵀWr.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Step(NamedTuple):
+    step: np.ndarray    # projected step s = trial − u
+    trial: np.ndarray   # the trial point, inside the box
+    predicted: float    # predicted cost reduction −(gᵀs + ½ sᵀAs)
+    solver: str         # "cholesky" or "eigen"
+
+
+def more_scaling(d2_previous: np.ndarray | None, jtj: np.ndarray) -> np.ndarray:
+    """Moré's Jacobi scaling D² = max over iterations of diag(JᵀJ) (Moré 1978, eq. 6.3).
+
+    Columns with no sensitivity at all get scale 1 so that the damped matrix stays definite.
+    """
+    diag = np.diag(jtj).copy()
+    diag[diag <= 0.0] = 1.0
+    return diag if d2_previous is None else np.maximum(d2_previous, diag)
+
+
+def active_bounds(u: np.ndarray, g: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """Parameters held at a bound: on it, with the descent direction −g pointing outside."""
+    return ((u <= lower) & (g > 0.0)) | ((u >= upper) & (g < 0.0))
+
+
+def solve_damped(jtj: np.ndarray, g: np.ndarray, d2: np.ndarray, damping: float,
+                 free: np.ndarray) -> tuple[np.ndarray, str]:
+    """Solve (A + λD²) δ = −g on the free parameters (δ = 0 on the others).
+
+    Cholesky first; if the damped matrix is not numerically positive definite, an eigen
+    decomposition whose eigenvalues below a relative cutoff are dropped (minimum-norm step).
+    """
+    delta = np.zeros_like(g)
+    idx = np.flatnonzero(free)
+    if idx.size == 0:
+        return delta, "cholesky"
+    m = jtj[np.ix_(idx, idx)] + damping * np.diag(d2[idx])
+    rhs = -g[idx]
+    try:
+        c = np.linalg.cholesky(m)
+        delta[idx] = np.linalg.solve(c.T, np.linalg.solve(c, rhs))
+        if np.all(np.isfinite(delta)):
+            return delta, "cholesky"
+    except np.linalg.LinAlgError:
+        pass
+    w, v = np.linalg.eigh(m)
+    keep = w > np.finfo(float).eps * m.shape[0] * max(w.max(initial=0.0), 0.0)
+    delta[idx] = v[:, keep] @ ((v[:, keep].T @ rhs) / w[keep])
+    return delta, "eigen"
+
+
+def propose_step(u, jtj, g, d2, damping, lower, upper) -> Step:
+    """A damped Gauss–Newton step from u, projected onto the box [lower, upper]."""
+    free = ~active_bounds(u, g, lower, upper)
+    delta, solver = solve_damped(jtj, g, d2, damping, free)
+    trial = np.clip(u + delta, lower, upper)
+    s = trial - u
+    predicted = -(g @ s + 0.5 * s @ jtj @ s)
+    return Step(s, trial, float(predicted), solver)
+
+
+def update_damping(damping: float, growth: float, ratio: float, accepted: bool) -> tuple[float, float]:
+    """Nielsen's damping update (Madsen, Nielsen & Tingleff 2004, §3.2): smooth decrease on
+    success, doubling growth factor on repeated failure. Returns (damping, growth)."""
+    if accepted:
+        return damping * max(1.0 / 3.0, 1.0 - (2.0 * ratio - 1.0) ** 3), 2.0
+    return damping * growth, growth * 2.0
+
+
+def projected_gradient(u, g, lower, upper) -> np.ndarray:
+    """The gradient with the components that push against an active bound removed."""
+    return np.where(active_bounds(u, g, lower, upper), 0.0, g)
+
+
+def gradient_cosine(g_projected: np.ndarray, jtj: np.ndarray, cost: float) -> float:
+    """max_i |gᵢ| / (‖Jᵢ‖·‖r‖): MINPACK's scale- and n-invariant gradient test quantity."""
+    col_norms = np.sqrt(np.maximum(np.diag(jtj), 0.0))
+    r_norm = np.sqrt(max(2.0 * cost, 0.0))
+    nonzero = g_projected != 0.0
+    if not nonzero.any():
+        return 0.0
+    denom = col_norms[nonzero] * r_norm
+    if np.any(denom <= 0.0):
+        return float("inf")
+    return float(np.max(np.abs(g_projected[nonzero]) / denom))
+
+
+def step_small(step_norm: float, u_norm: float, xtol: float) -> bool:
+    """scipy's xtol test: ‖s‖ < xtol·(xtol + ‖u‖)."""
+    return step_norm < xtol * (xtol + u_norm)
+
+
+def cost_converged(actual: float, cost: float, ratio: float, ftol: float) -> bool:
+    """scipy's ftol test: the accepted decrease is below ftol·cost and the model was trusted."""
+    return actual < ftol * cost and ratio > 0.25

@@ -1,0 +1,52 @@
+"""Phase 0: the affine map θ = offset + scale ⊙ u between user parameters θ and normalized u.
+
+Later phases work in u, where every parameter is O(1): box bounds map to [0, 1] (``bounds``),
+or each parameter is measured in units of its start value (``p0``). Pure numpy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+STRATEGIES = ("auto", "bounds", "p0", "none")
+
+
+@dataclass(frozen=True)
+class Normalization:
+    offset: np.ndarray
+    scale: np.ndarray
+    strategy: str
+
+    def to_u(self, theta: np.ndarray) -> np.ndarray:
+        return (np.asarray(theta, dtype=float) - self.offset) / self.scale
+
+    def to_theta(self, u: np.ndarray) -> np.ndarray:
+        return self.offset + self.scale * np.asarray(u, dtype=float)
+
+
+def _p0_scale(p0: np.ndarray) -> np.ndarray:
+    # A zero start value gives no scale of its own: use 1 there.
+    return np.where(p0 != 0.0, np.abs(p0), 1.0)
+
+
+def make_normalization(strategy: str, p0: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> Normalization:
+    """Build the map for ``strategy``; ``auto`` uses the bounds where both are finite, else p0."""
+    p0 = np.asarray(p0, dtype=float)
+    finite_box = np.isfinite(lower) & np.isfinite(upper)
+    if strategy == "bounds" and not finite_box.all():
+        bad = [int(i) for i in np.flatnonzero(~finite_box)]
+        raise ValueError(f"normalize='bounds' needs finite lower and upper bounds for every parameter; "
+                         f"parameters {bad} have an infinite bound (use 'auto' or 'p0')")
+    if strategy == "none":
+        offset, scale = np.zeros_like(p0), np.ones_like(p0)
+    elif strategy == "p0":
+        offset, scale = np.zeros_like(p0), _p0_scale(p0)
+    elif strategy in ("bounds", "auto"):
+        box = finite_box if strategy == "auto" else np.ones_like(p0, dtype=bool)
+        width = np.where(box, upper - lower, 1.0)
+        offset = np.where(box, lower, 0.0)
+        scale = np.where(box, width, _p0_scale(p0))
+    else:
+        raise ValueError(f"normalize must be one of {STRATEGIES}; got {strategy!r}")
+    return Normalization(offset.astype(float), scale.astype(float), strategy)

@@ -1,0 +1,166 @@
+"""Phase 2: streaming Levenberg–Marquardt in normalized space.
+
+Rank 0 owns the solver (:class:`LevenbergMarquardt`, explicit immutable state, no JAX, no MPI) and
+turns every reduced pass into the next :class:`Command`; all ranks execute the broadcast command.
+Per iteration: a cost pass at the trial point; if the step is accepted, one Jacobian pass there.
+A rejected step costs one cost pass, never a Jacobian pass.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..errors import FitError, InputError
+from ..result import IterationRecord, Status
+from .lm_step import (Step, cost_converged, gradient_cosine, more_scaling, projected_gradient,
+                      propose_step, step_small, update_damping)
+
+
+class Command(NamedTuple):
+    """Rank 0's decision, broadcast before every pass: what all ranks do next."""
+
+    kind: str                 # "cost", "jacobian", "stop" or "error"
+    u: np.ndarray | None = None
+    payload: Any = None       # the Outcome with "stop", the message with "error"
+
+
+class Outcome(NamedTuple):
+    u: np.ndarray
+    cost: float
+    jtj: np.ndarray
+    jtr: np.ndarray
+    status: Status
+    n_iterations: int
+    history: list[IterationRecord]
+    optimality: float
+    solvers: dict[str, int]
+
+
+class LMState(NamedTuple):
+    u: np.ndarray
+    cost: float
+    jtj: np.ndarray
+    jtr: np.ndarray
+    d2: np.ndarray
+    damping: float
+    growth: float
+    iteration: int
+    rejected: int                       # rejections since the last accepted step
+    trial: Step | None
+    pending: Status | None              # ftol/xtol met by the step just accepted
+    accepted: tuple[float, float, float]  # (cost change, step norm, ratio) of the step just accepted
+    history: tuple[IterationRecord, ...]
+
+
+class LevenbergMarquardt:
+    """Rank 0's LM solver with Moré scaling, Nielsen damping and a projected box."""
+
+    def __init__(self, options, lower_u: np.ndarray, upper_u: np.ndarray, table=None):
+        self.opts = options
+        self.lower, self.upper = lower_u, upper_u
+        self.table = table
+        self.t0 = time.perf_counter()
+        self.solvers = {"cholesky": 0, "eigen": 0}
+
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def init(self, u0: np.ndarray, jac) -> tuple[LMState, Command]:
+        state = LMState(u0, jac.cost, jac.jtj, jac.jtr, None, self.opts.initial_damping, 2.0, 0, 0, None,
+                        None, (np.nan, np.nan, np.nan), ())
+        return self.after_jacobian(state, jac, u0)
+
+    def after_jacobian(self, state: LMState, jac, u: np.ndarray) -> tuple[LMState, Command]:
+        d2 = more_scaling(state.d2, jac.jtj)
+        state = state._replace(u=u, cost=jac.cost, jtj=jac.jtj, jtr=jac.jtr, d2=d2, trial=None)
+        pg = projected_gradient(u, jac.jtr, self.lower, self.upper)
+        change, step_norm, ratio = state.accepted
+        rec = IterationRecord(state.iteration, jac.cost, change, float(np.max(np.abs(pg), initial=0.0)),
+                              step_norm, ratio, state.damping, self._elapsed(), state.rejected)
+        if self.table is not None:
+            self.table.row(rec)
+        state = state._replace(history=state.history + (rec,), rejected=0)
+        if gradient_cosine(pg, jac.jtj, jac.cost) < self.opts.gtol:
+            return self._stop(state, Status.GTOL)
+        if state.pending is not None:
+            return self._stop(state, state.pending)
+        return self._propose(state)
+
+    def after_cost(self, state: LMState, trial_cost: float, n_bad: int) -> tuple[LMState, Command]:
+        trial = state.trial
+        new_cost = trial_cost if (n_bad == 0 and np.isfinite(trial_cost)) else np.inf
+        actual = state.cost - new_cost
+        ratio = actual / trial.predicted if np.isfinite(actual) else -np.inf
+        accepted = actual > 0.0
+        damping, growth = update_damping(state.damping, state.growth, ratio, accepted)
+        state = state._replace(damping=damping, growth=growth)
+        if accepted:
+            step_norm = float(np.linalg.norm(trial.step))
+            f_ok = cost_converged(actual, state.cost, ratio, self.opts.ftol)
+            x_ok = step_small(step_norm, float(np.linalg.norm(state.u)), self.opts.xtol)
+            pending = {(True, True): Status.FTOL_XTOL, (True, False): Status.FTOL,
+                       (False, True): Status.XTOL}.get((f_ok, x_ok))
+            state = state._replace(iteration=state.iteration + 1, pending=pending,
+                                   accepted=(-actual, step_norm, ratio))
+            return state, Command("jacobian", trial.trial)
+        state = state._replace(rejected=state.rejected + 1)
+        if self.opts.max_time is not None and self._elapsed() > self.opts.max_time:
+            return self._stop(state, Status.TIME_LIMIT)
+        return self._propose(state)
+
+    def _propose(self, state: LMState) -> tuple[LMState, Command]:
+        if state.iteration >= self.opts.max_iterations:
+            return self._stop(state, Status.MAX_ITERATIONS)
+        if self.opts.max_time is not None and self._elapsed() > self.opts.max_time:
+            return self._stop(state, Status.TIME_LIMIT)
+        step = propose_step(state.u, state.jtj, state.jtr, state.d2, state.damping, self.lower, self.upper)
+        self.solvers[step.solver] += 1
+        # No step can reduce the model further (zero or numerically useless step): the iterate is
+        # as converged as the step resolution allows.
+        if (step_small(float(np.linalg.norm(step.step)), float(np.linalg.norm(state.u)), self.opts.xtol)
+                or not step.predicted > 0.0):
+            return self._stop(state, Status.XTOL)
+        return state._replace(trial=step), Command("cost", step.trial)
+
+    def _stop(self, state: LMState, status: Status) -> tuple[LMState, Command]:
+        pg = projected_gradient(state.u, state.jtr, self.lower, self.upper)
+        outcome = Outcome(state.u, state.cost, state.jtj, state.jtr, status, state.iteration,
+                          list(state.history), gradient_cosine(pg, state.jtj, state.cost), dict(self.solvers))
+        return state, Command("stop", payload=outcome)
+
+
+def _guarded(fn, state, *args):
+    """Run a rank-0 decision; an exception becomes an "error" command so no rank is left waiting."""
+    try:
+        return fn(state, *args) if state is not None else fn(*args)
+    except Exception as exc:  # noqa: BLE001 - any failure must reach every rank
+        return state, Command("error", payload=f"rank 0's step computation failed: {type(exc).__name__}: {exc}")
+
+
+def run_trust_region(comm, evaluator, u0: np.ndarray, options, lower_u, upper_u, table) -> Outcome:
+    """Collective: phase 2 from ``u0``; every rank returns the same :class:`Outcome`."""
+    first = evaluator.jacobian_pass(u0)
+    if first.n_bad:
+        raise InputError(f"the model returned non-finite values or derivatives at p0 for {first.n_bad} "
+                         f"points (first at global point index {first.first_bad}); check p0 and the model")
+    solver = LevenbergMarquardt(options, lower_u, upper_u, table if comm.is_root else None)
+    state, cmd = _guarded(solver.init, None, u0, first) if comm.is_root else (None, None)
+    cmd = comm.bcast(cmd)
+    while cmd.kind in ("cost", "jacobian"):
+        if cmd.kind == "cost":
+            res = evaluator.cost_pass(cmd.u)
+            if comm.is_root:
+                state, cmd = _guarded(solver.after_cost, state, res.cost, res.n_bad)
+        else:
+            res = evaluator.jacobian_pass(cmd.u)
+            if res.n_bad:
+                raise FitError(f"the model's residuals or derivatives became non-finite at an accepted "
+                               f"point for {res.n_bad} points (first at global point index {res.first_bad})")
+            if comm.is_root:
+                state, cmd = _guarded(solver.after_jacobian, state, res, cmd.u)
+        cmd = comm.bcast(cmd)
+    if cmd.kind == "error":
+        raise FitError(cmd.payload)
+    return cmd.payload

@@ -1,0 +1,111 @@
+"""What a fit returns: :class:`FitResult`, its termination :class:`Status`, history and timings."""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class Status(enum.IntEnum):
+    """Why the fit stopped; codes 0–4 mean what they mean in scipy.optimize.least_squares."""
+
+    MAX_ITERATIONS = 0
+    GTOL = 1
+    FTOL = 2
+    XTOL = 3
+    FTOL_XTOL = 4
+    TIME_LIMIT = 5
+
+    @property
+    def message(self) -> str:
+        return _MESSAGES[self]
+
+    @property
+    def success(self) -> bool:
+        return self in (Status.GTOL, Status.FTOL, Status.XTOL, Status.FTOL_XTOL)
+
+
+_MESSAGES = {
+    Status.MAX_ITERATIONS: "The maximum number of iterations (`max_iterations`) is exceeded.",
+    Status.GTOL: "`gtol` termination condition is satisfied.",
+    Status.FTOL: "`ftol` termination condition is satisfied.",
+    Status.XTOL: "`xtol` termination condition is satisfied.",
+    Status.FTOL_XTOL: "Both `ftol` and `xtol` termination conditions are satisfied.",
+    Status.TIME_LIMIT: "The wall-time limit (`max_time`) is exceeded.",
+}
+
+
+@dataclass(frozen=True)
+class IterationRecord:
+    """One row of the per-iteration table (iteration 0 is the start point)."""
+
+    iteration: int
+    cost: float
+    cost_change: float
+    gradient_norm: float    # ‖projected g‖∞ in normalized space
+    step_norm: float        # ‖s‖₂ in normalized space
+    ratio: float            # actual / predicted reduction
+    damping: float          # λ
+    seconds: float          # since the start of phase 2
+    rejected: int           # trial steps rejected before this one was accepted
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Result of a fit, identical on every rank. Unpacks as ``popt, pcov = result``."""
+
+    popt: np.ndarray
+    pcov: np.ndarray
+    perr: np.ndarray
+    cost: float
+    chi2: float
+    dof: int
+    success: bool
+    status: Status
+    message: str
+    n_iterations: int
+    nfev: int                      # cost evaluations: cost passes + Jacobian passes
+    njev: int                      # Jacobian passes
+    history: list[IterationRecord]
+    timings: dict[str, float]
+    active_mask: np.ndarray        # −1 at a lower bound, +1 at an upper bound, 0 free (as scipy)
+    rank: int                      # numerical rank of the normalized JᵀWJ
+    rank_deficient: bool
+    n_points: int
+    n_params: int
+    method: str
+    loss: str
+    grad: np.ndarray               # JᵀWr at popt, in user parameters
+    optimality: float              # scale-invariant gradient test value at popt
+    compile_counts: dict[str, int] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __iter__(self):
+        yield self.popt
+        yield self.pcov
+
+    @property
+    def reduced_chi2(self) -> float:
+        return self.chi2 / self.dof if self.dof > 0 else float("nan")
+
+    def brief(self) -> str:
+        """One line, like Ceres' BriefReport."""
+        return (f"hpcfit: {self.status.name} after {self.n_iterations} iterations, cost {self.cost:.6e}, "
+                f"{self.njev} Jacobian + {self.nfev - self.njev} cost passes, "
+                f"{self.timings.get('total', float('nan')):.3f} s")
+
+    def report(self, names: list[str] | None = None) -> str:
+        """A full multi-line summary: parameters with errors, termination, passes and timings."""
+        names = names or [f"p[{i}]" for i in range(self.n_params)]
+        width = max(len(n) for n in names)
+        lines = [self.brief(), f"  {self.message}",
+                 f"  points {self.n_points}, parameters {self.n_params}, dof {self.dof}, "
+                 f"chi2 {self.chi2:.6e}, reduced chi2 {self.reduced_chi2:.6e}, loss {self.loss}",
+                 f"  JᵀWJ rank {self.rank}/{self.n_params}" + (" (RANK DEFICIENT)" if self.rank_deficient else "")]
+        for name, value, err, act in zip(names, self.popt, self.perr, self.active_mask):
+            flag = {-1: "  at lower bound", 1: "  at upper bound"}.get(int(act), "")
+            lines.append(f"  {name:>{width}} = {value: .10e} ± {err:.3e}{flag}")
+        lines.append("  timings: " + ", ".join(f"{k} {v:.4g}" for k, v in self.timings.items()))
+        return "\n".join(lines)
