@@ -134,14 +134,15 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
         t_solve = time.perf_counter()
 
         cov = covariance(outcome.jtj, norm.scale, outcome.cost, local.n_points, absolute_sigma, opts.cov_rcond)
-        popt = norm.to_theta(outcome.u)
+        active = np.where(outcome.u <= lower_u, -1, np.where(outcome.u >= upper_u, 1, 0))
+        # The affine map can round a bound by an ulp: report active parameters exactly on it.
+        popt = np.where(active < 0, lower, np.where(active > 0, upper, np.clip(norm.to_theta(outcome.u), lower, upper)))
         rank_deficient = cov.rank < p
         if rank_deficient:
             warnings.warn(f"JᵀWJ is rank deficient at the solution (rank {cov.rank} of {p}); parameters "
                           f"{cov.null_parameters} are not determined by the data. pcov is the Moore-Penrose "
                           "pseudo-inverse and is zero along the undetermined directions.",
                           RankDeficientWarning, stacklevel=2)
-        active = np.where(outcome.u <= lower_u, -1, np.where(outcome.u >= upper_u, 1, 0))
         t_end = time.perf_counter()
         stats = evaluator.stats
         table.line(f"{outcome.status.message} cost {outcome.cost:.8e} after {outcome.n_iterations} "

@@ -61,6 +61,14 @@ def propose_step(u, jtj, g, d2, damping, lower, upper) -> Step:
     """A damped Gauss–Newton step from u, projected onto the box [lower, upper]."""
     free = ~active_bounds(u, g, lower, upper)
     delta, solver = solve_damped(jtj, g, d2, damping, free)
+    # A parameter on a bound whose step points outside is held there and the rest re-solved;
+    # otherwise clipping alone can turn a descent step into an ascent step.
+    for _ in range(u.size):
+        blocked = free & (((u <= lower) & (delta < 0.0)) | ((u >= upper) & (delta > 0.0)))
+        if not blocked.any():
+            break
+        free &= ~blocked
+        delta, solver = solve_damped(jtj, g, d2, damping, free)
     trial = np.clip(u + delta, lower, upper)
     s = trial - u
     predicted = -(g @ s + 0.5 * s @ jtj @ s)

@@ -115,14 +115,18 @@ class LevenbergMarquardt:
             return self._stop(state, Status.MAX_ITERATIONS)
         if self.opts.max_time is not None and self._elapsed() > self.opts.max_time:
             return self._stop(state, Status.TIME_LIMIT)
-        step = propose_step(state.u, state.jtj, state.jtr, state.d2, state.damping, self.lower, self.upper)
-        self.solvers[step.solver] += 1
-        # No step can reduce the model further (zero or numerically useless step): the iterate is
-        # as converged as the step resolution allows.
-        if (step_small(float(np.linalg.norm(step.step)), float(np.linalg.norm(state.u)), self.opts.xtol)
-                or not step.predicted > 0.0):
-            return self._stop(state, Status.XTOL)
-        return state._replace(trial=step), Command("cost", step.trial)
+        u_norm = float(np.linalg.norm(state.u))
+        while True:
+            step = propose_step(state.u, state.jtj, state.jtr, state.d2, state.damping, self.lower, self.upper)
+            self.solvers[step.solver] += 1
+            if step_small(float(np.linalg.norm(step.step)), u_norm, self.opts.xtol):
+                return self._stop(state, Status.XTOL)
+            if step.predicted > 0.0:
+                return state._replace(trial=step), Command("cost", step.trial)
+            # The (projected) model predicts no decrease: damp harder without spending a pass;
+            # for large damping the step turns to the projected steepest descent, which decreases it.
+            damping, growth = update_damping(state.damping, state.growth, -1.0, False)
+            state = state._replace(damping=damping, growth=growth)
 
     def _stop(self, state: LMState, status: Status) -> tuple[LMState, Command]:
         pg = projected_gradient(state.u, state.jtr, self.lower, self.upper)

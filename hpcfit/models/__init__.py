@@ -1,0 +1,3 @@
+"""Built-in models, written with jax.numpy as f(x, *params) exactly as scipy's curve_fit takes them."""
+from .basic import exponential_decay as exponential_decay
+from .basic import gaussian_peaks as gaussian_peaks
