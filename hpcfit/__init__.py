@@ -8,3 +8,4 @@ from .errors import RankDeficientWarning as RankDeficientWarning
 from .options import FitOptions as FitOptions
 from .result import FitResult as FitResult
 from .result import Status as Status
+from . import models as models

@@ -70,17 +70,19 @@ def _check_parameters(f, p0, bounds):
     if np.any(lower >= upper):
         i = int(np.argmax(lower >= upper))
         raise InputError(f"`bounds`: each lower bound must be strictly less than its upper bound; "
-                         f"parameter {i} has lower {lower[i]!r} >= upper {upper[i]!r}")
+                         f"parameter {i} has lower {float(lower[i])!r} >= upper {float(upper[i])!r}")
     outside = (p0 < lower) | (p0 > upper)
     if np.any(outside):
         i = int(np.argmax(outside))
-        raise InputError(f"`p0` is outside the bounds: p0[{i}] = {p0[i]!r} is not in "
-                         f"[{lower[i]!r}, {upper[i]!r}]")
+        raise InputError(f"`p0` is outside the bounds: p0[{i}] = {float(p0[i])!r} is not in "
+                         f"[{float(lower[i])!r}, {float(upper[i])!r}]")
     return p0, lower, upper
 
 
-def _local_checks(f, p0, bounds, method, loss, f_scale, options):
+def _local_checks(f, p0, bounds, method, loss, f_scale, distribute, options):
     try:
+        if distribute not in ("global", "local"):
+            raise InputError(f"`distribute` must be 'global' or 'local'; got {distribute!r}")
         opts = make_options(method=method, loss=loss, f_scale=f_scale, **options)
         p0, lower, upper = _check_parameters(f, p0, bounds)
         norm = make_normalization(opts.normalize, p0, lower, upper)
@@ -106,11 +108,12 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
     """
     t_start = time.perf_counter()
     with Communicator(comm) as hc:
-        checked, err = _local_checks(f, p0, bounds, method, loss, f_scale, options)
+        checked, err = _local_checks(f, p0, bounds, method, loss, f_scale, distribute, options)
         hc.raise_if_any(err)
         opts, p0, lower, upper, norm = checked
-        hc.check_same((repr(opts), p0.tobytes(), lower.tobytes(), upper.tobytes(), bool(absolute_sigma),
-                       distribute), "the fit's options, p0, bounds, absolute_sigma or distribute")
+        hc.check_same({"p0": p0.tobytes(), "bounds": (lower.tobytes(), upper.tobytes()),
+                       "absolute_sigma": bool(absolute_sigma), "distribute": distribute, "options": repr(opts)},
+                      "every rank must call curve_fit with the same p0, bounds and options")
         p = p0.size
         chunk_size = opts.chunk_size_for(p)
 
@@ -140,8 +143,9 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
         rank_deficient = cov.rank < p
         if rank_deficient:
             warnings.warn(f"JᵀWJ is rank deficient at the solution (rank {cov.rank} of {p}); parameters "
-                          f"{cov.null_parameters} are not determined by the data. pcov is the Moore-Penrose "
-                          "pseudo-inverse and is zero along the undetermined directions.",
+                          f"{cov.null_parameters} are not determined by the data. pcov is a pseudo-inverse "
+                          "(taken with unit-diagonal scaling) and carries no variance along the undetermined "
+                          "directions.",
                           RankDeficientWarning, stacklevel=2)
         t_end = time.perf_counter()
         stats = evaluator.stats
@@ -178,9 +182,9 @@ def _check_model_shape(f, x_shape: tuple, p: int) -> InputError | None:
     try:
         shape = model_output_shape(f, x_shape, p)
     except Exception as exc:  # noqa: BLE001 - any failure to trace the model is the user's to see
-        return InputError(f"calling the model f(x, *p0) failed while tracing it with JAX: "
-                          f"{type(exc).__name__}: {exc}. f must be JAX-traceable (use jax.numpy) and "
-                          f"take {p} parameters after x")
+        return InputError(f"calling the model f(x, *p0) with len(p0) = {p} parameters failed while tracing it "
+                          f"with JAX: {type(exc).__name__}: {exc}. f must be JAX-traceable (use jax.numpy) and "
+                          f"take x followed by one argument per entry of p0")
     if shape != (x_shape[-1],):
         return InputError(f"the model f must return one value per point: for xdata chunks of shape {x_shape} "
                           f"it must return shape ({x_shape[-1]},), but it returned shape {shape}")

@@ -94,15 +94,15 @@ class Communicator:
             self.raise_if_any(local_error)
         return recv[:-1].reshape(slots.shape)
 
-    def check_same(self, values: Sequence, what: str) -> None:
-        """Collective: raise InputError on every rank if ``values`` differ between ranks."""
-        gathered = self.allgather(tuple(values))
-        for rank, other in enumerate(gathered):
-            if other != gathered[0]:
-                raise InputError(
-                    f"{what} differs between ranks: rank 0 has {gathered[0]!r}, rank {rank} has "
-                    f"{other!r}; with distribute='global' every rank must pass the same arrays "
-                    "(use distribute='local' to pass one shard per rank)")
+    def check_same(self, values: dict[str, Any], hint: str) -> None:
+        """Collective: raise InputError on every rank naming the first entry of ``values`` that
+        differs between ranks. Values must be comparable with ``==`` (bytes, tuples, strings)."""
+        gathered = self.allgather(values)
+        for name in values:
+            for rank, other in enumerate(gathered):
+                if other.get(name) != gathered[0].get(name):
+                    raise InputError(f"`{name}` differs between ranks (rank 0 and rank {rank} passed different "
+                                     f"values); {hint}")
 
 
 def mpi_summary() -> dict:

@@ -106,19 +106,15 @@ def check_arrays(xdata, ydata, sigma, *, index_offset: int = 0):
     if sig is not None and np.any(sig <= 0):
         i = int(np.argmax(sig <= 0))
         return None, None, None, InputError(
-            f"`sigma` must be > 0 everywhere; sigma[{i + index_offset}] = {sig[i]!r}")
+            f"`sigma` must be > 0 everywhere; sigma[{i + index_offset}] = {float(sig[i])!r}")
     return x, y, sig, None
 
 
-def checksum(*arrays: np.ndarray | None) -> tuple:
-    """Shapes and a CRC32 of the bytes: a cheap fingerprint to compare arrays across ranks."""
-    out = []
-    for arr in arrays:
-        if arr is None:
-            out.append(None)
-        else:
-            out.append((arr.shape, zlib.crc32(np.ascontiguousarray(arr).view(np.uint8).ravel())))
-    return tuple(out)
+def checksum(arr: np.ndarray | None) -> tuple | None:
+    """Shape and a CRC32 of the bytes: a cheap fingerprint to compare an array across ranks."""
+    if arr is None:
+        return None
+    return arr.shape, zlib.crc32(np.ascontiguousarray(arr).view(np.uint8).ravel())
 
 
 def _cut_chunks(x, y, sig, chunk_size: int, global_start: int) -> list[Chunk]:
@@ -148,13 +144,13 @@ def distribute_arrays(comm: Communicator, xdata, ydata, sigma, *, chunk_size: in
 
     Returns the chunks and ``x_shape_tail`` (the x shape without the points axis).
     """
-    if distribute not in ("global", "local"):
-        comm.raise_if_any(InputError(f"`distribute` must be 'global' or 'local'; got {distribute!r}"))
     x, y, sig, err = check_arrays(xdata, ydata, sigma)
     comm.raise_if_any(err)
 
     if distribute == "global":
-        comm.check_same((checksum(x, y, sig),), "the data (xdata, ydata, sigma: shapes or checksum)")
+        comm.check_same({"xdata": checksum(x), "ydata": checksum(y), "sigma": checksum(sig)},
+                        "with distribute='global' every rank must pass the same arrays (shape and CRC32 "
+                        "are compared); use distribute='local' to pass one shard per rank")
         n = y.shape[0]
         grid = ChunkGrid(n, chunk_size, comm.size)
         runs = [grid.rank_chunks(r) for r in range(comm.size)]

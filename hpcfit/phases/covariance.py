@@ -3,7 +3,9 @@
 pcov = s²·S·(JᵀWJ)⁺·S in user parameters, with s² = 2·cost/(n − p) unless ``absolute_sigma``.
 The pseudo-inverse is taken of the Jacobi-equilibrated matrix (unit diagonal) with an eigenvalue
 cutoff relative to its largest eigenvalue: the cutoff depends on conditioning only, not on n
-(scipy's curve_fit cutoff ε·max(n, p)·σ₁ grows with n). Ceres makes the same choice.
+(scipy's curve_fit cutoff ε·max(n, p)·σ₁ grows with n); Ceres' dense-SVD covariance likewise cuts
+on a reciprocal condition number. When directions are dropped, pcov is D·(D·A·D)⁺·D with
+D = diag(A)^(-1/2): a generalized inverse that does not depend on the parameters' units.
 """
 from __future__ import annotations
 

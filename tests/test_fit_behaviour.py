@@ -1,0 +1,150 @@
+"""Behaviour of a fit beyond agreement with scipy: termination, compilation, reporting."""
+import warnings
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import hpcfit
+from hpcfit import Status
+
+
+def _data(n=4000, seed=0):
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0.0, 4.0, n)
+    return x, 2.5 * np.exp(-1.3 * x) + 0.5 + 0.05 * rng.standard_normal(n)
+
+
+def test_second_fit_with_same_shapes_compiles_nothing():
+    def fresh_model(x, a, b, c):          # a new function object: nothing cached for it yet
+        return a * jnp.exp(-b * x) + c
+
+    x, y = _data()
+    first = hpcfit.curve_fit(fresh_model, x, y, p0=[1, 1, 0], chunk_size=512, verbose=0)
+    assert first.compile_counts == {"jacobian": 1, "cost": 1}
+    assert first.n_iterations >= 3                           # many passes, still one compilation each
+    x2, y2 = _data(seed=1)
+    second = hpcfit.curve_fit(fresh_model, x2, y2 + 1.0, p0=[2, 1, 1], chunk_size=512, verbose=0)
+    assert second.compile_counts == {"jacobian": 0, "cost": 0}
+    assert second.success
+
+
+def test_result_unpacks_and_reports_passes():
+    x, y = _data()
+    res = hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0], verbose=0)
+    popt, pcov = res
+    assert popt is res.popt and pcov is res.pcov
+    assert res.njev == res.n_iterations + 1                  # one Jacobian pass per accepted step + start
+    assert res.nfev == res.njev + sum(1 for _ in res.history[1:]) + sum(h.rejected for h in res.history)
+    assert res.chi2 == pytest.approx(2 * res.cost) and res.dof == x.size - 3
+    assert [h.iteration for h in res.history] == list(range(res.n_iterations + 1))
+    assert all(b.cost < a.cost for a, b in zip(res.history, res.history[1:]))
+    assert res.info["jacobian_points_per_second"] > 0
+    assert "a1" not in res.report() and "p[2]" in res.report()
+
+
+def test_iteration_table_is_printed_unless_quiet(capsys):
+    x, y = _data()
+    hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0])
+    out = capsys.readouterr().out
+    assert "iter" in out and "Δcost" in out and "termination condition" in out
+    hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0], verbose=0)
+    assert capsys.readouterr().out == ""
+
+
+def test_max_iterations_stops_with_status_0():
+    x, y = _data()
+    res = hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0], max_iterations=1, verbose=0)
+    assert res.status == Status.MAX_ITERATIONS and res.status == 0 and not res.success
+    assert res.n_iterations == 1 and "max_iterations" in res.message
+
+
+def test_wall_time_limit():
+    x, y = _data()
+    res = hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0], max_time=1e-9, verbose=0)
+    assert res.status == Status.TIME_LIMIT and not res.success and "max_time" in res.message
+
+
+def test_tolerances_select_the_status():
+    x, y = _data()
+    loose_f = hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0], ftol=1e-3, xtol=0, gtol=0,
+                               verbose=0)
+    assert loose_f.status == Status.FTOL
+    loose_g = hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0], ftol=0, xtol=0, gtol=1e-2,
+                               verbose=0)
+    assert loose_g.status == Status.GTOL and loose_g.optimality < 1e-2
+
+
+def test_rank_deficient_fit_is_reported_and_warned():
+    def redundant(x, a, b, c):            # only the product a·b is determined
+        return a * b * jnp.exp(-c * x)
+
+    x, y = _data()
+    with pytest.warns(hpcfit.RankDeficientWarning, match="rank 2 of 3"):
+        res = hpcfit.curve_fit(redundant, x, y - 0.5, p0=[1.0, 2.0, 1.0], verbose=0)
+    assert res.rank_deficient and res.rank == 2 and set(res.info["null_parameters"]) == {0, 1}
+    assert "RANK DEFICIENT" in res.report()
+
+
+def test_full_rank_fit_does_not_warn():
+    x, y = _data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0], verbose=0)
+    assert not res.rank_deficient and res.rank == 3
+
+
+def test_non_finite_trial_points_are_rejected_not_fatal():
+    """sqrt(b − x) is NaN for trial b below max(x): those trials must be rejected and the fit go on."""
+    def model(x, a, b):
+        return a * jnp.sqrt(b - x)
+
+    x = np.linspace(0.0, 1.0, 2000)
+    y = 2.0 * np.sqrt(1.05 - x)
+    res = hpcfit.curve_fit(model, x, y, p0=[0.5, 3.0], bounds=([0, 1.0], [10, 10]), verbose=0,
+                           xtol=1e-12, ftol=1e-12, gtol=1e-12)
+    assert res.success
+    np.testing.assert_allclose(res.popt, [2.0, 1.05], rtol=1e-8)
+
+
+@pytest.mark.parametrize("mode", ["forward", "per_point_reverse"])
+def test_jacobian_modes_agree(mode):
+    x, y = _data()
+    ref = hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0], verbose=0)
+    res = hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0], verbose=0, jacobian_mode=mode)
+    np.testing.assert_allclose(res.popt, ref.popt, rtol=1e-10)
+    np.testing.assert_allclose(res.pcov, ref.pcov, rtol=1e-8)
+
+
+@pytest.mark.parametrize("normalize", ["auto", "bounds", "p0", "none"])
+def test_normalization_does_not_change_the_answer(normalize):
+    x, y = _data()
+    bounds = ([0.0, 0.0, -2.0], [10.0, 10.0, 2.0])
+    ref = hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0.1], bounds=bounds, verbose=0,
+                           ftol=1e-14, xtol=1e-14, gtol=1e-12)
+    res = hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0.1], bounds=bounds, verbose=0,
+                           normalize=normalize, ftol=1e-14, xtol=1e-14, gtol=1e-12)
+    np.testing.assert_allclose(res.popt, ref.popt, rtol=1e-9)
+    np.testing.assert_allclose(res.pcov, ref.pcov, rtol=1e-6)
+
+
+def test_chunk_size_does_not_change_the_answer_beyond_rounding():
+    x, y = _data(4001)
+    a = hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0], chunk_size=100, verbose=0)
+    b = hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0], chunk_size=4001, verbose=0)
+    np.testing.assert_allclose(a.popt, b.popt, rtol=1e-10)
+
+
+def test_user_arrays_are_not_modified():
+    x, y = _data()
+    sigma = np.full(x.size, 0.05)
+    copies = [a.copy() for a in (x, y, sigma)]
+    hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0], sigma=sigma, verbose=0)
+    for a, b in zip((x, y, sigma), copies):
+        assert np.array_equal(a, b)
+
+
+def test_p0_none_counts_parameters_from_the_signature():
+    x, y = _data()
+    res = hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, verbose=0)
+    assert res.popt.shape == (3,) and res.success

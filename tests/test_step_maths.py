@@ -1,0 +1,131 @@
+"""Rank 0's numerics alone (no JAX, no MPI): damped solves, bounds, damping, tests, covariance."""
+import numpy as np
+import pytest
+
+from hpcfit.phases.covariance import covariance
+from hpcfit.phases.lm_step import (active_bounds, cost_converged, gradient_cosine, more_scaling, propose_step,
+                                   solve_damped, step_small, update_damping)
+from hpcfit.phases.normalize import make_normalization
+
+
+def _spd(p, seed=0):
+    a = np.random.default_rng(seed).standard_normal((3 * p, p))
+    return a.T @ a
+
+
+def test_damped_solve_matches_dense_solve():
+    A, g = _spd(5), np.arange(1.0, 6.0)
+    d2 = np.diag(A).copy()
+    delta, solver = solve_damped(A, g, d2, 0.1, np.ones(5, bool))
+    np.testing.assert_allclose(delta, np.linalg.solve(A + 0.1 * np.diag(d2), -g), rtol=1e-12)
+    assert solver == "cholesky"
+
+
+def test_singular_system_falls_back_to_minimum_norm_eigen_solve():
+    A = np.array([[1.0, 1.0], [1.0, 1.0]])                  # rank 1
+    delta, solver = solve_damped(A, np.array([1.0, 1.0]), np.ones(2), 0.0, np.ones(2, bool))
+    assert solver == "eigen"
+    np.testing.assert_allclose(delta, [-0.5, -0.5], rtol=1e-12)   # pinv(A) @ -g
+
+
+def test_held_parameters_get_zero_step():
+    A, g = _spd(4, 1), np.ones(4)
+    free = np.array([True, False, True, True])
+    delta, _ = solve_damped(A, g, np.diag(A), 0.0, free)
+    assert delta[1] == 0.0
+    idx = [0, 2, 3]
+    np.testing.assert_allclose(delta[idx], np.linalg.solve(A[np.ix_(idx, idx)], -g[idx]), rtol=1e-12)
+
+
+def test_active_bounds_and_projected_step_stay_feasible():
+    lower, upper = np.zeros(3), np.ones(3)
+    u = np.array([0.0, 0.5, 1.0])
+    g = np.array([1.0, 1.0, -1.0])                          # pushes 0 below and 2 above their bounds
+    assert list(active_bounds(u, g, lower, upper)) == [True, False, True]
+    step = propose_step(u, np.eye(3), g, np.ones(3), 0.0, lower, upper)
+    assert np.all(step.trial >= lower) and np.all(step.trial <= upper)
+    assert step.step[0] == 0.0 and step.step[2] == 0.0 and step.predicted > 0
+
+
+def test_nielsen_damping_update():
+    assert update_damping(1.0, 2.0, 1.0, True) == (1.0 / 3.0, 2.0)
+    assert update_damping(1.0, 2.0, 0.5, True) == (1.0, 2.0)
+    assert update_damping(1.0, 2.0, -1.0, False) == (2.0, 4.0)
+    assert update_damping(2.0, 4.0, -1.0, False) == (8.0, 8.0)
+
+
+def test_more_scaling_is_monotone_and_positive():
+    d = more_scaling(None, np.diag([4.0, 0.0]))
+    assert list(d) == [4.0, 1.0]
+    assert list(more_scaling(d, np.diag([1.0, 9.0]))) == [4.0, 9.0]
+
+
+def test_termination_tests_follow_scipy():
+    assert step_small(1e-9, 1.0, 1e-8) and not step_small(1e-7, 1.0, 1e-8)
+    assert cost_converged(1e-10, 1.0, 0.5, 1e-8) and not cost_converged(1e-10, 1.0, 0.1, 1e-8)
+    # cosine between the residual and the Jacobian columns: |gᵢ| / (‖Jᵢ‖ ‖r‖)
+    J = np.array([[1.0, 0.0], [0.0, 2.0], [0.0, 0.0]])
+    r = np.array([0.0, 1.0, 1.0])
+    cos = gradient_cosine(J.T @ r, J.T @ J, 0.5 * r @ r)
+    assert cos == pytest.approx(1.0 / np.sqrt(2.0))
+    assert gradient_cosine(np.zeros(2), J.T @ J, 0.0) == 0.0
+
+
+def test_covariance_is_the_linear_regression_closed_form():
+    rng = np.random.default_rng(3)
+    X = np.column_stack([np.ones(50), rng.uniform(0, 10, 50), rng.uniform(-1, 1, 50)])
+    y = X @ [1.0, 2.0, -3.0] + 0.1 * rng.standard_normal(50)
+    beta = np.linalg.lstsq(X, y, rcond=None)[0]
+    r = X @ beta - y
+    s2 = r @ r / (50 - 3)
+    expected = s2 * np.linalg.inv(X.T @ X)
+    scale = np.array([2.0, 0.5, 10.0])                      # θ = scale·u: J_u = X·diag(scale)
+    Xu = X * scale
+    cov = covariance(Xu.T @ Xu, scale, 0.5 * r @ r, 50, False, 1e-12)
+    np.testing.assert_allclose(cov.pcov, expected, rtol=1e-10)
+    assert cov.rank == 3 and cov.null_parameters == []
+    cov_abs = covariance(Xu.T @ Xu, scale, 0.5 * r @ r, 50, True, 1e-12)
+    np.testing.assert_allclose(cov_abs.pcov, np.linalg.inv(X.T @ X), rtol=1e-10)
+
+
+def test_covariance_reports_rank_deficiency():
+    X = np.column_stack([np.ones(20), np.arange(20.0), 2.0 * np.arange(20.0)])   # columns 1, 2 collinear
+    cov = covariance(X.T @ X, np.ones(3), 1.0, 20, True, 1e-12)
+    assert cov.rank == 2
+    assert cov.null_parameters == [1, 2]
+    A, G = X.T @ X, cov.pcov
+    np.testing.assert_allclose(A @ G @ A, A, rtol=1e-8, atol=1e-8)       # a generalized inverse
+    np.testing.assert_allclose(G @ A @ G, G, rtol=1e-8, atol=1e-12)
+    # taken in the unit-diagonal (equilibrated) metric, so it does not depend on parameter units
+    d = 1.0 / np.sqrt(np.diag(A))
+    np.testing.assert_allclose(G, d[:, None] * np.linalg.pinv(d[:, None] * A * d, rcond=1e-12) * d, rtol=1e-8,
+                               atol=1e-12)
+
+
+def test_covariance_cutoff_does_not_grow_with_n():
+    """A well-determined but ill-conditioned pair (cond ~1e9) keeps full rank at any n."""
+    for n in (10**3, 10**6):
+        t = np.linspace(0, 1, 1000)
+        X = np.column_stack([np.ones_like(t), 1 + 1e-4 * t])
+        jtj = X.T @ X * (n / 1000)
+        assert covariance(jtj, np.ones(2), 1.0, n, True, 1e-12).rank == 2
+
+
+@pytest.mark.parametrize("strategy", ["auto", "bounds", "p0", "none"])
+def test_normalization_round_trip(strategy):
+    p0 = np.array([2.0, -3.0, 0.0])
+    lower, upper = np.array([0.0, -10.0, -1.0]), np.array([5.0, 10.0, 1.0])
+    norm = make_normalization(strategy, p0, lower, upper)
+    np.testing.assert_allclose(norm.to_theta(norm.to_u(p0)), p0, atol=1e-15)
+    if strategy in ("auto", "bounds"):
+        np.testing.assert_allclose(norm.to_u(lower), 0.0)
+        np.testing.assert_allclose(norm.to_u(upper), 1.0)
+    if strategy == "p0":
+        assert list(norm.scale) == [2.0, 3.0, 1.0]
+
+
+def test_auto_normalization_mixes_bounds_and_p0():
+    norm = make_normalization("auto", np.array([4.0, 2.0]), np.array([0.0, -np.inf]), np.array([10.0, np.inf]))
+    assert list(norm.scale) == [10.0, 2.0] and list(norm.offset) == [0.0, 0.0]
+    with pytest.raises(ValueError, match="normalize='bounds'"):
+        make_normalization("bounds", np.array([4.0, 2.0]), np.array([0.0, -np.inf]), np.array([10.0, np.inf]))
