@@ -125,11 +125,10 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
         else:
             err = _check_model_shape(f, x_tail + (chunk_size,), p)
         hc.raise_if_any(err)
-        t_setup = time.perf_counter()
-
         traces_before = dict(TRACE_COUNTS)
         evaluator = PassEvaluator(hc, local, f, opts.loss, opts.f_scale, norm.offset, norm.scale,
                                   opts.jacobian_mode)
+        t_setup = time.perf_counter()
         lower_u, upper_u = norm.to_u(lower), norm.to_u(upper)
         u0 = np.clip(norm.to_u(p0), lower_u, upper_u)  # rounding of the map must not leave the box
         table = IterationTable(bool(opts.verbose) and hc.is_root)

@@ -33,11 +33,15 @@ class FitOptions:
     verbose: int = 1               # 0: quiet; 1: rank 0 prints the per-iteration table
 
     def chunk_size_for(self, n_params: int) -> int:
-        """The chunk size: the option, or a power of two keeping a chunk's Jacobian near 16 MiB."""
+        """The chunk size: the option, or the power of two at or below 2¹⁹/(p+1) within [2¹², 2¹⁶].
+
+        Measured on a 2-core CPU (docs/benchmarks.md): 65536 points was fastest for p = 3 and
+        32768 for p = 9; larger chunks fall out of cache, smaller ones pay dispatch overhead.
+        """
         if self.chunk_size is not None:
             return self.chunk_size
-        target = (1 << 21) // (n_params + 1)
-        return max(1 << 12, min(1 << 18, 1 << max(target.bit_length() - 1, 0)))
+        target = (1 << 19) // (n_params + 1)
+        return max(1 << 12, min(1 << 16, 1 << (target.bit_length() - 1)))
 
 
 def _positive(name, value, allow_zero=False):
