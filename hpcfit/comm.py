@@ -20,6 +20,9 @@ class Communicator:
     """hpcfit's view of a communicator. ``Communicator(None)`` is serial."""
 
     def __init__(self, comm=None):
+        if comm is not None and not all(hasattr(comm, a) for a in ("Dup", "Get_rank", "Allreduce")):
+            raise InputError(f"`comm` must be an mpi4py communicator (e.g. MPI.COMM_WORLD) or None; "
+                             f"got {type(comm).__name__}")
         self._comm = None if comm is None else comm.Dup()
         self.rank = 0 if comm is None else self._comm.Get_rank()
         self.size = 1 if comm is None else self._comm.Get_size()

@@ -18,6 +18,7 @@ import numpy as np
 from ..comm import Communicator
 from ..data.arrays import LocalChunks
 from ..data.grid import TreeAccumulator, combine_blocks
+from ..errors import FitError
 from .chunk import cost_kernel, jacobian_kernel
 
 
@@ -100,8 +101,6 @@ class PassEvaluator:
         try:
             self._fill_blocks(kernel, jnp.asarray(u, dtype=jnp.float64), slots)
         except Exception as exc:  # a failure on this rank must not leave the others waiting
-            from ..errors import FitError
-
             local_error = FitError(f"evaluating the model failed: {type(exc).__name__}: {exc}")
         t0 = time.perf_counter()
         reduced = self.comm.reduce_slots(slots, local_error)
