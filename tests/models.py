@@ -1,4 +1,7 @@
-"""Test problems: each model in jax.numpy (for hpcfit), numpy with an exact Jacobian (for scipy)."""
+"""Test problems: each model in jax.numpy (for hpcfit), numpy with an exact Jacobian (for scipy).
+
+The benchmarks import the numpy references from here too (``exp_np``, ``gauss3_np`` and their Jacobians).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -29,11 +32,11 @@ def _exp_jax(x, a, b, c):
     return a * jnp.exp(-b * x) + c
 
 
-def _exp_np(x, a, b, c):
+def exp_np(x, a, b, c):
     return a * np.exp(-b * x) + c
 
 
-def _exp_jac(x, a, b, c):
+def exp_jac(x, a, b, c):
     e = np.exp(-b * x)
     return np.stack([e, -a * x * e, np.ones_like(x)], axis=1)
 
@@ -46,7 +49,7 @@ def _gauss3_jax(x, *p):
     return out
 
 
-def _gauss3_np(x, *p):
+def gauss3_np(x, *p):
     out = np.zeros_like(x)
     for i in range(3):
         a, m, s = p[3 * i: 3 * i + 3]
@@ -54,7 +57,7 @@ def _gauss3_np(x, *p):
     return out
 
 
-def _gauss3_jac(x, *p):
+def gauss3_jac(x, *p):
     cols = []
     for i in range(3):
         a, m, s = p[3 * i: 3 * i + 3]
@@ -139,16 +142,16 @@ def problems() -> list[Problem]:
     rng = np.random.default_rng(12345)
     out = []
     x = np.linspace(0.0, 4.0, 5000)
-    out.append(Problem("exp", _exp_jax, _exp_np, _exp_jac, x,
-                       _exp_np(x, 2.5, 1.3, 0.5) + 0.05 * rng.standard_normal(x.size), [1.0, 1.0, 0.0]))
+    out.append(Problem("exp", _exp_jax, exp_np, exp_jac, x,
+                       exp_np(x, 2.5, 1.3, 0.5) + 0.05 * rng.standard_normal(x.size), [1.0, 1.0, 0.0]))
     x = np.linspace(-6.0, 6.0, 8000)
     sigma = 0.05 + 0.02 * np.abs(x)
     truth = [3.0, -2.0, 0.6, 1.5, 0.5, 0.9, 2.2, 3.1, 0.4]
-    out.append(Problem("gauss3_weighted", _gauss3_jax, _gauss3_np, _gauss3_jac, x,
-                       _gauss3_np(x, *truth) + sigma * rng.standard_normal(x.size),
+    out.append(Problem("gauss3_weighted", _gauss3_jax, gauss3_np, gauss3_jac, x,
+                       gauss3_np(x, *truth) + sigma * rng.standard_normal(x.size),
                        [2.5, -1.8, 0.8, 1.2, 0.7, 1.0, 2.0, 3.0, 0.5], sigma=sigma))
-    out.append(Problem("gauss3_absolute_sigma", _gauss3_jax, _gauss3_np, _gauss3_jac, x,
-                       _gauss3_np(x, *truth) + sigma * rng.standard_normal(x.size),
+    out.append(Problem("gauss3_absolute_sigma", _gauss3_jax, gauss3_np, gauss3_jac, x,
+                       gauss3_np(x, *truth) + sigma * rng.standard_normal(x.size),
                        [2.5, -1.8, 0.8, 1.2, 0.7, 1.0, 2.0, 3.0, 0.5], sigma=sigma, absolute_sigma=True))
     x = np.linspace(0.05, 10.0, 3000)
     out.append(Problem("michaelis_menten_bounded", _mm_jax, _mm_np, _mm_jac, x,
@@ -168,8 +171,8 @@ def problems() -> list[Problem]:
                        _outliers(rng, _power_np(x, 2.0, 0.7) + 0.1 * rng.standard_normal(x.size), 0.05, 3.0),
                        [1.0, 1.0], loss="cauchy", f_scale=0.3))
     x = np.linspace(0.0, 4.0, 5000)
-    out.append(Problem("exp_arctan", _exp_jax, _exp_np, _exp_jac, x,
-                       _outliers(rng, _exp_np(x, 2.5, 1.3, 0.5) + 0.05 * rng.standard_normal(x.size), 0.02, 1.0),
+    out.append(Problem("exp_arctan", _exp_jax, exp_np, exp_jac, x,
+                       _outliers(rng, exp_np(x, 2.5, 1.3, 0.5) + 0.05 * rng.standard_normal(x.size), 0.02, 1.0),
                        [2.0, 1.0, 0.3], loss="arctan", f_scale=0.1))
     x2 = np.stack([rng.uniform(0.0, 3.0, 6000), rng.uniform(-2.0, 2.0, 6000)])
     out.append(Problem("surface_2d_x", _surface_jax, _surface_np, _surface_jac, x2,
