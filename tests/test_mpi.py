@@ -126,3 +126,19 @@ def test_model_non_finite_in_one_ranks_part_names_the_global_index(world):
     message = _raise_collectively(world, dict(f=lambda x, a, b: a * jnp.log(1.2 - b * x), xdata=x, ydata=y,
                                               p0=[1.0, 1.3333333333333333], chunk_size=100))
     assert f"first at global point index {first_bad}" in message
+
+
+def test_any_communicator_works_split_and_self(world):
+    """A split communicator (groups fitting independently) and COMM_SELF give the serial bits."""
+    from mpi4py import MPI
+
+    pr = PROBLEMS[1]
+    serial = _fit(pr, None, chunk_size=700)
+    group = world.Split(color=world.rank % 2, key=world.rank)
+    try:
+        for comm in (group, MPI.COMM_SELF):
+            res = _fit(pr, comm, chunk_size=700)
+            assert _same_bits(res.popt, serial.popt) and _same_bits(res.pcov, serial.pcov)
+            assert res.info["n_ranks"] == comm.Get_size()
+    finally:
+        group.Free()
