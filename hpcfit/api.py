@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 import time
 import warnings
+from dataclasses import fields
 
 import numpy as np
 
@@ -50,14 +51,19 @@ def _check_parameters(f, p0, bounds):
     if not np.all(np.isfinite(p0)):
         raise InputError(f"`p0` must be finite; got {p0.tolist()}")
     p = p0.size
+    if hasattr(bounds, "lb") and hasattr(bounds, "ub"):      # scipy.optimize.Bounds
+        bounds = (bounds.lb, bounds.ub)
     try:
         lower, upper = bounds
     except (TypeError, ValueError):
         raise InputError("`bounds` must be a 2-tuple (lower, upper) of scalars or sequences of "
-                         f"length {p}; got {bounds!r}") from None
+                         f"length {p}, or a scipy.optimize.Bounds; got {bounds!r}") from None
     out = []
     for name, b in (("lower", lower), ("upper", upper)):
-        arr = np.asarray(b, dtype=float)
+        try:
+            arr = np.asarray(b, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"`bounds` {name} must be a number or a sequence of numbers: {exc}") from None
         if arr.ndim == 0:
             arr = np.full(p, float(arr))
         if arr.shape != (p,):
@@ -80,17 +86,20 @@ def _check_parameters(f, p0, bounds):
 
 
 def _local_checks(f, p0, bounds, method, loss, f_scale, distribute, options):
-    try:
-        if distribute not in ("global", "local"):
-            raise InputError(f"`distribute` must be 'global' or 'local'; got {distribute!r}")
-        opts = make_options(method=method, loss=loss, f_scale=f_scale, **options)
-        p0, lower, upper = _check_parameters(f, p0, bounds)
-        norm = make_normalization(opts.normalize, p0, lower, upper)
-    except InputError as exc:
-        return None, exc
-    except ValueError as exc:
-        return None, InputError(str(exc))
-    return (opts, p0, lower, upper, norm), None
+    """Everything that can be checked without data or communication (local; raises InputError)."""
+    if distribute not in ("global", "local"):
+        raise InputError(f"`distribute` must be 'global' or 'local'; got {distribute!r}")
+    opts = make_options(method=method, loss=loss, f_scale=f_scale, **options)
+    p0, lower, upper = _check_parameters(f, p0, bounds)
+    return opts, p0, lower, upper, make_normalization(opts.normalize, p0, lower, upper)
+
+
+def _same_everywhere(opts: FitOptions, p0, lower, upper, absolute_sigma, distribute) -> dict:
+    """What must be equal on every rank, by name (``verbose`` only matters on rank 0)."""
+    values = {"p0": p0.tobytes(), "bounds": (lower.tobytes(), upper.tobytes()),
+              "absolute_sigma": bool(absolute_sigma), "distribute": distribute}
+    values.update({f.name: getattr(opts, f.name) for f in fields(opts) if f.name != "verbose"})
+    return values
 
 
 def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds=(-np.inf, np.inf), *,
@@ -108,31 +117,25 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
     """
     t_start = time.perf_counter()
     with Communicator(comm) as hc:
-        checked, err = _local_checks(f, p0, bounds, method, loss, f_scale, distribute, options)
-        hc.raise_if_any(err)
-        opts, p0, lower, upper, norm = checked
-        hc.check_same({"p0": p0.tobytes(), "bounds": (lower.tobytes(), upper.tobytes()),
-                       "absolute_sigma": bool(absolute_sigma), "distribute": distribute, "options": repr(opts)},
+        opts, p0, lower, upper, norm = hc.agree(_local_checks, f, p0, bounds, method, loss, f_scale, distribute,
+                                                options)
+        hc.check_same(_same_everywhere(opts, p0, lower, upper, absolute_sigma, distribute),
                       "every rank must call curve_fit with the same p0, bounds and options")
         p = p0.size
-        chunk_size = opts.chunk_size_for(p)
-
-        local, x_tail = distribute_arrays(hc, xdata, ydata, sigma, chunk_size=chunk_size, distribute=distribute)
-        err = None
-        if local.n_points <= p:
-            err = InputError(f"the fit needs more points than parameters: n = {local.n_points} points, "
+        local, x_tail = distribute_arrays(hc, xdata, ydata, sigma, chunk_size=opts.chunk_size_for(p),
+                                          distribute=distribute)
+        if local.n_points <= p:                     # every rank knows the global n
+            raise InputError(f"the fit needs more points than parameters: n = {local.n_points} points, "
                              f"p = {p} parameters (n must be > p)")
-        else:
-            err = _check_model_shape(f, x_tail + (chunk_size,), p)
-        hc.raise_if_any(err)
+        hc.agree(_check_model_shape, f, x_tail + (local.chunk_size,), p)
         traces_before = dict(TRACE_COUNTS)
-        evaluator = PassEvaluator(hc, local, f, opts.loss, opts.f_scale, norm.offset, norm.scale,
-                                  opts.jacobian_mode)
+        evaluator = hc.agree(PassEvaluator, hc, local, f, opts.loss, opts.f_scale, norm.offset, norm.scale,
+                             opts.jacobian_mode)
         t_setup = time.perf_counter()
         lower_u, upper_u = norm.to_u(lower), norm.to_u(upper)
         u0 = np.clip(norm.to_u(p0), lower_u, upper_u)  # rounding of the map must not leave the box
         table = IterationTable(bool(opts.verbose) and hc.is_root)
-        outcome = run_trust_region(hc, evaluator, u0, opts, lower_u, upper_u, table)
+        outcome = run_trust_region(hc, evaluator, u0, opts, norm, lower_u, upper_u, table)
         t_solve = time.perf_counter()
 
         cov = covariance(outcome.jtj, norm.scale, outcome.cost, local.n_points, absolute_sigma, opts.cov_rcond)
@@ -153,9 +156,9 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
                    f"{t_end - t_start:.3f} s)")
         timings = {"setup": t_setup - t_start, "phase2": t_solve - t_setup, "covariance": t_end - t_solve,
                    "total": t_end - t_start, "jacobian_passes": stats.jacobian_seconds,
-                   "cost_passes": stats.cost_seconds, "collectives": stats.collective_seconds}
+                   "cost_passes": stats.cost_seconds, "reductions": stats.reduction_seconds}
         info = {
-            "chunk_size": chunk_size, "n_chunks": local.n_leaves, "n_ranks": hc.size,
+            "chunk_size": local.chunk_size, "n_chunks": local.n_leaves, "n_ranks": hc.size,
             "normalize": norm.strategy, "linear_solves": outcome.solvers,
             "jacobian_points_per_second": _rate(local.n_points, stats.jacobian_passes, stats.jacobian_seconds),
             "cost_points_per_second": _rate(local.n_points, stats.cost_passes, stats.cost_seconds),
@@ -177,17 +180,16 @@ def _rate(n_points: int, passes: int, seconds: float) -> float:
     return n_points * passes / seconds if seconds > 0 else float("nan")
 
 
-def _check_model_shape(f, x_shape: tuple, p: int) -> InputError | None:
+def _check_model_shape(f, x_shape: tuple, p: int) -> None:
     try:
         shape = model_output_shape(f, x_shape, p)
     except Exception as exc:  # noqa: BLE001 - any failure to trace the model is the user's to see
-        return InputError(f"calling the model f(x, *p0) with len(p0) = {p} parameters failed while tracing it "
-                          f"with JAX: {type(exc).__name__}: {exc}. f must be JAX-traceable (use jax.numpy) and "
-                          f"take x followed by one argument per entry of p0")
+        raise InputError(f"calling the model f(x, *p0) with len(p0) = {p} parameters failed while tracing it "
+                         f"with JAX: {type(exc).__name__}: {exc}. f must be JAX-traceable (use jax.numpy) and "
+                         f"take x followed by one argument per entry of p0") from None
     if shape != (x_shape[-1],):
-        return InputError(f"the model f must return one value per point: for xdata chunks of shape {x_shape} "
-                          f"it must return shape ({x_shape[-1]},), but it returned shape {shape}")
-    return None
+        raise InputError(f"the model f must return one value per point: for xdata chunks of shape {x_shape} "
+                         f"it must return shape ({x_shape[-1]},), but it returned shape {shape}")
 
 
 __all__ = ["curve_fit", "FitOptions"]

@@ -31,10 +31,6 @@ class Communicator:
     def is_root(self) -> bool:
         return self.rank == 0
 
-    @property
-    def is_parallel(self) -> bool:
-        return self._comm is not None and self.size > 1
-
     def free(self) -> None:
         """Release the duplicated communicator (collective)."""
         if self._comm is not None:
@@ -73,6 +69,24 @@ class Communicator:
                 if self.size > 1:
                     message = f"{message} [found on rank {rank}]"
                 raise _ERROR_TYPES.get(kind, FitError)(message)
+
+    def agree(self, fn, *args, **kwargs):
+        """Collective: run a local step on every rank; if it raises on any rank, all raise.
+
+        hpcfit's own errors keep their type; a TypeError/ValueError becomes an InputError and
+        anything else (MemoryError, OSError, ...) a FitError, each naming the original type.
+        """
+        result, error = None, None
+        try:
+            result = fn(*args, **kwargs)
+        except HpcfitError as exc:
+            error = exc
+        except (TypeError, ValueError) as exc:
+            error = InputError(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - any failure must reach every rank
+            error = FitError(f"{type(exc).__name__}: {exc}")
+        self.raise_if_any(error)
+        return result
 
     def reduce_slots(self, slots: np.ndarray, local_error: HpcfitError | None) -> np.ndarray:
         """Collective: the single reduction of a pass.

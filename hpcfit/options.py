@@ -3,7 +3,10 @@ collective), with errors that name the option, the value and what is allowed."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+import numbers
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
 
 from .errors import InputError
 from .kernels.chunk import JACOBIAN_MODES
@@ -28,7 +31,7 @@ class FitOptions:
     chunk_size: int | None = None  # points per chunk; None: chosen from the parameter count
     normalize: str = "auto"
     initial_damping: float = 1e-3  # λ₀ relative to Moré's scaling (Madsen et al. suggest 1e-6…1)
-    cov_rcond: float = 1e-12       # eigenvalue cutoff of the equilibrated JᵀWJ, relative
+    cov_rcond: float = 1e-14       # eigenvalue cutoff of the equilibrated JᵀWJ, relative (Ceres' default)
     jacobian_mode: str = "forward"
     verbose: int = 1               # 0: quiet; 1: rank 0 prints the per-iteration table
 
@@ -40,48 +43,62 @@ class FitOptions:
         """
         if self.chunk_size is not None:
             return self.chunk_size
-        target = (1 << 19) // (n_params + 1)
+        target = max(1, (1 << 19) // (n_params + 1))
         return max(1 << 12, min(1 << 16, 1 << (target.bit_length() - 1)))
 
 
-def _positive(name, value, allow_zero=False):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and (
-        value >= 0 if allow_zero else value > 0)
-    if not ok:
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _positive(name, value, allow_zero=False) -> float:
+    if not (_is_real(value) and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)):
         raise InputError(f"`{name}` must be a finite number {'>= 0' if allow_zero else '> 0'}; got {value!r}")
+    return float(value)
+
+
+def _integer(name, value, minimum) -> int:
+    if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum):
+        raise InputError(f"`{name}` must be an integer >= {minimum}; got {value!r}")
+    return int(value)
 
 
 def _choice(name, value, allowed):
     if value not in allowed:
         raise InputError(f"`{name}` must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+    return value
 
 
 def make_options(**kwargs) -> FitOptions:
-    """Build and validate :class:`FitOptions` from keywords; unknown keywords are an error."""
+    """Build and validate :class:`FitOptions` from keywords; unknown keywords are an error.
+
+    numpy scalars are accepted and stored as Python numbers.
+    """
     known = {f.name for f in fields(FitOptions)}
     unknown = sorted(set(kwargs) - known)
     if unknown:
         raise InputError(f"unknown option(s) {', '.join(map(repr, unknown))}; known options are "
                          f"{', '.join(sorted(known))}")
     opts = FitOptions(**kwargs)
-    _choice("method", opts.method, METHODS)
-    _choice("loss", opts.loss, LOSSES)
-    _choice("normalize", opts.normalize, STRATEGIES)
-    _choice("jacobian_mode", opts.jacobian_mode, JACOBIAN_MODES)
-    _positive("f_scale", opts.f_scale)
-    for name in ("ftol", "xtol", "gtol"):
-        _positive(name, getattr(opts, name), allow_zero=True)
-    for name in ("max_iterations",):
-        v = getattr(opts, name)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-            raise InputError(f"`{name}` must be an integer >= 0; got {v!r}")
-    if opts.max_time is not None:
-        _positive("max_time", opts.max_time)
-    if opts.chunk_size is not None and (not isinstance(opts.chunk_size, int) or isinstance(opts.chunk_size, bool)
-                                        or opts.chunk_size < 1):
-        raise InputError(f"`chunk_size` must be an integer >= 1 or None; got {opts.chunk_size!r}")
-    _positive("initial_damping", opts.initial_damping)
-    _positive("cov_rcond", opts.cov_rcond)
-    if opts.verbose not in (0, 1, True, False):
-        raise InputError(f"`verbose` must be 0 or 1; got {opts.verbose!r}")
-    return opts
+    checked = dict(
+        method=_choice("method", opts.method, METHODS),
+        loss=_choice("loss", opts.loss, LOSSES),
+        normalize=_choice("normalize", opts.normalize, STRATEGIES),
+        jacobian_mode=_choice("jacobian_mode", opts.jacobian_mode, JACOBIAN_MODES),
+        f_scale=_positive("f_scale", opts.f_scale),
+        ftol=_positive("ftol", opts.ftol, allow_zero=True),
+        xtol=_positive("xtol", opts.xtol, allow_zero=True),
+        gtol=_positive("gtol", opts.gtol, allow_zero=True),
+        max_iterations=_integer("max_iterations", opts.max_iterations, 0),
+        max_time=None if opts.max_time is None else _positive("max_time", opts.max_time),
+        chunk_size=None if opts.chunk_size is None else _integer("chunk_size", opts.chunk_size, 1),
+        initial_damping=_positive("initial_damping", opts.initial_damping),
+        cov_rcond=_positive("cov_rcond", opts.cov_rcond),
+        verbose=int(_choice("verbose", opts.verbose, (0, 1))),   # True == 1, False == 0
+    )
+    eps = float(np.finfo(float).eps)
+    if max(checked["ftol"], checked["xtol"], checked["gtol"]) < eps:
+        # as scipy.optimize.least_squares: otherwise only max_iterations could end a converged fit
+        raise InputError(f"at least one of `ftol`, `xtol`, `gtol` must be >= machine epsilon ({eps:.3g}); got "
+                         f"ftol={opts.ftol!r}, xtol={opts.xtol!r}, gtol={opts.gtol!r}")
+    return replace(opts, **checked)

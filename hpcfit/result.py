@@ -17,6 +17,7 @@ class Status(enum.IntEnum):
     XTOL = 3
     FTOL_XTOL = 4
     TIME_LIMIT = 5
+    NO_PROGRESS = 6
 
     @property
     def message(self) -> str:
@@ -34,6 +35,8 @@ _MESSAGES = {
     Status.XTOL: "`xtol` termination condition is satisfied.",
     Status.FTOL_XTOL: "Both `ftol` and `xtol` termination conditions are satisfied.",
     Status.TIME_LIMIT: "The wall-time limit (`max_time`) is exceeded.",
+    Status.NO_PROGRESS: ("No step lowers the cost: the damping reached its limit (1e32). The point is converged "
+                         "to machine precision, or the model is not smooth there; loosen ftol/xtol/gtol."),
 }
 
 

@@ -65,7 +65,16 @@ CASES = {
     "bad_method": (lambda bad: {**_good(), "method": "lm" if bad else "gn"}, r"`method` must be one of 'gn'"),
     "bad_distribute": (lambda bad: {**_good(), "distribute": "scatter" if bad else "global"},
                        r"`distribute` must be 'global' or 'local'"),
+    "empty": (lambda bad: {**_good(), "xdata": np.zeros(0), "ydata": np.zeros(0)} if bad else _good(),
+              r"`xdata` and `ydata` have no points"),
+    "y_complex": (_with("ydata", lambda y: y + 1j), r"`ydata` is complex"),
+    "bounds_type": (lambda bad: {**_good(), "bounds": ({}, 5) if bad else (-np.inf, np.inf)},
+                    r"`bounds` lower must be a number or a sequence of numbers"),
+    "cost_overflow": (lambda bad: {**_good(), "ydata": _good()["ydata"] * 1e160},
+                      r"the cost or JᵀWJ overflowed at p0 .* rescale ydata or sigma"),
+    "no_tolerance": (lambda bad: {**_good(), "ftol": 0, "xtol": 0, "gtol": 0 if bad else 1e-8},
+                     r"at least one of `ftol`, `xtol`, `gtol` must be >= machine epsilon"),
 }
 
 # Cases whose defect is the same on every rank by construction (not a one-rank defect).
-ALL_RANKS = {"too_few_points", "model_nonfinite"}
+ALL_RANKS = {"too_few_points", "model_nonfinite", "cost_overflow"}

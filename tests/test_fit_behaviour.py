@@ -148,3 +148,68 @@ def test_p0_none_counts_parameters_from_the_signature():
     x, y = _data()
     res = hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, verbose=0)
     assert res.popt.shape == (3,) and res.success
+
+
+def test_zero_xtol_and_gtol_still_terminate():
+    """With xtol = gtol = 0 a converged fit must still stop (no endless damping loop)."""
+    x, y = _data()
+    res = hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0], xtol=0, ftol=0, gtol=1e-15,
+                           verbose=0, max_iterations=500)
+    assert res.status in (Status.NO_PROGRESS, Status.GTOL)
+    exact = hpcfit.curve_fit(lambda x, a: a * x, x, 2 * x, p0=[2.0], xtol=0, gtol=0, verbose=0)
+    assert exact.status == Status.GTOL and exact.popt[0] == 2.0
+
+
+@pytest.mark.parametrize("width", [1e2, 1e4, 1e6])
+def test_wide_bounds_do_not_loosen_xtol(width):
+    """xtol is relative to the parameters (as scipy), not to the box width of the normalization."""
+    from scipy.optimize import curve_fit as scipy_curve_fit
+    x, y = _data()
+    ref, ref_cov = scipy_curve_fit(lambda x, a, b, c: a * np.exp(-b * x) + c, x, y, p0=[1, 1, 0])
+    res = hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0], bounds=(-width, width), verbose=0)
+    assert res.success
+    assert np.all(np.abs(res.popt - ref) < 1e-4 * np.sqrt(np.diag(ref_cov)))
+
+
+def test_last_small_step_is_taken_as_scipy_does():
+    """Noise-free data: the final sub-xtol step is evaluated and kept, so popt is exact to ~1e-10."""
+    x = np.linspace(0.0, 4.0, 4000)
+    y = 2.5 * np.exp(-1.3 * x) + 0.5
+    res = hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0], verbose=0)
+    np.testing.assert_allclose(res.popt, [2.5, 1.3, 0.5], rtol=1e-10)
+
+
+def test_unhashable_callable_model_works():
+    from dataclasses import dataclass
+
+    @dataclass
+    class Decay:
+        offset: float
+
+        def __call__(self, x, a, b):
+            return a * jnp.exp(-b * x) + self.offset
+
+    x, y = _data()
+    res = hpcfit.curve_fit(Decay(0.5), x, y, p0=[1.0, 1.0], verbose=0)
+    assert res.success and abs(res.popt[1] - 1.3) < 0.01
+
+
+def test_numpy_scalars_are_accepted_as_options():
+    x, y = _data()
+    res = hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0], verbose=0,
+                           max_iterations=np.int64(50), chunk_size=np.int64(1000), f_scale=np.float32(1.0))
+    assert res.success and res.info["chunk_size"] == 1000
+
+
+def test_chunk_size_is_capped_by_the_data():
+    x, y = _data(300)
+    res = hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0], chunk_size=1 << 40, verbose=0)
+    assert res.info["chunk_size"] == 300 and res.success
+
+
+def test_scipy_bounds_object_is_accepted():
+    from scipy.optimize import Bounds
+    x, y = _data()
+    res = hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0.1],
+                           bounds=Bounds([0, 0, 0], [10, 10, 0.3]), verbose=0)
+    assert res.popt[2] == 0.3 and res.active_mask[2] == 1

@@ -142,3 +142,30 @@ def test_any_communicator_works_split_and_self(world):
             assert res.info["n_ranks"] == comm.Get_size()
     finally:
         group.Free()
+
+
+def test_verbose_may_differ_between_ranks_but_other_options_may_not(world):
+    build, _ = CASES["y_inf"]
+    kw = build(False)
+    res = hpcfit.curve_fit(kw["f"], kw["xdata"], kw["ydata"], p0=kw["p0"], comm=world, verbose=int(world.rank == 0))
+    assert res.success
+    bad = dict(build(False), ftol=1e-6 if world.rank == world.size - 1 else 1e-8)
+    message = _raise_collectively(world, bad)
+    assert "`ftol` differs between ranks" in message
+
+
+def test_unexpected_exception_on_one_rank_is_raised_everywhere(world):
+    """An array-like whose conversion fails with OSError (e.g. a broken file) on one rank only."""
+    class BrokenArray:
+        def __array__(self, dtype=None, copy=None):
+            raise OSError("disk read failed")
+
+    build, _ = CASES["y_inf"]
+    kw = build(False)
+    if world.rank == world.size - 1:
+        kw["ydata"] = BrokenArray()
+    with pytest.raises(hpcfit.FitError) as info:
+        hpcfit.curve_fit(kw["f"], kw["xdata"], kw["ydata"], p0=kw["p0"], comm=world, distribute="local", verbose=0)
+    messages = world.allgather(str(info.value))
+    assert all(m == messages[0] for m in messages)
+    assert "OSError: disk read failed" in messages[0] and f"rank {world.size - 1}" in messages[0]

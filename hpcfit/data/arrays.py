@@ -34,80 +34,63 @@ class LocalChunks:
     """This rank's chunks and the global tree they belong to."""
 
     chunks: list[Chunk]
+    chunk_size: int                         # the same on every rank
     first_leaf: int                         # global index of this rank's first chunk
     n_leaves: int                           # chunks over all ranks
     slots: list[tuple[int, int]]            # every rank's tree blocks, rank order: the reduction layout
     n_points: int                           # points over all ranks
-    y_sum: float                            # over all ranks (for var(y))
-    y_sq_sum: float
 
     @property
     def local_blocks(self) -> list[tuple[int, int]]:
         return dyadic_blocks(self.first_leaf, self.first_leaf + len(self.chunks), self.n_leaves)
 
 
-def _as_float_array(name: str, value) -> np.ndarray | InputError:
+def _as_real_array(name: str, value) -> np.ndarray:
     try:
-        arr = np.asarray(value, dtype=np.float64)
+        arr = np.asarray(value)
+        if arr.dtype.kind == "c":
+            raise InputError(f"`{name}` is complex (dtype {arr.dtype}); only real data can be fitted")
+        return np.asarray(arr, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        return InputError(f"`{name}` must be a real numeric array: {exc}")
-    return arr
+        raise InputError(f"`{name}` must be a real numeric array: {exc}") from None
 
 
-def _first_nonfinite(name: str, arr: np.ndarray, offset: int = 0) -> InputError | None:
+def _check_finite(name: str, arr: np.ndarray) -> None:
     bad = ~np.isfinite(arr)
     if bad.any():
-        idx = np.argwhere(bad)[0]
-        where = tuple(int(i) for i in idx)
-        if arr.ndim == 1:
-            where = (where[0] + offset,)
-        else:
-            where = where[:-1] + (where[-1] + offset,)
-        return InputError(f"`{name}` contains NaN or Inf ({int(bad.sum())} values; first at index "
-                          f"{where if len(where) > 1 else where[0]}); all values must be finite")
-    return None
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise InputError(f"`{name}` contains NaN or Inf ({int(bad.sum())} values; first at index "
+                         f"{where if len(where) > 1 else where[0]}); all values must be finite")
 
 
-def check_arrays(xdata, ydata, sigma, *, index_offset: int = 0):
-    """Validate and convert the user's arrays (local, not collective).
-
-    Returns ``(x, y, sigma, None)`` or ``(None, None, None, error)``: the caller agrees on errors
-    across ranks before going on.
-    """
-    x = _as_float_array("xdata", xdata)
-    if isinstance(x, InputError):
-        return None, None, None, x
-    y = _as_float_array("ydata", ydata)
-    if isinstance(y, InputError):
-        return None, None, None, y
+def check_arrays(xdata, ydata, sigma, *, allow_empty: bool):
+    """Validate and convert the user's arrays (local, not collective); raises InputError."""
+    x = _as_real_array("xdata", xdata)
+    y = _as_real_array("ydata", ydata)
     if x.ndim not in (1, 2):
-        return None, None, None, InputError(
-            f"`xdata` must have shape (n,) or (k, n) with the points on the last axis; got shape {x.shape}")
+        raise InputError(f"`xdata` must have shape (n,) or (k, n) with the points on the last axis; "
+                         f"got shape {x.shape}")
     if y.ndim != 1:
-        return None, None, None, InputError(f"`ydata` must be 1-D of shape (n,); got shape {y.shape}")
+        raise InputError(f"`ydata` must be 1-D of shape (n,); got shape {y.shape}")
     if x.shape[-1] != y.shape[0]:
-        return None, None, None, InputError(
-            f"`xdata` and `ydata` disagree on the number of points: xdata has shape {x.shape} "
-            f"(points on the last axis: {x.shape[-1]}), ydata has {y.shape[0]}")
+        raise InputError(f"`xdata` and `ydata` disagree on the number of points: xdata has shape {x.shape} "
+                         f"(points on the last axis: {x.shape[-1]}), ydata has {y.shape[0]}")
+    if y.shape[0] == 0 and not allow_empty:
+        raise InputError("`xdata` and `ydata` have no points (an empty shard is allowed only with "
+                         "distribute='local')")
     sig = None
     if sigma is not None:
-        sig = _as_float_array("sigma", sigma)
-        if isinstance(sig, InputError):
-            return None, None, None, sig
+        sig = _as_real_array("sigma", sigma)
         if sig.shape != y.shape:
-            return None, None, None, InputError(
-                f"`sigma` must be 1-D with one value per point, shape {y.shape}; got shape {sig.shape} "
-                "(a 2-D covariance sigma is not supported)")
+            raise InputError(f"`sigma` must be 1-D with one value per point, shape {y.shape}; got shape "
+                             f"{sig.shape} (a 2-D covariance sigma is not supported)")
     for name, arr in (("xdata", x), ("ydata", y), ("sigma", sig)):
         if arr is not None:
-            err = _first_nonfinite(name, arr, index_offset)
-            if err is not None:
-                return None, None, None, err
+            _check_finite(name, arr)
     if sig is not None and np.any(sig <= 0):
         i = int(np.argmax(sig <= 0))
-        return None, None, None, InputError(
-            f"`sigma` must be > 0 everywhere; sigma[{i + index_offset}] = {float(sig[i])!r}")
-    return x, y, sig, None
+        raise InputError(f"`sigma` must be > 0 everywhere; sigma[{i}] = {float(sig[i])!r}")
+    return x, y, sig
 
 
 def checksum(arr: np.ndarray | None) -> tuple | None:
@@ -142,48 +125,43 @@ def distribute_arrays(comm: Communicator, xdata, ydata, sigma, *, chunk_size: in
                       distribute: str) -> tuple[LocalChunks, tuple]:
     """Collective: check the arrays on every rank, agree on errors, and cut this rank's chunks.
 
+    The chunk size used is ``min(chunk_size, points)`` (points: global n, or the largest local shard),
+    the same on every rank, so a small fit does not pad one chunk to a huge requested size.
     Returns the chunks and ``x_shape_tail`` (the x shape without the points axis).
     """
-    x, y, sig, err = check_arrays(xdata, ydata, sigma)
-    comm.raise_if_any(err)
+    x, y, sig = comm.agree(check_arrays, xdata, ydata, sigma, allow_empty=distribute == "local")
 
     if distribute == "global":
         comm.check_same({"xdata": checksum(x), "ydata": checksum(y), "sigma": checksum(sig)},
                         "with distribute='global' every rank must pass the same arrays (shape and CRC32 "
                         "are compared); use distribute='local' to pass one shard per rank")
         n = y.shape[0]
+        chunk_size = min(chunk_size, n)
         grid = ChunkGrid(n, chunk_size, comm.size)
         runs = [grid.rank_chunks(r) for r in range(comm.size)]
-        first, stop = runs[comm.rank]
+        first = runs[comm.rank][0]
         start, end = grid.rank_points(comm.rank)
-        chunks = _cut_chunks(x[..., start:end], y[start:end], None if sig is None else sig[start:end],
-                             chunk_size, start)
-        y_sum, y_sq = float(np.sum(y)), float(np.sum(y * y))
+        chunks = comm.agree(_cut_chunks, x[..., start:end], y[start:end],
+                            None if sig is None else sig[start:end], chunk_size, start)
         n_leaves = grid.n_chunks
     else:
         shapes = comm.allgather((x.shape[:-1], sig is not None, y.shape[0]))
         for r, (tail, has_sigma, _) in enumerate(shapes):
-            if tail != shapes[0][0] or has_sigma != shapes[0][1]:
-                comm.raise_if_any(InputError(
+            if tail != shapes[0][0] or has_sigma != shapes[0][1]:   # every rank sees the same list
+                raise InputError(
                     "with distribute='local' every rank's xdata must have the same leading shape "
                     f"and sigma must be given on all ranks or none: rank 0 has x shape {shapes[0][0]}+(n,), "
                     f"sigma {'given' if shapes[0][1] else 'None'}; rank {r} has {tail}+(n,), "
-                    f"sigma {'given' if has_sigma else 'None'}"))
+                    f"sigma {'given' if has_sigma else 'None'}")
         counts = [s[2] for s in shapes]
         n = sum(counts)
-        point_offset = sum(counts[: comm.rank])
+        chunk_size = max(1, min(chunk_size, max(counts)))
         chunk_counts = [-(-c // chunk_size) for c in counts]
-        first = sum(chunk_counts[: comm.rank])
-        runs = []
-        acc = 0
-        for c in chunk_counts:
-            runs.append((acc, acc + c))
-            acc += c
-        n_leaves = acc
-        chunks = _cut_chunks(x, y, sig, chunk_size, point_offset) if counts[comm.rank] else []
-        sums = comm.allgather((float(np.sum(y)), float(np.sum(y * y))))
-        y_sum, y_sq = sum(s[0] for s in sums), sum(s[1] for s in sums)
+        offsets = np.concatenate([[0], np.cumsum(chunk_counts)]).astype(int).tolist()
+        runs = list(zip(offsets[:-1], offsets[1:]))
+        first = offsets[comm.rank]
+        n_leaves = offsets[-1]
+        chunks = comm.agree(_cut_chunks, x, y, sig, chunk_size, sum(counts[: comm.rank]))
 
     slots = [blk for a, b in runs for blk in dyadic_blocks(a, b, n_leaves)]
-    local = LocalChunks(chunks, first, n_leaves, slots, n, y_sum, y_sq)
-    return local, x.shape[:-1]
+    return LocalChunks(chunks, chunk_size, first, n_leaves, slots, n), x.shape[:-1]

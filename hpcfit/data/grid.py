@@ -11,7 +11,7 @@ rank count.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, TypeVar
 
 T = TypeVar("T")
 
@@ -81,11 +81,6 @@ def dyadic_blocks(first: int, stop: int, n_leaves: int) -> list[tuple[int, int]]
     if first < stop:
         visit(_tree_height(n_leaves), 0)
     return out
-
-
-def all_blocks(grid: ChunkGrid, chunk_runs: Iterable[tuple[int, int]]) -> list[list[tuple[int, int]]]:
-    """Blocks of every rank, given each rank's chunk run (the slot layout of a reduction)."""
-    return [dyadic_blocks(a, b, grid.n_chunks) for a, b in chunk_runs]
 
 
 def combine_blocks(values: dict[tuple[int, int], T], n_leaves: int, add: Callable[[T, T], T]) -> T:

@@ -31,7 +31,26 @@ TRACE_COUNTS: collections.Counter = collections.Counter()
 
 JACOBIAN_MODES = ("forward", "per_point_reverse")
 
-_CACHE: dict = {}
+# Jitted kernels by (kind, model, loss, mode), least recently used first. Bounded, because every
+# new model object (e.g. a lambda written inside a loop) is a new entry holding its compilation.
+_CACHE: collections.OrderedDict = collections.OrderedDict()
+_CACHE_SIZE = 32
+
+
+def _cached(key: tuple, build: Callable):
+    """The jitted kernel for ``key``; an unhashable model (a dataclass with __call__, say) is
+    compiled for this fit only."""
+    try:
+        hash(key)
+    except TypeError:
+        return build()
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+    else:
+        _CACHE[key] = build()
+        if len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return _CACHE[key]
 
 
 def _model_residual(model: Callable, x, y, w, offset, scale):
@@ -49,8 +68,10 @@ def _jacobian(model, mode, u, x, y, w, offset, scale):
     """(r, J) of one chunk, J = ∂r/∂u, by the chosen differentiation mode."""
     residual = _model_residual(model, x, y, w, offset, scale)
     if mode == "forward":
-        # jacfwd of the vectorised model: p JVPs through the whole chunk at once.
-        jac, r = jax.jacfwd(lambda v: (residual(v), residual(v)), has_aux=True)(u)
+        # Forward mode through the vectorised model: the primal once, then p JVPs (one per
+        # parameter, vectorised) through the whole chunk; the same maths as jacfwd.
+        r, jvp = jax.linearize(residual, u)
+        jac = jax.vmap(jvp, out_axes=1)(jnp.eye(u.shape[0], dtype=u.dtype))
         return r, jac
 
     # per_point_reverse: one reverse pass per point, vectorised with vmap.
@@ -76,8 +97,8 @@ def _bad_points(mask, r, jac=None):
 
 def jacobian_kernel(model: Callable, loss: str, mode: str = "forward"):
     """The fused kernel: JᵀWJ (packed upper triangle), JᵀWr, cost and bad-point counts of a chunk."""
-    key = ("jacobian", model, loss, mode)
-    if key not in _CACHE:
+
+    def build():
         def kernel(u, offset, scale, x, y, w, n_valid, f_scale):
             TRACE_COUNTS["jacobian"] += 1
             r, jac = _jacobian(model, mode, u, x, y, w, offset, scale)
@@ -93,14 +114,15 @@ def jacobian_kernel(model: Callable, loss: str, mode: str = "forward"):
             rows, cols = jnp.triu_indices(jac.shape[1])
             return jnp.concatenate([jtj[rows, cols], jac.T @ r_scaled, jnp.stack([cost, n_bad, first])])
 
-        _CACHE[key] = jax.jit(kernel)
-    return _CACHE[key]
+        return jax.jit(kernel)
+
+    return _cached(("jacobian", model, loss, mode), build)
 
 
 def cost_kernel(model: Callable, loss: str):
     """The cost-only kernel used for trial steps: cost and bad-point counts of a chunk."""
-    key = ("cost", model, loss)
-    if key not in _CACHE:
+
+    def build():
         def kernel(u, offset, scale, x, y, w, n_valid, f_scale):
             TRACE_COUNTS["cost"] += 1
             r = _model_residual(model, x, y, w, offset, scale)(u)
@@ -110,8 +132,9 @@ def cost_kernel(model: Callable, loss: str):
             cost = jnp.sum(jnp.where(mask & ~bad, terms, 0.0))
             return jnp.stack([cost, n_bad, first])
 
-        _CACHE[key] = jax.jit(kernel)
-    return _CACHE[key]
+        return jax.jit(kernel)
+
+    return _cached(("cost", model, loss), build)
 
 
 def model_output_shape(model: Callable, x_shape: tuple, n_params: int):

@@ -46,7 +46,7 @@ class PassStats:
     cost_passes: int = 0
     jacobian_seconds: float = 0.0
     cost_seconds: float = 0.0
-    collective_seconds: float = 0.0
+    reduction_seconds: float = 0.0
     per_pass: list = field(default_factory=list)
 
 
@@ -104,7 +104,7 @@ class PassEvaluator:
             local_error = FitError(f"evaluating the model failed: {type(exc).__name__}: {exc}")
         t0 = time.perf_counter()
         reduced = self.comm.reduce_slots(slots, local_error)
-        self.stats.collective_seconds += time.perf_counter() - t0
+        self.stats.reduction_seconds += time.perf_counter() - t0
         values = {blk: reduced[i] for i, blk in enumerate(self.local.slots)}
         return combine_blocks(values, self.local.n_leaves, _add)
 

@@ -42,7 +42,8 @@ def solve_damped(jtj: np.ndarray, g: np.ndarray, d2: np.ndarray, damping: float,
     idx = np.flatnonzero(free)
     if idx.size == 0:
         return delta, "cholesky"
-    m = jtj[np.ix_(idx, idx)] + damping * np.diag(d2[idx])
+    m = jtj[np.ix_(idx, idx)].copy()
+    m[np.diag_indices_from(m)] += damping * d2[idx]
     rhs = -g[idx]
     try:
         c = np.linalg.cholesky(m)

@@ -33,7 +33,9 @@ def _p0_scale(p0: np.ndarray) -> np.ndarray:
 def make_normalization(strategy: str, p0: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> Normalization:
     """Build the map for ``strategy``; ``auto`` uses the bounds where both are finite, else p0."""
     p0 = np.asarray(p0, dtype=float)
-    finite_box = np.isfinite(lower) & np.isfinite(upper)
+    # a box so wide that its width overflows is treated as unbounded for scaling
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite_box = np.isfinite(lower) & np.isfinite(upper) & np.isfinite(upper - lower)
     if strategy == "bounds" and not finite_box.all():
         bad = [int(i) for i in np.flatnonzero(~finite_box)]
         raise ValueError(f"normalize='bounds' needs finite lower and upper bounds for every parameter; "

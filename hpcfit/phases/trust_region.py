@@ -54,11 +54,21 @@ class LMState(NamedTuple):
     history: tuple[IterationRecord, ...]
 
 
-class LevenbergMarquardt:
-    """Rank 0's LM solver with Moré scaling, Nielsen damping and a projected box."""
+# Damping limits: past MAX_DAMPING a step is ~1e-32 of the gradient step, so no step can reduce
+# the cost any more; the floor keeps Nielsen's multiplicative update from reaching exactly 0.
+MAX_DAMPING = 1e32
+MIN_DAMPING = 1e-20
 
-    def __init__(self, options, lower_u: np.ndarray, upper_u: np.ndarray, table=None):
+
+class LevenbergMarquardt:
+    """Rank 0's LM solver with Moré scaling, Nielsen damping and a projected box.
+
+    ``xtol`` is tested in user parameters θ = offset + scale·u, as scipy tests it in x.
+    """
+
+    def __init__(self, options, normalization, lower_u: np.ndarray, upper_u: np.ndarray, table=None):
         self.opts = options
+        self.norm = normalization
         self.lower, self.upper = lower_u, upper_u
         self.table = table
         self.t0 = time.perf_counter()
@@ -66,6 +76,13 @@ class LevenbergMarquardt:
 
     def _elapsed(self) -> float:
         return time.perf_counter() - self.t0
+
+    def _out_of_time(self) -> bool:
+        return self.opts.max_time is not None and self._elapsed() > self.opts.max_time
+
+    def _x_small(self, step_u: np.ndarray, u: np.ndarray) -> bool:
+        return step_small(float(np.linalg.norm(self.norm.scale * step_u)),
+                          float(np.linalg.norm(self.norm.to_theta(u))), self.opts.xtol)
 
     def init(self, u0: np.ndarray, jac) -> tuple[LMState, Command]:
         state = LMState(u0, jac.cost, jac.jtj, jac.jtr, None, self.opts.initial_damping, 2.0, 0, 0, None,
@@ -82,7 +99,7 @@ class LevenbergMarquardt:
         if self.table is not None:
             self.table.row(rec)
         state = state._replace(history=state.history + (rec,), rejected=0)
-        if gradient_cosine(pg, jac.jtj, jac.cost) < self.opts.gtol:
+        if gradient_cosine(pg, jac.jtj, jac.cost) <= self.opts.gtol:   # MINPACK's test is <=
             return self._stop(state, Status.GTOL)
         if state.pending is not None:
             return self._stop(state, state.pending)
@@ -95,38 +112,43 @@ class LevenbergMarquardt:
         ratio = actual / trial.predicted if np.isfinite(actual) else -np.inf
         accepted = actual > 0.0
         damping, growth = update_damping(state.damping, state.growth, ratio, accepted)
-        state = state._replace(damping=damping, growth=growth)
+        state = state._replace(damping=max(damping, MIN_DAMPING), growth=growth)
+        # As scipy's TRF: a step below xtol is still evaluated, taken if it lowers the cost, and ends the fit.
+        x_ok = self._x_small(trial.step, state.u)
         if accepted:
-            step_norm = float(np.linalg.norm(trial.step))
             f_ok = cost_converged(actual, state.cost, ratio, self.opts.ftol)
-            x_ok = step_small(step_norm, float(np.linalg.norm(state.u)), self.opts.xtol)
             pending = {(True, True): Status.FTOL_XTOL, (True, False): Status.FTOL,
                        (False, True): Status.XTOL}.get((f_ok, x_ok))
             state = state._replace(iteration=state.iteration + 1, pending=pending,
-                                   accepted=(-actual, step_norm, ratio))
+                                   accepted=(-actual, float(np.linalg.norm(trial.step)), ratio))
             return state, Command("jacobian", trial.trial)
         state = state._replace(rejected=state.rejected + 1)
-        if self.opts.max_time is not None and self._elapsed() > self.opts.max_time:
+        if x_ok:
+            return self._stop(state, Status.XTOL)
+        if self._out_of_time():
             return self._stop(state, Status.TIME_LIMIT)
         return self._propose(state)
 
     def _propose(self, state: LMState) -> tuple[LMState, Command]:
         if state.iteration >= self.opts.max_iterations:
             return self._stop(state, Status.MAX_ITERATIONS)
-        if self.opts.max_time is not None and self._elapsed() > self.opts.max_time:
+        if self._out_of_time():
             return self._stop(state, Status.TIME_LIMIT)
-        u_norm = float(np.linalg.norm(state.u))
-        while True:
+        while state.damping <= MAX_DAMPING:
             step = propose_step(state.u, state.jtj, state.jtr, state.d2, state.damping, self.lower, self.upper)
             self.solvers[step.solver] += 1
-            if step_small(float(np.linalg.norm(step.step)), u_norm, self.opts.xtol):
-                return self._stop(state, Status.XTOL)
+            if not np.any(step.step):
+                # u + δ rounds back to u: the step is below the resolution of the parameters
+                return self._stop(state, Status.XTOL if self.opts.xtol > 0 else Status.NO_PROGRESS)
             if step.predicted > 0.0:
                 return state._replace(trial=step), Command("cost", step.trial)
-            # The (projected) model predicts no decrease: damp harder without spending a pass;
-            # for large damping the step turns to the projected steepest descent, which decreases it.
+            if self._x_small(step.step, state.u):
+                return self._stop(state, Status.XTOL)
+            # The projected model predicts no decrease: damp harder without spending a pass; for
+            # large damping the step turns to projected steepest descent, which does decrease it.
             damping, growth = update_damping(state.damping, state.growth, -1.0, False)
             state = state._replace(damping=damping, growth=growth)
+        return self._stop(state, Status.NO_PROGRESS)
 
     def _stop(self, state: LMState, status: Status) -> tuple[LMState, Command]:
         pg = projected_gradient(state.u, state.jtr, self.lower, self.upper)
@@ -143,13 +165,25 @@ def _guarded(fn, state, *args):
         return state, Command("error", payload=f"rank 0's step computation failed: {type(exc).__name__}: {exc}")
 
 
-def run_trust_region(comm, evaluator, u0: np.ndarray, options, lower_u, upper_u, table) -> Outcome:
+def _check_jacobian_pass(res, at_start: bool) -> None:
+    """Raise (identically on every rank: the values are reduced) if a Jacobian pass is unusable."""
+    where = "at p0" if at_start else "at an accepted point"
+    error = InputError if at_start else FitError
+    if res.n_bad:
+        raise error(f"the model returned non-finite values or derivatives {where} for {res.n_bad} points "
+                    f"(first at global point index {res.first_bad}); check p0 and the model")
+    if not (np.isfinite(res.cost) and np.all(np.isfinite(res.jtj)) and np.all(np.isfinite(res.jtr))):
+        raise error(f"the cost or JᵀWJ overflowed {where} (cost = {res.cost!r}) although every residual is "
+                    "finite: the residuals (ydata − f)/sigma are too large for float64 sums; rescale "
+                    "ydata or sigma")
+
+
+def run_trust_region(comm, evaluator, u0: np.ndarray, options, normalization, lower_u, upper_u,
+                     table) -> Outcome:
     """Collective: phase 2 from ``u0``; every rank returns the same :class:`Outcome`."""
     first = evaluator.jacobian_pass(u0)
-    if first.n_bad:
-        raise InputError(f"the model returned non-finite values or derivatives at p0 for {first.n_bad} "
-                         f"points (first at global point index {first.first_bad}); check p0 and the model")
-    solver = LevenbergMarquardt(options, lower_u, upper_u, table if comm.is_root else None)
+    _check_jacobian_pass(first, at_start=True)
+    solver = LevenbergMarquardt(options, normalization, lower_u, upper_u, table if comm.is_root else None)
     state, cmd = _guarded(solver.init, None, u0, first) if comm.is_root else (None, None)
     cmd = comm.bcast(cmd)
     while cmd.kind in ("cost", "jacobian"):
@@ -159,9 +193,7 @@ def run_trust_region(comm, evaluator, u0: np.ndarray, options, lower_u, upper_u,
                 state, cmd = _guarded(solver.after_cost, state, res.cost, res.n_bad)
         else:
             res = evaluator.jacobian_pass(cmd.u)
-            if res.n_bad:
-                raise FitError(f"the model's residuals or derivatives became non-finite at an accepted "
-                               f"point for {res.n_bad} points (first at global point index {res.first_bad})")
+            _check_jacobian_pass(res, at_start=False)
             if comm.is_root:
                 state, cmd = _guarded(solver.after_jacobian, state, res, cmd.u)
         cmd = comm.bcast(cmd)
