@@ -13,7 +13,7 @@ from dataclasses import fields
 import numpy as np
 
 from .comm import Communicator
-from .data.arrays import distribute_arrays
+from .data.arrays import ArraySource
 from .errors import InputError, RankDeficientWarning
 from .kernels.chunk import TRACE_COUNTS, model_output_shape
 from .kernels.evaluator import PassEvaluator
@@ -85,19 +85,22 @@ def _check_parameters(f, p0, bounds):
     return p0, lower, upper
 
 
-def _local_checks(f, p0, bounds, method, loss, f_scale, distribute, options):
+def _local_checks(f, source, p0, bounds, method, loss, f_scale, options):
     """Everything that can be checked without data or communication (local; raises InputError)."""
-    if distribute not in ("global", "local"):
-        raise InputError(f"`distribute` must be 'global' or 'local'; got {distribute!r}")
+    if not hasattr(source, "open") or not hasattr(source, "check_arguments"):
+        raise InputError(f"`source` must be a data source from hpcfit.data (ArraySource, HDF5Source); "
+                         f"got {type(source).__name__}")
+    source.check_arguments()
     opts = make_options(method=method, loss=loss, f_scale=f_scale, **options)
     p0, lower, upper = _check_parameters(f, p0, bounds)
     return opts, p0, lower, upper, make_normalization(opts.normalize, p0, lower, upper)
 
 
-def _same_everywhere(opts: FitOptions, p0, lower, upper, absolute_sigma, distribute) -> dict:
+def _same_everywhere(opts: FitOptions, p0, lower, upper, absolute_sigma, source) -> dict:
     """What must be equal on every rank, by name (``verbose`` only matters on rank 0)."""
     values = {"p0": p0.tobytes(), "bounds": (lower.tobytes(), upper.tobytes()),
-              "absolute_sigma": bool(absolute_sigma), "distribute": distribute}
+              "absolute_sigma": bool(absolute_sigma), "distribute": getattr(source, "distribute", None),
+              "source": type(source).__name__}
     values.update({f.name: getattr(opts, f.name) for f in fields(opts) if f.name != "verbose"})
     return values
 
@@ -115,81 +118,107 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
     :class:`~hpcfit.options.FitOptions` fields. Returns a :class:`~hpcfit.result.FitResult`,
     identical on every rank.
     """
+    return fit(f, ArraySource(xdata, ydata, sigma, distribute=distribute), p0, absolute_sigma=absolute_sigma,
+               bounds=bounds, method=method, loss=loss, f_scale=f_scale, comm=comm, **options)
+
+
+def fit(f, source, p0=None, *, absolute_sigma=False, bounds=(-np.inf, np.inf), method: str = "gn",
+        loss: str = "linear", f_scale: float = 1.0, comm=None, **options) -> FitResult:
+    """Fit ``f(x, *params)`` to the points of a data source (:mod:`hpcfit.data`): in-memory
+    arrays, or an HDF5 file streamed chunk by chunk with each rank reading only its own chunks.
+    Arguments and result as :func:`curve_fit`; ``sigma`` and ``distribute`` belong to the source.
+    """
     t_start = time.perf_counter()
     with Communicator(comm) as hc:
-        opts, p0, lower, upper, norm = hc.agree(_local_checks, f, p0, bounds, method, loss, f_scale, distribute,
+        opts, p0, lower, upper, norm = hc.agree(_local_checks, f, source, p0, bounds, method, loss, f_scale,
                                                 options)
-        hc.check_same(_same_everywhere(opts, p0, lower, upper, absolute_sigma, distribute),
-                      "every rank must call curve_fit with the same p0, bounds and options")
+        hc.check_same(_same_everywhere(opts, p0, lower, upper, absolute_sigma, source),
+                      "every rank must call the fit with the same p0, bounds, options and kind of source")
         p = p0.size
-        local, x_tail = distribute_arrays(hc, xdata, ydata, sigma, chunk_size=opts.chunk_size_for(p),
-                                          distribute=distribute)
-        if local.n_points <= p:                     # every rank knows the global n
-            raise InputError(f"the fit needs more points than parameters: n = {local.n_points} points, "
-                             f"p = {p} parameters (n must be > p)")
-        hc.agree(_check_model_shape, f, x_tail + (local.chunk_size,), p)
-        traces_before = dict(TRACE_COUNTS)
-        evaluator = hc.agree(PassEvaluator, hc, local, f, opts.loss, opts.f_scale, norm.offset, norm.scale,
-                             opts.jacobian_mode)
-        t_setup = time.perf_counter()
-        lower_u, upper_u = norm.to_u(lower), norm.to_u(upper)
-        u0 = np.clip(norm.to_u(p0), lower_u, upper_u)  # rounding of the map must not leave the box
-        table = IterationTable(bool(opts.verbose) and hc.is_root)
-        outcome = run_trust_region(hc, evaluator, u0, opts, norm, lower_u, upper_u, table)
+        local = source.open(hc, opts.chunk_size_for(p))
+        evaluator = None
+        try:
+            if local.n_points <= p:                     # every rank knows the global n
+                raise InputError(f"the fit needs more points than parameters: n = {local.n_points} points, "
+                                 f"p = {p} parameters (n must be > p)")
+            model = f if local.model_wrapper is None else local.model_wrapper(f)
+            hc.agree(_check_model, model, local, p, opts)
+            traces_before = dict(TRACE_COUNTS)
+            evaluator = hc.agree(PassEvaluator, hc, local, f, opts.loss, opts.f_scale, norm.offset, norm.scale,
+                                 opts.jacobian_mode)
+            t_setup = time.perf_counter()
+            lower_u, upper_u = norm.to_u(lower), norm.to_u(upper)
+            u0 = np.clip(norm.to_u(p0), lower_u, upper_u)  # rounding of the map must not leave the box
+            table = IterationTable(bool(opts.verbose) and hc.is_root)
+            outcome = run_trust_region(hc, evaluator, u0, opts, norm, lower_u, upper_u, table)
+        finally:
+            if evaluator is not None:
+                evaluator.close()
+            if hasattr(source, "close"):
+                source.close()
         t_solve = time.perf_counter()
-
-        cov = covariance(outcome.jtj, norm.scale, outcome.cost, local.n_points, absolute_sigma, opts.cov_rcond)
-        active = np.where(outcome.u <= lower_u, -1, np.where(outcome.u >= upper_u, 1, 0))
-        # The affine map can round a bound by an ulp: report active parameters exactly on it.
-        popt = np.where(active < 0, lower, np.where(active > 0, upper, np.clip(norm.to_theta(outcome.u), lower, upper)))
-        rank_deficient = cov.rank < p
-        if rank_deficient:
-            warnings.warn(f"JᵀWJ is rank deficient at the solution (rank {cov.rank} of {p}); parameters "
-                          f"{cov.null_parameters} are not determined by the data. pcov is a pseudo-inverse "
-                          "(taken with unit-diagonal scaling) and carries no variance along the undetermined "
-                          "directions.",
-                          RankDeficientWarning, stacklevel=2)
+        result = _finalize(outcome, norm, lower, upper, lower_u, upper_u, local, absolute_sigma, opts,
+                           evaluator.stats)
         t_end = time.perf_counter()
         stats = evaluator.stats
         table.line(f"{outcome.status.message} cost {outcome.cost:.8e} after {outcome.n_iterations} "
                    f"iterations ({stats.jacobian_passes} Jacobian + {stats.cost_passes} cost passes, "
                    f"{t_end - t_start:.3f} s)")
-        timings = {"setup": t_setup - t_start, "phase2": t_solve - t_setup, "covariance": t_end - t_solve,
-                   "total": t_end - t_start, "jacobian_passes": stats.jacobian_seconds,
-                   "cost_passes": stats.cost_seconds, "reductions": stats.reduction_seconds}
-        info = {
+        result.timings.update({"setup": t_setup - t_start, "phase2": t_solve - t_setup,
+                               "covariance": t_end - t_solve, "total": t_end - t_start,
+                               "jacobian_passes": stats.jacobian_seconds, "cost_passes": stats.cost_seconds,
+                               "reductions": stats.reduction_seconds})
+        result.info.update({
             "chunk_size": local.chunk_size, "n_chunks": local.n_leaves, "n_ranks": hc.size,
-            "normalize": norm.strategy, "linear_solves": outcome.solvers,
+            "source": local.describe, "normalize": norm.strategy, "linear_solves": outcome.solvers,
             "jacobian_points_per_second": _rate(local.n_points, stats.jacobian_passes, stats.jacobian_seconds),
-            "cost_points_per_second": _rate(local.n_points, stats.cost_passes, stats.cost_seconds),
-            "null_parameters": cov.null_parameters,
-        }
-        compiles = {k: TRACE_COUNTS[k] - traces_before.get(k, 0) for k in ("jacobian", "cost")}
-        return FitResult(
-            popt=popt, pcov=cov.pcov, perr=np.sqrt(np.maximum(np.diag(cov.pcov), 0.0)),
-            cost=outcome.cost, chi2=2.0 * outcome.cost, dof=local.n_points - p,
-            success=outcome.status.success, status=outcome.status, message=outcome.status.message,
-            n_iterations=outcome.n_iterations, nfev=stats.cost_passes + stats.jacobian_passes,
-            njev=stats.jacobian_passes, history=outcome.history, timings=timings, active_mask=active,
-            rank=cov.rank, rank_deficient=rank_deficient, n_points=local.n_points, n_params=p,
-            method=opts.method, loss=opts.loss, grad=outcome.jtr / norm.scale,
-            optimality=outcome.optimality, compile_counts=compiles, info=info)
+            "cost_points_per_second": _rate(local.n_points, stats.cost_passes, stats.cost_seconds)})
+        result.compile_counts.update({k: TRACE_COUNTS[k] - traces_before.get(k, 0) for k in ("jacobian", "cost")})
+        return result
+
+
+def _finalize(outcome, norm, lower, upper, lower_u, upper_u, local, absolute_sigma, opts, stats) -> FitResult:
+    """Phase 3: de-normalize, covariance, active set; warn about rank deficiency."""
+    p = lower.size
+    cov = covariance(outcome.jtj, norm.scale, outcome.cost, local.n_points, absolute_sigma, opts.cov_rcond)
+    active = np.where(outcome.u <= lower_u, -1, np.where(outcome.u >= upper_u, 1, 0))
+    # The affine map can round a bound by an ulp: report active parameters exactly on it.
+    popt = np.where(active < 0, lower, np.where(active > 0, upper, np.clip(norm.to_theta(outcome.u), lower, upper)))
+    rank_deficient = cov.rank < p
+    if rank_deficient:
+        warnings.warn(f"JᵀWJ is rank deficient at the solution (rank {cov.rank} of {p}); parameters "
+                      f"{cov.null_parameters} are not determined by the data. pcov is a pseudo-inverse "
+                      "(taken with unit-diagonal scaling) and carries no variance along the undetermined "
+                      "directions.", RankDeficientWarning, stacklevel=3)
+    return FitResult(
+        popt=popt, pcov=cov.pcov, perr=np.sqrt(np.maximum(np.diag(cov.pcov), 0.0)),
+        cost=outcome.cost, chi2=2.0 * outcome.cost, dof=local.n_points - p,
+        success=outcome.status.success, status=outcome.status, message=outcome.status.message,
+        n_iterations=outcome.n_iterations, nfev=stats.cost_passes + stats.jacobian_passes,
+        njev=stats.jacobian_passes, history=outcome.history, timings={},
+        active_mask=active, rank=cov.rank, rank_deficient=rank_deficient, n_points=local.n_points, n_params=p,
+        method=opts.method, loss=opts.loss, grad=outcome.jtr / norm.scale, optimality=outcome.optimality,
+        info={"null_parameters": cov.null_parameters})
 
 
 def _rate(n_points: int, passes: int, seconds: float) -> float:
     return n_points * passes / seconds if seconds > 0 else float("nan")
 
 
-def _check_model_shape(f, x_shape: tuple, p: int) -> None:
+def _check_model(model, local, p: int, opts) -> None:
+    """The model traces with p parameters on one chunk and returns one value per point."""
+    if local.model_wrapper is not None and opts.jacobian_mode != "forward":
+        raise InputError(f"jacobian_mode={opts.jacobian_mode!r} needs explicit x; sources with implicit "
+                         "coordinates support jacobian_mode='forward' only")
     try:
-        shape = model_output_shape(f, x_shape, p)
+        shape = model_output_shape(model, local.x_shape, p)
     except Exception as exc:  # noqa: BLE001 - any failure to trace the model is the user's to see
         raise InputError(f"calling the model f(x, *p0) with len(p0) = {p} parameters failed while tracing it "
                          f"with JAX: {type(exc).__name__}: {exc}. f must be JAX-traceable (use jax.numpy) and "
                          f"take x followed by one argument per entry of p0") from None
-    if shape != (x_shape[-1],):
-        raise InputError(f"the model f must return one value per point: for xdata chunks of shape {x_shape} "
-                         f"it must return shape ({x_shape[-1]},), but it returned shape {shape}")
+    if shape != (local.chunk_size,):
+        raise InputError(f"the model f must return one value per point: for a chunk of {local.chunk_size} points "
+                         f"it must return shape ({local.chunk_size},), but it returned shape {shape}")
 
 
-__all__ = ["curve_fit", "FitOptions"]
+__all__ = ["curve_fit", "fit"]

@@ -9,6 +9,7 @@ whatever the rank count.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -16,9 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..comm import Communicator
-from ..data.arrays import LocalChunks
+from ..data.chunks import LocalChunks
 from ..data.grid import TreeAccumulator, combine_blocks
-from ..errors import FitError
+from ..errors import FitError, HpcfitError
 from .chunk import cost_kernel, jacobian_kernel
 
 
@@ -51,24 +52,40 @@ class PassStats:
 
 
 class PassEvaluator:
-    """Runs Jacobian and cost passes of one fit on this rank's chunks (each call is collective)."""
+    """Runs Jacobian and cost passes of one fit on this rank's chunks (each call is collective).
+
+    Chunks are read on demand, one ahead on a background thread, so a streaming source holds
+    about three chunks at a time; a cacheable source keeps its device copies after the first pass.
+    """
 
     def __init__(self, comm: Communicator, local: LocalChunks, model: Callable, loss: str,
                  f_scale: float, offset: np.ndarray, scale: np.ndarray, jacobian_mode: str = "forward"):
         self.comm = comm
         self.local = local
         self.p = offset.shape[0]
+        model = model if local.model_wrapper is None else local.model_wrapper(model)
         self._jac = jacobian_kernel(model, loss, jacobian_mode)
         self._cost = cost_kernel(model, loss)
         self._offset = jnp.asarray(offset)
         self._scale = jnp.asarray(scale)
         self._f_scale = jnp.asarray(float(f_scale))
-        self._chunks = [(jnp.asarray(c.x), jnp.asarray(c.y), jnp.asarray(c.weight), jnp.asarray(c.n_valid))
-                        for c in local.chunks]
-        self._starts = [c.global_start for c in local.chunks]
-        self._blocks = local.local_blocks
-        self._slot0 = local.slots.index(self._blocks[0]) if self._blocks else 0
+        self._cache: dict[int, tuple] = {}
+        self._starts = [0] * local.n_local
+        blocks = local.local_blocks
+        self._slot0 = local.slots.index(blocks[0]) if blocks else 0
+        # local chunk range [first, stop) of each tree block, and the block of each chunk
+        self._block_range = [((index << level) - local.first_leaf,
+                              min((index + 1) << level, local.n_leaves) - local.first_leaf)
+                             for level, index in blocks]
+        self._block_of = [b for b, (lo, hi) in enumerate(self._block_range) for _ in range(lo, hi)]
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpcfit-read") \
+            if not local.cacheable else None
         self.stats = PassStats()
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.shutdown(wait=True)
+        self._cache.clear()
 
     def jacobian_pass(self, u: np.ndarray) -> PassResult:
         """Collective: JᵀWJ, JᵀWr and cost at ``u`` (normalized parameters)."""
@@ -100,7 +117,9 @@ class PassEvaluator:
         local_error = None
         try:
             self._fill_blocks(kernel, jnp.asarray(u, dtype=jnp.float64), slots)
-        except Exception as exc:  # a failure on this rank must not leave the others waiting
+        except HpcfitError as exc:          # e.g. NaN found in a chunk read from a file
+            local_error = exc
+        except Exception as exc:  # noqa: BLE001 - a failure on this rank must not leave the others waiting
             local_error = FitError(f"evaluating the model failed: {type(exc).__name__}: {exc}")
         t0 = time.perf_counter()
         reduced = self.comm.reduce_slots(slots, local_error)
@@ -108,31 +127,46 @@ class PassEvaluator:
         values = {blk: reduced[i] for i, blk in enumerate(self.local.slots)}
         return combine_blocks(values, self.local.n_leaves, _add)
 
+    def _to_device(self, i: int) -> tuple:
+        c = self.local.read(i)
+        self._starts[i] = c.global_start
+        return jnp.asarray(c.x), jnp.asarray(c.y), jnp.asarray(c.weight), jnp.asarray(c.n_valid)
+
+    def _device_chunks(self):
+        """This rank's chunks as device arrays, in order: cached, or read one ahead on a thread."""
+        n = self.local.n_local
+        if self.local.cacheable:
+            for i in range(n):
+                if i not in self._cache:
+                    self._cache[i] = self._to_device(i)
+                yield self._cache[i]
+            return
+        future = self._reader.submit(self._to_device, 0) if n else None
+        for i in range(n):
+            current = future.result()
+            future = self._reader.submit(self._to_device, i + 1) if i + 1 < n else None
+            yield current
+
     def _fill_blocks(self, kernel, u, slots: np.ndarray) -> None:
         args = (u, self._offset, self._scale)
-        n_leaves = self.local.n_leaves
-        chunk_iter = iter(range(len(self._chunks)))
+        acc = None
+
+        def consume(i, out):
+            nonlocal acc
+            b = self._block_of[i]
+            if i == self._block_range[b][0]:
+                acc = TreeAccumulator(_add)
+            leaf = np.array(out, dtype=np.float64)
+            leaf[-1] = leaf[-1] + self._starts[i] if leaf[-2] > 0 else np.inf
+            acc.push(leaf)
+            if i == self._block_range[b][1] - 1:
+                slots[self._slot0 + b] = acc.result()
+
         pending = None
-
-        def dispatch(i):
-            return kernel(*args, *self._chunks[i], self._f_scale)
-
-        next_i = next(chunk_iter, None)
-        if next_i is not None:
-            pending = dispatch(next_i)
-        for b, (level, index) in enumerate(self._blocks):
-            first = (index << level) - self.local.first_leaf
-            stop = min((index + 1) << level, n_leaves) - self.local.first_leaf
-            acc = TreeAccumulator(_add)
-            for i in range(first, stop):
-                current = pending
-                nxt = next(chunk_iter, None)
-                if nxt is not None:
-                    pending = dispatch(nxt)  # overlap: chunk i+1 runs while chunk i is read back
-                leaf = np.array(current, dtype=np.float64)
-                if leaf[-2] > 0:
-                    leaf[-1] += self._starts[i]
-                else:
-                    leaf[-1] = np.inf
-                acc.push(leaf)
-            slots[self._slot0 + b] = acc.result()
+        for i, chunk in enumerate(self._device_chunks()):
+            out = kernel(*args, *chunk, self._f_scale)    # dispatched asynchronously
+            if pending is not None:
+                consume(*pending)                          # reads back chunk i-1 while chunk i runs
+            pending = (i, out)
+        if pending is not None:
+            consume(*pending)
