@@ -16,6 +16,7 @@ from .comm import Communicator
 from .data.arrays import ArraySource
 from .errors import InputError, RankDeficientWarning
 from .kernels.chunk import TRACE_COUNTS, model_output_shape
+from .kernels.coords import implicit_model
 from .kernels.evaluator import PassEvaluator
 from .options import FitOptions, make_options
 from .phases.covariance import covariance
@@ -141,7 +142,7 @@ def fit(f, source, p0=None, *, absolute_sigma=False, bounds=(-np.inf, np.inf), m
             if local.n_points <= p:                     # every rank knows the global n
                 raise InputError(f"the fit needs more points than parameters: n = {local.n_points} points, "
                                  f"p = {p} parameters (n must be > p)")
-            model = f if local.model_wrapper is None else local.model_wrapper(f)
+            model = implicit_model(f, local)
             hc.agree(_check_model, model, local, p, opts)
             traces_before = dict(TRACE_COUNTS)
             evaluator = hc.agree(PassEvaluator, hc, local, f, opts.loss, opts.f_scale, norm.offset, norm.scale,
@@ -207,11 +208,11 @@ def _rate(n_points: int, passes: int, seconds: float) -> float:
 
 def _check_model(model, local, p: int, opts) -> None:
     """The model traces with p parameters on one chunk and returns one value per point."""
-    if local.model_wrapper is not None and opts.jacobian_mode != "forward":
+    if local.coords is not None and opts.jacobian_mode != "forward":
         raise InputError(f"jacobian_mode={opts.jacobian_mode!r} needs explicit x; sources with implicit "
                          "coordinates support jacobian_mode='forward' only")
     try:
-        shape = model_output_shape(model, local.x_shape, p)
+        shape = model_output_shape(model, local.x_shape, p, implicit=local.coords is not None)
     except Exception as exc:  # noqa: BLE001 - any failure to trace the model is the user's to see
         raise InputError(f"calling the model f(x, *p0) with len(p0) = {p} parameters failed while tracing it "
                          f"with JAX: {type(exc).__name__}: {exc}. f must be JAX-traceable (use jax.numpy) and "

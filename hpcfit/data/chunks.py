@@ -57,7 +57,7 @@ class LocalChunks:
     n_points: int                          # points over all ranks
     x_shape: tuple                         # shape of one chunk's x as the model sees it
     cacheable: bool                        # keep device copies after the first pass
-    model_wrapper: Callable | None = None  # wraps the model for implicit coordinates
+    coords: object | None = None           # implicit coordinates (hpcfit.kernels.coords); x is the start index
     describe: str = "arrays"
 
     @property

@@ -137,9 +137,10 @@ def cost_kernel(model: Callable, loss: str):
     return _cached(("cost", model, loss), build)
 
 
-def model_output_shape(model: Callable, x_shape: tuple, n_params: int):
-    """Shape the model returns for one chunk, found by tracing only (no compilation, no data)."""
-    x = jax.ShapeDtypeStruct(x_shape, jnp.float64)
+def model_output_shape(model: Callable, x_shape: tuple, n_params: int, implicit: bool = False):
+    """Shape the model returns for one chunk, found by tracing only (no compilation, no data).
+    With implicit coordinates x is the chunk's integer start index."""
+    x = jax.ShapeDtypeStruct(x_shape, jnp.int64 if implicit else jnp.float64)
     theta = jax.ShapeDtypeStruct((n_params,), jnp.float64)
     out = jax.eval_shape(lambda xx, th: jnp.asarray(model(xx, *(th[i] for i in range(n_params)))), x, theta)
     return tuple(out.shape)

@@ -21,6 +21,7 @@ from ..data.chunks import LocalChunks
 from ..data.grid import TreeAccumulator, combine_blocks
 from ..errors import FitError, HpcfitError
 from .chunk import cost_kernel, jacobian_kernel
+from .coords import implicit_model
 
 
 def _add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -63,7 +64,7 @@ class PassEvaluator:
         self.comm = comm
         self.local = local
         self.p = offset.shape[0]
-        model = model if local.model_wrapper is None else local.model_wrapper(model)
+        model = implicit_model(model, local)
         self._jac = jacobian_kernel(model, loss, jacobian_mode)
         self._cost = cost_kernel(model, loss)
         self._offset = jnp.asarray(offset)

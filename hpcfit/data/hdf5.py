@@ -1,0 +1,138 @@
+"""HDF5 files as a streaming data source: each rank reads only the hyperslabs of its own chunks.
+
+Datasets: ``y`` (n,), optionally ``x`` (n,) or (k, n) and ``sigma`` (n,). For data on a regular
+grid pass ``grid`` (a :mod:`hpcfit.kernels.coords` object) instead of ``x``: coordinates are then
+computed in the kernel, never read. Chunks follow the same global grid as in-memory data, so a
+fit from a file gives the same bits as from the same arrays in memory, on any rank count.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..comm import Communicator
+from ..errors import InputError
+from .chunks import Chunk, LocalChunks, pad_chunk, reduction_slots
+from .grid import ChunkGrid
+
+
+class HDF5Source:
+    """Stream ``y`` (and ``x``/``sigma``) from the HDF5 file ``path``.
+
+    ``cache_bytes``: if this rank's share of the data (y, x and weights, padded) fits in this many
+    bytes it is kept in memory after the first pass instead of being read again (default 0:
+    always stream, memory bounded by a few chunks).
+    """
+
+    def __init__(self, path, y: str = "y", x: str | None = None, sigma: str | None = None, *, grid=None,
+                 cache_bytes: int = 0):
+        self.path, self.y, self.x, self.sigma, self.grid, self.cache_bytes = path, y, x, sigma, grid, cache_bytes
+        self._file = None
+
+    def check_arguments(self) -> None:
+        """Local checks that need no file (run before any collective)."""
+        if not isinstance(self.path, (str, os.PathLike)):
+            raise InputError(f"HDF5Source `path` must be a file path; got {type(self.path).__name__}")
+        for name in ("y", "x", "sigma"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise InputError(f"HDF5Source `{name}` must be a dataset name (str); got {value!r}")
+        if (self.x is None) == (self.grid is None):
+            raise InputError("HDF5Source needs exactly one of `x` (a dataset of coordinates) and `grid` "
+                             "(implicit coordinates, e.g. hpcfit.data.RegularGrid or PairGrid)")
+        if self.grid is not None and not (callable(self.grid) and hasattr(self.grid, "n_points")):
+            raise InputError(f"HDF5Source `grid` must be a coordinates object such as hpcfit.data.RegularGrid; "
+                             f"got {type(self.grid).__name__}")
+        if not isinstance(self.cache_bytes, int) or self.cache_bytes < 0:
+            raise InputError(f"HDF5Source `cache_bytes` must be an integer >= 0; got {self.cache_bytes!r}")
+
+    def _where(self, name: str) -> str:
+        return f"file {os.fspath(self.path)!r}, dataset {name!r}"
+
+    def _inspect(self):
+        """Open the file and check the datasets (local): the layout every rank must agree on."""
+        import h5py
+
+        path = os.fspath(self.path)
+        if not os.path.exists(path):
+            raise InputError(f"HDF5Source: file {path!r} does not exist")
+        try:
+            self._file = h5py.File(path, "r")
+        except OSError as exc:
+            raise InputError(f"HDF5Source: cannot open {path!r} as HDF5: {exc}") from None
+        shapes = {}
+        for role in ("y", "x", "sigma"):
+            name = getattr(self, role)
+            if name is None:
+                continue
+            if name not in self._file or not isinstance(self._file[name], h5py.Dataset):
+                raise InputError(f"HDF5Source: {self._where(name)} does not exist (the `{role}` dataset); "
+                                 f"datasets at the top level: {sorted(k for k in self._file.keys())}")
+            dset = self._file[name]
+            if dset.dtype.kind not in "fiu":
+                raise InputError(f"HDF5Source: {self._where(name)} has dtype {dset.dtype}; a real numeric "
+                                 "dtype is needed")
+            shapes[role] = dset.shape
+        n = shapes["y"][0] if len(shapes["y"]) == 1 else None
+        if n is None or n == 0:
+            raise InputError(f"HDF5Source: {self._where(self.y)} must be 1-D with at least one point; "
+                             f"got shape {shapes['y']}")
+        if "x" in shapes and (len(shapes["x"]) not in (1, 2) or shapes["x"][-1] != n):
+            raise InputError(f"HDF5Source: {self._where(self.x)} must have shape ({n},) or (k, {n}) to match "
+                             f"{self.y!r}; got {shapes['x']}")
+        if "sigma" in shapes and shapes["sigma"] != (n,):
+            raise InputError(f"HDF5Source: {self._where(self.sigma)} must have shape ({n},) to match "
+                             f"{self.y!r}; got {shapes['sigma']}")
+        if self.grid is not None and self.grid.n_points != n:
+            raise InputError(f"HDF5Source: `grid` has {self.grid.n_points} points but {self._where(self.y)} "
+                             f"has {n}")
+        return n, shapes
+
+    def open(self, comm: Communicator, chunk_size: int) -> LocalChunks:
+        """Collective: open and check the file on every rank, and lay out this rank's chunks."""
+        n, shapes = comm.agree(self._inspect)
+        comm.check_same({"HDF5 datasets": (self.y, self.x, self.sigma, tuple(sorted(shapes.items())))},
+                        "every rank must stream the same file and datasets")
+        chunk_size = min(chunk_size, n)
+        grid = ChunkGrid(n, chunk_size, comm.size)
+        runs = [grid.rank_chunks(r) for r in range(comm.size)]
+        first, stop = runs[comm.rank]
+        y, x = self._file[self.y], None if self.x is None else self._file[self.x]
+        sigma = None if self.sigma is None else self._file[self.sigma]
+
+        def read(i: int) -> Chunk:
+            lo, hi = grid.chunk_points(first + i)
+            ys = self._checked(self.y, y[lo:hi], lo)
+            ws = np.ones(hi - lo)
+            if sigma is not None:
+                ss = self._checked(self.sigma, sigma[lo:hi], lo)
+                if np.any(ss <= 0):
+                    k = int(np.argmax(ss <= 0))
+                    raise InputError(f"HDF5Source: {self._where(self.sigma)} must be > 0; value "
+                                     f"{float(ss[k])!r} at global index {lo + k}")
+                ws = 1.0 / ss
+            xs = None if x is None else self._checked(self.x, x[..., lo:hi], lo)
+            xs, ys, ws = pad_chunk(xs, ys, ws, chunk_size)
+            return Chunk(np.asarray(lo) if xs is None else xs, ys, ws, hi - lo, lo)
+
+        width = 2 + (1 if x is None else (shapes["x"][0] if len(shapes["x"]) == 2 else 1))
+        shard_bytes = (stop - first) * chunk_size * 8 * width
+        x_shape = () if self.grid is not None else tuple(shapes["x"][:-1]) + (chunk_size,)
+        return LocalChunks(read, stop - first, chunk_size, first, grid.n_chunks, reduction_slots(runs, grid.n_chunks),
+                           n, x_shape, cacheable=shard_bytes <= self.cache_bytes, coords=self.grid,
+                           describe=f"HDF5 {os.fspath(self.path)}:{self.y}")
+
+    def _checked(self, name: str, values: np.ndarray, lo: int) -> np.ndarray:
+        values = np.asarray(values, dtype=np.float64)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            k = int(np.argwhere(bad)[0][-1])
+            raise InputError(f"HDF5Source: {self._where(name)} contains NaN or Inf; first at global point "
+                             f"index {lo + k}")
+        return values
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

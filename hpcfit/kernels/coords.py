@@ -1,0 +1,110 @@
+"""Implicit coordinates: x computed inside the kernel from the global point index, never stored.
+
+For data on a regular grid (XPCS: angle × t1 × t2) reading x would double the I/O and memory of a
+fit; instead a chunk carries only its global start index and the kernel rebuilds x from it.
+Coordinate objects are frozen (hashable) so a kernel compiled for one is reused by the next fit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import jax.numpy as jnp
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RegularGrid:
+    """The points of the full product of 1-D axes in C order; x has one row per axis.
+
+    ``RegularGrid(a)`` gives x of shape (n,) with x = a; ``RegularGrid(a, b)`` gives (2, n) with
+    rows a[i], b[j] for the flat index i·len(b) + j, and so on.
+    """
+
+    axes: tuple
+
+    def __init__(self, *axes):
+        if not axes:
+            raise ValueError("RegularGrid needs at least one axis")
+        cleaned = []
+        for k, a in enumerate(axes):
+            arr = np.asarray(a, dtype=float)
+            if arr.ndim != 1 or arr.size == 0 or not np.all(np.isfinite(arr)):
+                raise ValueError(f"RegularGrid axis {k} must be a non-empty 1-D array of finite numbers")
+            cleaned.append(tuple(arr.tolist()))
+        object.__setattr__(self, "axes", tuple(cleaned))
+
+    @property
+    def n_points(self) -> int:
+        return int(np.prod([len(a) for a in self.axes]))
+
+    def __call__(self, index):
+        rows, rest = [], index
+        for axis in reversed(self.axes):
+            rows.append(jnp.asarray(axis)[rest % len(axis)])
+            rest = rest // len(axis)
+        rows.reverse()
+        return rows[0] if len(rows) == 1 else jnp.stack(rows)
+
+
+def pair_count(n_t: int, triangle: str) -> int:
+    """Time pairs per group: t1 < t2 (``upper``) or t1 ≠ t2 (``both``)."""
+    return n_t * (n_t - 1) // (2 if triangle == "upper" else 1)
+
+
+@dataclass(frozen=True)
+class PairGrid:
+    """XPCS points: for each of ``n_groups`` angles, the frame pairs (t1, t2) in the order
+    angle, t1, t2 — t1 < t2 (``triangle="upper"``, each independent pair once) or t1 ≠ t2
+    (``"both"``). x has shape (3, n): angle index, t1, t2 (as float64)."""
+
+    n_groups: int
+    n_t: int
+    triangle: str = "upper"
+
+    def __post_init__(self):
+        if self.triangle not in ("upper", "both"):
+            raise ValueError(f"triangle must be 'upper' or 'both'; got {self.triangle!r}")
+        if self.n_t < 2 or self.n_groups < 1:
+            raise ValueError(f"PairGrid needs n_t >= 2 and n_groups >= 1; got n_t={self.n_t}, n_groups={self.n_groups}")
+
+    @property
+    def n_points(self) -> int:
+        return self.n_groups * pair_count(self.n_t, self.triangle)
+
+    def __call__(self, index):
+        per_group = pair_count(self.n_t, self.triangle)
+        group, k = index // per_group, index % per_group
+        n = self.n_t
+        if self.triangle == "both":
+            t1 = k // (n - 1)
+            j = k % (n - 1)
+            t2 = j + (j >= t1)
+        else:
+            # Row t1 starts at r(t1) = t1·(2n − t1 − 1)/2; invert with the quadratic formula, then
+            # correct the float estimate by one either way (exact integer checks).
+            b = 2 * n - 1
+            t1 = jnp.floor((b - jnp.sqrt(jnp.maximum(b * b - 8.0 * k, 0.0))) / 2).astype(index.dtype)
+            row = lambda t: t * (2 * n - t - 1) // 2  # noqa: E731
+            t1 = jnp.where(row(t1) > k, t1 - 1, t1)
+            t1 = jnp.where(row(t1 + 1) <= k, t1 + 1, t1)
+            t2 = k - row(t1) + t1 + 1
+        return jnp.stack([group, t1, t2]).astype(jnp.float64)
+
+
+@dataclass(frozen=True)
+class ImplicitX:
+    """A model whose x is the coordinates of the chunk's points, rebuilt from its start index."""
+
+    model: Callable
+    coords: object
+    chunk_size: int
+
+    def __call__(self, start, *params):
+        index = jnp.minimum(start + jnp.arange(self.chunk_size), self.coords.n_points - 1)  # padding → last point
+        return self.model(self.coords(index), *params)
+
+
+def implicit_model(model: Callable, local) -> Callable:
+    """The model the kernels call for ``local`` chunks: ``model`` itself, or wrapped to rebuild x."""
+    return model if local.coords is None else ImplicitX(model, local.coords, local.chunk_size)

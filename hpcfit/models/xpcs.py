@@ -1,0 +1,293 @@
+"""XPCS two-time correlation c2(φ, t1, t2) with transport coefficients D(t) and γ̇(t).
+
+The model of He et al., PNAS 121, e2401162121 (2024), used at APS 8-ID-I, evaluated as the
+reference kernel of "homodyne" 2.23 does it (``form="homodyne"``, the default):
+
+* frames t_k = k·dt (k = 0..n_t−1), with t_0 replaced by dt/2 so that t^α stays finite for α < 0;
+* rates D_k = D0·t_k^α + D_offset and γ̇_k = γ̇0·t_k^β + γ̇_offset, each floored at 1e-10;
+* S = cumulative trapezoid of a rate in frame units (S_0 = 0) and I_ij = sqrt((S_i − S_j)² + 1e-12);
+* g1_diff = exp(clip(−½·q²·dt·I_D, −700, 0));
+* Φ = (q·L·dt / 2π)·cos(φ0 − φ)·I_γ̇ and g1_shear = sinc²(Φ) with sinc(z) = sin z / z;
+* g1 = max(g1_diff·g1_shear, 1e-10) and c2 = offset_φ + contrast_φ·g1².
+
+``form="paper"`` is the expression written in the papers: c2 = offset + contrast·g1_diff²·sinc²(Φ_p)
+with Φ_p = q·L·Γ·cos(φ0 − φ)/2 and Γ = dt·I_γ̇ the shear integral in time units. It differs from
+"homodyne" twice: the shear factor in c2 is sinc² (homodyne squares g1 = g1_diff·sinc², so sinc⁴),
+and the phase is π times larger (½ instead of 1/2π). Here g1 = g1_diff·sinc(Φ_p), which may be
+negative, so the floor is applied to g1² (≥ 1e-20), which is the same floor as homodyne's.
+In mode ``static`` both forms have no shear factor and agree exactly.
+
+Parameters, in this order: D0, alpha, D_offset (``static``) and further gamma_dot_t0, beta,
+gamma_dot_t_offset, phi0 (``laminar_flow``); angles φ and φ0 are in degrees.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+import numpy as np
+
+from ..errors import InputError
+
+PHYSICAL_NAMES = ("D0", "alpha", "D_offset", "gamma_dot_t0", "beta", "gamma_dot_t_offset", "phi0")
+MODES = {"static": 3, "laminar_flow": 7}        # mode → number of physical parameters
+FORMS = ("homodyne", "paper")
+SCALINGS = ("individual", "shared", "fixed")
+
+RATE_FLOOR = 1e-10          # homodyne's floor of D(t), γ̇(t) and g1
+# Keeps I differentiable at t1 = t2: d/dx sqrt(x²) is undefined at 0, d/dx sqrt(x² + ε) is 0 there.
+PAIR_EPS = 1e-12
+# exp(−700) is near the smallest normal float64; homodyne clips there so g1_diff never underflows.
+LOG_G1_MIN = -700.0
+# Below this |z| the Taylor series of sin z / z is exact to float64 (next term z⁶/5040 < 1e-27).
+SINC_TAYLOR_BELOW = 1e-4
+
+
+# ---- validation (plain Python, run once before any tracing) -----------------------------------
+
+def _check_choice(name: str, value, choices) -> str:
+    if value not in choices:
+        raise InputError(f"`{name}` must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return value
+
+
+def _positive(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+        raise InputError(f"`{name}` must be a finite number > 0; got {value!r}")
+    return float(value)
+
+
+def _n_frames(n_t) -> int:
+    if isinstance(n_t, bool) or not isinstance(n_t, numbers.Integral) or n_t < 2:
+        raise InputError(f"`n_t` must be an integer >= 2 (the number of frames); got {n_t!r}")
+    return int(n_t)
+
+
+def _angles(phi) -> tuple:
+    try:
+        arr = np.asarray(phi, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"`phi` must be a sequence of angles in degrees: {exc}") from None
+    if arr.ndim != 1 or arr.size == 0 or not np.all(np.isfinite(arr)):
+        raise InputError(f"`phi` must be a non-empty 1-D sequence of finite angles in degrees; got {phi!r}")
+    return tuple(arr.tolist())
+
+
+def _per_angle(name: str, value, n_phi: int) -> tuple:
+    """A scalar or per-angle sequence as a tuple of n_phi finite floats."""
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"`{name}` must be a scalar or one value per angle: {exc}") from None
+    if arr.ndim == 0:
+        arr = np.full(n_phi, float(arr))
+    if arr.shape != (n_phi,):
+        raise InputError(f"`{name}` must be a scalar or have one value per angle (length {n_phi}, "
+                         f"the length of phi); got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise InputError(f"`{name}` must be finite; got {value!r}")
+    return tuple(arr.tolist())
+
+
+def _physical(params, mode: str):
+    """params as a float64 vector of the length the mode needs (values may be traced)."""
+    try:
+        p = jnp.asarray(params, dtype=jnp.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"`params` must be a sequence of numbers: {exc}") from None
+    if p.shape != (MODES[mode],):
+        raise InputError(f"`params` must hold {MODES[mode]} values for mode {mode!r} "
+                         f"({', '.join(PHYSICAL_NAMES[:MODES[mode]])}); got shape {p.shape}")
+    return p
+
+
+# ---- the kernel: pure functions shared by two_time_c2 and TwoTimeModel -------------------------
+
+def frame_times(n_t: int, dt: float):
+    """t_k = k·dt with t_0 = dt/2, so that power laws with negative exponents stay finite."""
+    t = jnp.arange(n_t, dtype=jnp.float64) * dt
+    return t.at[0].set(0.5 * dt)
+
+
+def power_law_rate(t, prefactor, exponent, offset):
+    """max(prefactor·t^exponent + offset, 1e-10): D(t) or γ̇(t), kept positive as homodyne does."""
+    return jnp.maximum(prefactor * t**exponent + offset, RATE_FLOOR)
+
+
+def cumulative_trapezoid(f):
+    """S_0 = 0, S_k = Σ_{m<k} (f_m + f_{m+1})/2 along the last axis, in frame units."""
+    steps = jnp.cumsum(0.5 * (f[..., :-1] + f[..., 1:]), axis=-1)
+    return jnp.concatenate([jnp.zeros_like(f[..., :1]), steps], axis=-1)
+
+
+def pair_integral(s_i, s_j):
+    """|∫ rate| between two frames, smoothed at t1 = t2 (see PAIR_EPS)."""
+    return jnp.sqrt((s_i - s_j) ** 2 + PAIR_EPS)
+
+
+def rate_integrals(physical, n_t: int, dt: float, mode: str):
+    """Cumulative integrals (S_D, S_γ̇) on every frame; S_γ̇ is None in static mode."""
+    _check_choice("mode", mode, tuple(MODES))
+    t = frame_times(n_t, dt)
+    s_d = cumulative_trapezoid(power_law_rate(t, physical[0], physical[1], physical[2]))
+    if mode == "static":
+        return s_d, None
+    return s_d, cumulative_trapezoid(power_law_rate(t, physical[3], physical[4], physical[5]))
+
+
+def sinc(z):
+    """sin z / z (unnormalised), by its Taylor series near 0 so that it is smooth there.
+
+    jnp.where evaluates both branches and differentiates both: the division uses a safe argument
+    (1 where |z| is small) so that its gradient, though discarded, is not 0/0 = NaN.
+    """
+    small = jnp.abs(z) < SINC_TAYLOR_BELOW
+    z_safe = jnp.where(small, 1.0, z)
+    z2 = z * z
+    return jnp.where(small, 1.0 - z2 / 6.0 + z2 * z2 / 120.0, jnp.sin(z_safe) / z_safe)
+
+
+def shear_phase(i_shear, cos_dphi, q: float, L: float, dt: float, form: str):
+    """Φ = (q·L·dt/2π)·cos Δφ·I_γ̇ (homodyne) or q·L·(dt·I_γ̇)·cos Δφ/2 (paper)."""
+    _check_choice("form", form, FORMS)
+    scale = 1.0 / (2.0 * math.pi) if form == "homodyne" else 0.5
+    return scale * q * L * dt * cos_dphi * i_shear
+
+
+def g1_field(i_diff, i_shear, cos_dphi, q: float, L: float, dt: float, form: str):
+    """g1 = g1_diff·sinc²(Φ) (homodyne) or g1_diff·sinc(Φ_p) (paper); no shear when i_shear is None."""
+    _check_choice("form", form, FORMS)
+    g1 = jnp.exp(jnp.clip(-0.5 * q * q * dt * i_diff, LOG_G1_MIN, 0.0))
+    if i_shear is None:
+        return g1
+    s = sinc(shear_phase(i_shear, cos_dphi, q, L, dt, form))
+    return g1 * (s * s if form == "homodyne" else s)
+
+
+def c2_from_g1(g1, contrast, offset):
+    """offset + contrast·max(g1², 1e-20): homodyne's floor g1 ≥ 1e-10, written on g1² so that it
+    also holds for the paper form, whose g1 can be negative."""
+    return offset + contrast * jnp.maximum(g1 * g1, RATE_FLOOR**2)
+
+
+def cos_delta_phi(physical, phi_deg, mode: str):
+    """cos(φ0 − φ), angles in degrees; None in static mode (no shear)."""
+    _check_choice("mode", mode, tuple(MODES))
+    if mode == "static":
+        return None
+    return jnp.cos(jnp.deg2rad(physical[6] - phi_deg))
+
+
+def c2_at_pairs(physical, s_d, s_g, idx1, idx2, phi_deg, contrast, offset, *, q, L, dt, mode, form):
+    """c2 at frame pairs (idx1, idx2), angles phi_deg; every argument broadcasts against the others."""
+    i_diff = pair_integral(s_d[idx1], s_d[idx2])
+    i_shear = None if s_g is None else pair_integral(s_g[idx1], s_g[idx2])
+    g1 = g1_field(i_diff, i_shear, cos_delta_phi(physical, phi_deg, mode), q, L, dt, form)
+    return c2_from_g1(g1, contrast, offset)
+
+
+# ---- public API -------------------------------------------------------------------------------
+
+def two_time_c2(params, *, phi, n_t, dt, q, L, contrast, offset, mode="laminar_flow", form="homodyne"):
+    """The full two-time correlation c2[φ, t1, t2], shape (n_phi, n_t, n_t).
+
+    ``params`` holds 3 (static) or 7 (laminar_flow) physical values in PHYSICAL_NAMES order;
+    ``contrast`` and ``offset`` are scalars or one value per angle of ``phi`` (degrees). Returns a
+    jax.Array (``np.asarray`` gives NumPy); it stays differentiable in ``params``.
+    """
+    _check_choice("mode", mode, tuple(MODES))
+    _check_choice("form", form, FORMS)
+    angles = _angles(phi)
+    n_t, dt, q, L = _n_frames(n_t), _positive("dt", dt), _positive("q", q), _positive("L", L)
+    contrast = jnp.asarray(_per_angle("contrast", contrast, len(angles)))[:, None, None]
+    offset = jnp.asarray(_per_angle("offset", offset, len(angles)))[:, None, None]
+    physical = _physical(params, mode)
+
+    s_d, s_g = rate_integrals(physical, n_t, dt, mode)
+    frames = jnp.arange(n_t)
+    return c2_at_pairs(physical, s_d, s_g, frames[:, None], frames[None, :],
+                       jnp.asarray(angles)[:, None, None], contrast, offset,
+                       q=q, L=L, dt=dt, mode=mode, form=form)
+
+
+@dataclass(frozen=True)
+class TwoTimeModel:
+    """c2 at points x = (angle index, t1 frame, t2 frame) as a model for ``hpcfit.curve_fit``.
+
+    ``model(x, *params)`` takes x of shape (3, n) (float arrays holding integers) and returns c2 of
+    shape (n,). params are the physical parameters (``physical_names``) followed, for scaling
+    ``individual``, by n_phi contrasts then n_phi offsets; for ``shared`` by one contrast then one
+    offset; for ``fixed`` by nothing (``contrast``/``offset`` given here are used). Hash and
+    equality are over the normalised configuration, so equal models share compiled kernels.
+    """
+
+    phi: tuple
+    n_t: int
+    dt: float
+    q: float
+    L: float
+    mode: str = "laminar_flow"
+    scaling: str = "individual"
+    form: str = "homodyne"
+    contrast: tuple | None = None
+    offset: tuple | None = None
+
+    def __post_init__(self):
+        _check_choice("mode", self.mode, tuple(MODES))
+        _check_choice("scaling", self.scaling, SCALINGS)
+        _check_choice("form", self.form, FORMS)
+        angles = _angles(self.phi)
+        normalised = dict(phi=angles, n_t=_n_frames(self.n_t), dt=_positive("dt", self.dt),
+                          q=_positive("q", self.q), L=_positive("L", self.L))
+        if self.scaling == "fixed":
+            for name in ("contrast", "offset"):
+                if getattr(self, name) is None:
+                    raise InputError(f"`{name}` is required with scaling='fixed'")
+                normalised[name] = _per_angle(name, getattr(self, name), len(angles))
+        elif self.contrast is not None or self.offset is not None:
+            raise InputError(f"`contrast` and `offset` are only used with scaling='fixed'; with "
+                             f"scaling={self.scaling!r} they are fitted parameters")
+        for name, value in normalised.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def n_phi(self) -> int:
+        return len(self.phi)
+
+    @property
+    def physical_names(self) -> list:
+        return list(PHYSICAL_NAMES[:MODES[self.mode]])
+
+    @property
+    def parameter_names(self) -> list:
+        if self.scaling == "individual":
+            scale = ([f"contrast_{i}" for i in range(self.n_phi)] + [f"offset_{i}" for i in range(self.n_phi)])
+        else:
+            scale = ["contrast", "offset"] if self.scaling == "shared" else []
+        return self.physical_names + scale
+
+    @property
+    def n_params(self) -> int:
+        return len(self.parameter_names)
+
+    def _scales(self, params):
+        """(contrast, offset) per angle, each of shape (n_phi,)."""
+        n_phys, n_phi = MODES[self.mode], self.n_phi
+        if self.scaling == "individual":
+            return (jnp.stack(params[n_phys:n_phys + n_phi]), jnp.stack(params[n_phys + n_phi:]))
+        if self.scaling == "shared":
+            return (jnp.full(n_phi, params[n_phys]), jnp.full(n_phi, params[n_phys + 1]))
+        return jnp.asarray(self.contrast), jnp.asarray(self.offset)
+
+    def __call__(self, x, *params):
+        if len(params) != self.n_params:
+            raise InputError(f"TwoTimeModel takes {self.n_params} parameters ({', '.join(self.parameter_names)}); "
+                             f"got {len(params)}")
+        physical = jnp.stack([jnp.asarray(p, dtype=jnp.float64) for p in params[:MODES[self.mode]]])
+        contrast, offset = self._scales(params)
+        angle, t1, t2 = (jnp.asarray(x)[k].astype(jnp.int32) for k in range(3))
+        s_d, s_g = rate_integrals(physical, self.n_t, self.dt, self.mode)
+        return c2_at_pairs(physical, s_d, s_g, t1, t2, jnp.asarray(self.phi)[angle], contrast[angle],
+                           offset[angle], q=self.q, L=self.L, dt=self.dt, mode=self.mode, form=self.form)
