@@ -1,0 +1,518 @@
+"""Reading APS 8-ID-I two-time correlation files, and converting a selection to a streamable file.
+
+Serial and rank-0 only: nothing here is collective (no MPI, no JAX; NumPy and h5py).
+
+The two beamline layouts, as the software that writes and reads them does it:
+
+* **APS-U** (boost_corr ``twotime.py`` writes it, pyXpcsViewer ``core/twotime_utils.py`` reads it):
+  ``xpcs/qmap/dynamic_v_list_dim0`` (q of each grid row), ``xpcs/qmap/dynamic_v_list_dim1`` (φ in degrees of each
+  grid column), ``xpcs/twotime/processed_bins`` (1-based dynamic-bin labels, one per stored map) and
+  ``xpcs/twotime/correlation_map/c2_00001, c2_00002, ...``: the k-th dataset (a counter from 1, zero-padded
+  to 5 digits) belongs to ``processed_bins[k-1]`` and holds ``triu(c2)``, the diagonal at full value.
+  A label b names the grid cell ``xpcs/qmap/dynamic_index_mapping[b-1]`` (0-based, q-major) when that dataset
+  exists (pyXpcsViewer ``QMap.get_qbin_label``; cells without pixels get no label), else cell ``b-1``; the cell
+  gives ``q_idx = cell // n_phi``, ``phi_idx = cell % n_phi``.
+* **old** (MATLAB ``save_TwoTime_hdf5.m``; the pre-APS-U boost_corr): ``xpcs/dqlist`` and ``xpcs/dphilist`` of
+  shape (1, M), the q and φ of each bin m, and ``exchange/C2T_all/<prefix>_<nnnnn>``. MATLAB names a map by its
+  bin number (``C2T_00017``); boost_corr by a counter (``g2_00001``...) over ``xpcs/qphi_bin_to_process``
+  (both sorted). The number is read as the bin number unless the names are exactly 1..K and
+  ``qphi_bin_to_process`` holds K other bins: then name k is bin ``qphi_bin_to_process[k-1]``. MATLAB writes
+  ``triu`` of a column-major array, which h5py reads back as the *lower* triangle; either half is accepted.
+
+Every reader rebuilds ``c2 = h + hᵀ`` with the diagonal halved (pyXpcsViewer ``read_single_c2``), then replaces
+the diagonal, which carries the speckle-visibility spike rather than the dynamics, by the mean of its neighbours
+(pyXpcsViewer ``correct_diagonal_c2``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import h5py
+import numpy as np
+
+from ..errors import InputError
+
+APS_U = "aps-u"
+OLD = "old"
+TRIANGLES = ("upper", "both")
+STREAM_FORMAT = "hpcfit.xpcs.twotime-stream"
+STREAM_VERSION = 1
+
+U_Q, U_PHI = "xpcs/qmap/dynamic_v_list_dim0", "xpcs/qmap/dynamic_v_list_dim1"
+U_MAPPING = "xpcs/qmap/dynamic_index_mapping"
+U_BINS, U_MAPS = "xpcs/twotime/processed_bins", "xpcs/twotime/correlation_map"
+OLD_Q, OLD_PHI, OLD_MAPS = "xpcs/dqlist", "xpcs/dphilist", "exchange/C2T_all"
+OLD_PROCESSED = "xpcs/qphi_bin_to_process"
+# A layout is detected by any of its objects, so that a partial file is named in the error.
+_MARKERS = {APS_U: ("xpcs/twotime", "xpcs/qmap"), OLD: (OLD_MAPS, OLD_Q, OLD_PHI)}
+_LAYOUT_NAMES = {APS_U: "APS-U layout", OLD: "old layout"}
+# Bins whose q differ by less than this (relative) belong to the same ring: q is stored per bin in the old layout.
+_Q_RTOL = 1e-6
+_PHI_EPS = 1e-9          # degrees: range ends are inclusive despite rounding of stored angles
+
+
+@dataclass(frozen=True, eq=False)
+class TwoTimeData:
+    """One q ring of a two-time file: the full matrices of the selected angles over the selected frames."""
+
+    c2: np.ndarray                  # (n_phi, n_t, n_t) float64, read-only; symmetric, diagonal = neighbour mean
+    phi: np.ndarray                 # (n_phi,) degrees, as stored
+    q: float                        # the q chosen in the file (nearest to the requested one)
+    dt: float                       # seconds per frame of the maps
+    frames: tuple[int, int]         # (first, last) of the file's frames, 1-based, inclusive
+    path: str                       # absolute path of the source file
+    layout: str                     # APS_U or OLD
+    source_stamp: tuple[int, int] | None = None   # (size, mtime_ns) of `path` when it was read
+
+    @property
+    def n_t(self) -> int:
+        return int(self.c2.shape[-1])
+
+    @property
+    def t(self) -> np.ndarray:
+        """Time of each used frame, from 0: ``dt * arange(n_t)``."""
+        return self.dt * np.arange(self.n_t)
+
+
+# ---------------------------------------------------------------- pure numerics
+
+def reconstruct_c2(half: np.ndarray) -> np.ndarray:
+    """Full matrices from stored triangular halves (..., n, n): ``h + hᵀ``, the diagonal halved."""
+    h = np.asarray(half, dtype=np.float64)
+    full = h + np.swapaxes(h, -1, -2)
+    k = np.arange(h.shape[-1])
+    full[..., k, k] /= 2
+    return full
+
+
+def replace_diagonal(c2: np.ndarray) -> np.ndarray:
+    """Copy of ``c2`` (..., n, n), n >= 2, whose diagonal k is the mean of ``c2[k, k+1]`` and ``c2[k-1, k]``
+    where they exist (the ends have one neighbour)."""
+    out = np.array(c2, dtype=np.float64)
+    if out.ndim < 2 or out.shape[-1] != out.shape[-2] or out.shape[-1] < 2:
+        raise InputError(f"the diagonal needs neighbours: square matrices of at least 2x2 are expected, "
+                         f"got shape {out.shape}")
+    _replace_diagonal_inplace(out)
+    return out
+
+
+def _replace_diagonal_inplace(c2: np.ndarray) -> None:
+    sup = np.diagonal(c2, offset=1, axis1=-2, axis2=-1).copy()       # c2[k, k+1], k = 0..n-2
+    diag = np.empty(c2.shape[:-1])
+    diag[..., 0], diag[..., -1] = sup[..., 0], sup[..., -1]
+    diag[..., 1:-1] = (sup[..., :-1] + sup[..., 1:]) / 2
+    k = np.arange(c2.shape[-1])
+    c2[..., k, k] = diag
+
+
+def phi_in_ranges(phi, phi_ranges) -> np.ndarray:
+    """Boolean mask of the angles (degrees) inside any (lo, hi) range; None keeps all.
+
+    Angles are compared modulo 360 and ends are inclusive. A range runs from lo upward to hi, so (350, 10)
+    covers 350..360 and 0..10; a range of width >= 360 (e.g. (0, 360), (-180, 180)) covers every angle.
+    """
+    phi = np.asarray(phi, dtype=np.float64)
+    if phi_ranges is None:
+        return np.ones(phi.shape, dtype=bool)
+    keep = np.zeros(phi.shape, dtype=bool)
+    for lo, hi in _check_phi_ranges(phi_ranges):
+        if hi - lo >= 360:
+            return np.ones(phi.shape, dtype=bool)
+        width = (hi - lo) % 360
+        d = (phi - lo) % 360
+        keep |= (d <= width + _PHI_EPS) | (d >= 360 - _PHI_EPS)
+    return keep
+
+
+def n_pairs(n_t: int, triangle: str = "upper") -> int:
+    """Number of (t1, t2) points per angle: n(n-1)/2 for "upper" (t1 < t2), n(n-1) for "both" (t1 != t2)."""
+    n = _check_n_t(n_t)
+    full = n * (n - 1)
+    return full // 2 if _check_triangle(triangle) == "upper" else full
+
+
+def pair_indices(n_t: int, triangle: str = "upper") -> tuple[np.ndarray, np.ndarray]:
+    """(t1, t2) 0-based int64 frame indices of every point of one angle, ordered by t1, then t2.
+
+    "upper": pairs t1 < t2, each independent pair once; "both": every off-diagonal pair t1 != t2.
+    """
+    n, tri = _check_n_t(n_t), _check_triangle(triangle)
+    if n < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if tri == "upper":
+        t1, t2 = np.triu_indices(n, k=1)
+        return t1.astype(np.int64), t2.astype(np.int64)
+    idx = np.arange(n * (n - 1), dtype=np.int64)      # row t1 holds n-1 points: every t2 but t1 itself
+    t1, r = np.divmod(idx, n - 1)
+    return t1, r + (r >= t1)
+
+
+# ---------------------------------------------------------------- argument checks
+
+def _check_n_t(n_t) -> int:
+    if isinstance(n_t, bool) or not isinstance(n_t, (int, np.integer)) or n_t < 0:
+        raise InputError(f"`n_t` must be an integer >= 0; got {n_t!r}")
+    return int(n_t)
+
+
+def _check_triangle(triangle) -> str:
+    if triangle not in TRIANGLES:
+        raise InputError(f"`triangle` must be one of {TRIANGLES}; got {triangle!r}")
+    return triangle
+
+
+def _positive(name: str, value) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if isinstance(value, (bool, str)) or not np.isfinite(v) or v <= 0:
+        raise InputError(f"`{name}` must be a finite number > 0; got {value!r}")
+    return v
+
+
+def _check_phi_ranges(phi_ranges) -> tuple[tuple[float, float], ...] | None:
+    if phi_ranges is None:
+        return None
+    allowed = "a list of (lo, hi) pairs of finite angles in degrees, e.g. [(350, 10), (170, 190)], or None"
+    try:
+        ranges = tuple((float(lo), float(hi)) for lo, hi in phi_ranges)
+    except (TypeError, ValueError):
+        raise InputError(f"`phi_ranges` must be {allowed}; got {phi_ranges!r}") from None
+    if not ranges or not np.all(np.isfinite(ranges)):
+        raise InputError(f"`phi_ranges` must be {allowed} (None keeps every angle); got {phi_ranges!r}")
+    return ranges
+
+
+def _check_frames(frames) -> tuple[int, int] | None:
+    if frames is None:
+        return None
+    ok = (isinstance(frames, (tuple, list)) and len(frames) == 2
+          and all(isinstance(f, (int, np.integer)) and not isinstance(f, bool) for f in frames))
+    if not ok:
+        raise InputError(f"`frames` must be None or (first, last), two integers, 1-based and inclusive; "
+                         f"got {frames!r}")
+    return int(frames[0]), int(frames[1])
+
+
+def _source_stamp(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return int(st.st_size), int(st.st_mtime_ns)
+
+
+def _existing_file(path) -> str:
+    p = os.path.abspath(os.fspath(path))
+    if not os.path.exists(p):
+        raise InputError(f"XPCS file not found: {p}")
+    if not os.path.isfile(p):
+        raise InputError(f"XPCS path is not a file: {p}")
+    return p
+
+
+def _open(path: str) -> h5py.File:
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(f"{path}: not a readable HDF5 file ({exc})") from None
+
+
+# ---------------------------------------------------------------- layouts
+
+def _detect(f: h5py.File, path: str) -> str:
+    for layout, markers in _MARKERS.items():
+        if any(m in f for m in markers):
+            return layout
+    looked = "; ".join(f"{_LAYOUT_NAMES[k]}: {', '.join(v)}" for k, v in _MARKERS.items())
+    raise InputError(f"{path}: not an APS 8-ID-I two-time file: none of the groups/datasets looked for exist "
+                     f"({looked}); top-level keys are {sorted(f.keys())}")
+
+
+def detect_layout(path) -> str:
+    """APS_U or OLD, from which groups exist in the file (APS-U wins if both do)."""
+    p = _existing_file(path)
+    with _open(p) as f:
+        return _detect(f, p)
+
+
+class _Ctx(NamedTuple):
+    f: h5py.File
+    path: str
+    layout: str
+
+    def missing(self, name: str, what: str = "dataset") -> InputError:
+        found = [m for m in _MARKERS[self.layout] if m in self.f]
+        return InputError(f"{self.path}: {what} '{name}' is missing ({_LAYOUT_NAMES[self.layout]} detected from "
+                          f"{', '.join(found)})")
+
+    def dataset(self, name: str) -> h5py.Dataset:
+        obj = self.f.get(name)
+        if obj is None:
+            raise self.missing(name)
+        if not isinstance(obj, h5py.Dataset):
+            raise InputError(f"{self.path}: '{name}' is a group; a dataset is expected "
+                             f"({_LAYOUT_NAMES[self.layout]})")
+        return obj
+
+    def group(self, name: str) -> h5py.Group:
+        obj = self.f.get(name)
+        if obj is None:
+            raise self.missing(name, "group")
+        if not isinstance(obj, h5py.Group):
+            raise InputError(f"{self.path}: '{name}' is a dataset; a group is expected "
+                             f"({_LAYOUT_NAMES[self.layout]})")
+        return obj
+
+    def vector(self, name: str, *, integer: bool = False, optional: bool = False) -> np.ndarray | None:
+        """A 1-D numeric dataset, also accepted as (1, N) or (N, 1)."""
+        if optional and name not in self.f:
+            return None
+        ds = self.dataset(name)
+        if ds.dtype.kind not in "iuf" or ds.ndim > 2 or (ds.ndim == 2 and min(ds.shape) != 1) or ds.size == 0:
+            raise InputError(f"{self.path}: dataset '{name}' has shape {ds.shape} and dtype {ds.dtype}; expected "
+                             f"a non-empty numeric vector of shape (N,) or (1, N) ({_LAYOUT_NAMES[self.layout]})")
+        v = np.asarray(ds[()]).reshape(-1)
+        if not np.all(np.isfinite(v)) or (integer and np.any(v != np.round(v))):
+            kind = "integers" if integer else "finite numbers"
+            raise InputError(f"{self.path}: dataset '{name}' must hold {kind}; got {v[:8]!r}"
+                             f"{' ...' if v.size > 8 else ''}")
+        return v.astype(np.int64) if integer else v.astype(np.float64)
+
+
+class _Entries(NamedTuple):
+    """Every stored map: its q, φ and dataset name, in grid (bin) order."""
+
+    q: np.ndarray
+    phi: np.ndarray
+    names: list[str]
+
+
+def _entries_aps_u(c: _Ctx) -> _Entries:
+    q_values, phi_values = c.vector(U_Q), c.vector(U_PHI)
+    bins = c.vector(U_BINS, integer=True)
+    mapping = c.vector(U_MAPPING, integer=True, optional=True)
+    n_cells = q_values.size * phi_values.size
+    n_labels = n_cells if mapping is None else mapping.size
+    if np.any(bins < 1) or np.any(bins > n_labels) or np.unique(bins).size != bins.size:
+        raise InputError(f"{c.path}: dataset '{U_BINS}' must hold distinct bin labels in 1..{n_labels} "
+                         f"({'entries of ' + U_MAPPING if mapping is not None else 'n_q * n_phi cells'}); "
+                         f"got {bins.tolist()[:16]}")
+    if mapping is not None and (np.any(mapping < 0) or np.any(mapping >= n_cells)):
+        raise InputError(f"{c.path}: dataset '{U_MAPPING}' must hold 0-based cells of the {q_values.size} x "
+                         f"{phi_values.size} (q, phi) grid, in 0..{n_cells - 1}")
+    cells = bins - 1 if mapping is None else mapping[bins - 1]
+    group = c.group(U_MAPS)
+    names = [f"{U_MAPS}/c2_{k:05d}" for k in range(1, bins.size + 1)]
+    for name in names:
+        if name.rsplit("/", 1)[1] not in group:
+            raise InputError(f"{c.path}: dataset '{name}' is missing: '{U_BINS}' has {bins.size} entries, so "
+                             f"c2_00001..c2_{bins.size:05d} are expected in '{U_MAPS}' (APS-U layout)")
+    order = np.argsort(cells, kind="stable")
+    q_idx, phi_idx = np.divmod(cells[order], phi_values.size)
+    return _Entries(q_values[q_idx], phi_values[phi_idx], [names[i] for i in order])
+
+
+def _entries_old(c: _Ctx) -> _Entries:
+    dq, dphi = c.vector(OLD_Q), c.vector(OLD_PHI)
+    if dq.size != dphi.size:
+        raise InputError(f"{c.path}: '{OLD_Q}' has {dq.size} bins but '{OLD_PHI}' has {dphi.size}; both must "
+                         f"have shape (1, M), one q and one phi per bin (old layout)")
+    group = c.group(OLD_MAPS)
+    keys = list(group.keys())
+    numbers = [re.search(r"(\d+)$", k) for k in keys]
+    bad = [k for k, m in zip(keys, numbers) if m is None]
+    if not keys or bad:
+        raise InputError(f"{c.path}: group '{OLD_MAPS}' must hold maps named <prefix>_<bin number> "
+                         f"(e.g. C2T_00001 or g2_00001); got {bad or 'no maps'} (old layout)")
+    nums = np.array([int(m.group(1)) for m in numbers], dtype=np.int64)
+    bins = nums
+    processed = c.vector(OLD_PROCESSED, integer=True, optional=True)
+    counter = np.arange(1, nums.size + 1)
+    if (processed is not None and processed.size == nums.size and np.array_equal(np.sort(nums), counter)
+            and not np.array_equal(np.sort(processed), counter)):
+        bins = processed[nums - 1]                       # boost_corr: g2_<k> is the k-th processed bin
+    if np.any(bins < 1) or np.any(bins > dq.size) or np.unique(bins).size != bins.size:
+        raise InputError(f"{c.path}: the maps in '{OLD_MAPS}' name bins {sorted(bins.tolist())[:16]}; "
+                         f"distinct bins in 1..{dq.size} (the length of '{OLD_Q}') are expected (old layout)")
+    order = np.argsort(bins, kind="stable")
+    return _Entries(dq[bins[order] - 1], dphi[bins[order] - 1], [f"{OLD_MAPS}/{keys[i]}" for i in order])
+
+
+_ENTRIES = {APS_U: _entries_aps_u, OLD: _entries_old}
+
+
+def _read_half(c: _Ctx, name: str, n_t: int, first: int, last: int) -> np.ndarray:
+    ds = c.dataset(name)
+    if ds.ndim != 2 or ds.shape != (n_t, n_t) or ds.dtype.kind not in "iuf":
+        raise InputError(f"{c.path}: dataset '{name}' has shape {ds.shape} and dtype {ds.dtype}; every selected "
+                         f"map must be a numeric ({n_t}, {n_t}) matrix like the first one "
+                         f"({_LAYOUT_NAMES[c.layout]})")
+    h = np.asarray(ds[first - 1:last, first - 1:last], dtype=np.float64)
+    if np.any(np.tril(h, -1)) and np.any(np.triu(h, 1)):
+        raise InputError(f"{c.path}: dataset '{name}' holds values on both sides of the diagonal; a triangular "
+                         f"half (zeros on one side) is expected ({_LAYOUT_NAMES[c.layout]})")
+    return h
+
+
+def _frame_window(c: _Ctx, frames, name: str) -> tuple[int, int, int]:
+    ds = c.dataset(name)
+    if ds.ndim != 2 or ds.shape[0] != ds.shape[1]:
+        raise InputError(f"{c.path}: dataset '{name}' has shape {ds.shape}; a square (n_t, n_t) two-time map "
+                         f"is expected ({_LAYOUT_NAMES[c.layout]})")
+    n_t = int(ds.shape[0])
+    first, last = (1, n_t) if frames is None else frames
+    if not 1 <= first < last <= n_t:
+        raise InputError(f"{c.path}: `frames`={frames if frames is not None else (first, last)} is out of range "
+                         f"for dataset '{name}' with {n_t} frames: allowed is 1 <= first < last <= {n_t} "
+                         f"(1-based, inclusive; at least 2 frames)")
+    return n_t, first, last
+
+
+def load(path, *, q, dt, phi_ranges=None, frames=None) -> TwoTimeData:
+    """Read the q ring nearest to ``q`` from an APS 8-ID-I two-time file (either layout).
+
+    ``phi_ranges``: (lo, hi) degree ranges to keep (see :func:`phi_in_ranges`), None keeps all angles.
+    ``frames``: (first, last), 1-based and inclusive, cut on both time axes before the diagonal is replaced.
+    ``dt``: seconds per frame of the maps (frame time x stride x averaging of the two-time run).
+    """
+    q, dt = _positive("q", q), _positive("dt", dt)
+    ranges, frames = _check_phi_ranges(phi_ranges), _check_frames(frames)
+    path = _existing_file(path)
+    stamp = _source_stamp(path)
+    with _open(path) as f:
+        c = _Ctx(f, path, _detect(f, path))
+        e = _ENTRIES[c.layout](c)
+        chosen = float(e.q[np.argmin(np.abs(e.q - q))])
+        at_q = np.abs(e.q - chosen) <= _Q_RTOL * chosen
+        keep = np.flatnonzero(at_q & phi_in_ranges(e.phi, ranges))
+        if keep.size == 0:
+            raise InputError(f"{path}: no angle is left after `phi_ranges`={list(ranges)} at q={chosen:g} "
+                             f"(nearest to the requested {q:g}); the angles available there are "
+                             f"{np.round(e.phi[at_q], 6).tolist()} degrees (ranges are inclusive, compared "
+                             f"modulo 360; (lo, hi) with lo > hi wraps through 0)")
+        names = [e.names[i] for i in keep]
+        n_t, first, last = _frame_window(c, frames, names[0])
+        c2 = np.empty((len(names), last - first + 1, last - first + 1))   # one map in flight: peak ~ 1x c2
+        for j, name in enumerate(names):
+            c2[j] = reconstruct_c2(_read_half(c, name, n_t, first, last))
+    _replace_diagonal_inplace(c2)
+    phi = e.phi[keep].copy()
+    c2.flags.writeable = False
+    phi.flags.writeable = False
+    return TwoTimeData(c2, phi, chosen, dt, (first, last), path, c.layout, stamp)
+
+
+# ---------------------------------------------------------------- streamable file
+
+@dataclass(frozen=True, eq=False)
+class StreamMeta:
+    """What a stream file says about its implicit grid: point p is angle p // n_pairs, pair p % n_pairs."""
+
+    path: str
+    phi: np.ndarray
+    n_t: int
+    dt: float
+    q: float
+    triangle: str
+    frames: tuple[int, int]
+    layout: str
+    n_pairs: int
+    n_points: int
+    source_path: str
+    source_size: int
+    source_mtime_ns: int
+
+    @property
+    def t(self) -> np.ndarray:
+        return self.dt * np.arange(self.n_t)
+
+
+def convert_to_stream(data: TwoTimeData, out_path, *, triangle: str = "upper") -> Path:
+    """Write ``data`` as a file with 1-D datasets ``y`` (c2 at every point, C order over (angle, pair), pairs as
+    :func:`pair_indices`) and ``phi``, and attributes ``n_t``, ``dt``, ``q``, ``triangle``, ``frames``,
+    ``layout`` and the source's path, size and mtime (see :func:`is_current`). Written to a temporary name and
+    renamed, so a reader never sees a partial file. Rank 0 only."""
+    tri = _check_triangle(triangle)
+    if not isinstance(data, TwoTimeData):
+        raise InputError(f"`data` must be a TwoTimeData (from hpcfit.xpcs.load.load); got {type(data).__name__}")
+    t1, t2 = pair_indices(data.n_t, tri)
+    y = np.ascontiguousarray(data.c2[:, t1, t2], dtype=np.float64).reshape(-1)
+    try:
+        size, mtime_ns = data.source_stamp or _source_stamp(data.path)
+    except OSError:
+        raise InputError(f"source file of `data` not found: {data.path}; it is needed to record the source's "
+                         f"size and mtime") from None
+    out = Path(out_path)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("y", data=y)
+            f.create_dataset("phi", data=np.asarray(data.phi, dtype=np.float64))
+            f.attrs.update({
+                "format": STREAM_FORMAT, "version": STREAM_VERSION, "n_t": data.n_t, "dt": data.dt,
+                "q": data.q, "triangle": tri, "frames": np.asarray(data.frames, dtype=np.int64),
+                "layout": data.layout, "n_pairs": t1.size, "source_path": data.path,
+                "source_size": size, "source_mtime_ns": mtime_ns})
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise InputError(f"cannot write the stream file {out}: {exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def read_stream_meta(path) -> StreamMeta:
+    """The metadata of a file written by :func:`convert_to_stream` (``y`` itself is not read)."""
+    p = _existing_file(path)
+    with _open(p) as f:
+        if f.attrs.get("format") != STREAM_FORMAT or f.attrs.get("version") != STREAM_VERSION:
+            raise InputError(f"{p}: not an hpcfit two-time stream file: attribute 'format' = "
+                             f"{f.attrs.get('format')!r}, 'version' = {f.attrs.get('version')!r}; expected "
+                             f"{STREAM_FORMAT!r} version {STREAM_VERSION}")
+        a = f.attrs
+        try:
+            n_t, tri = int(a["n_t"]), str(a["triangle"])
+            phi = np.asarray(f["phi"][()], dtype=np.float64)
+            n_y = f["y"].shape
+            meta = StreamMeta(p, phi, n_t, float(a["dt"]), float(a["q"]), tri,
+                              tuple(int(v) for v in a["frames"]), str(a["layout"]), n_pairs(n_t, tri),
+                              int(n_y[0]) if len(n_y) == 1 else -1, str(a["source_path"]),
+                              int(a["source_size"]), int(a["source_mtime_ns"]))
+        except KeyError as exc:
+            raise InputError(f"{p}: stream file lacks {exc.args[0]!r} (dataset or attribute)") from None
+    if meta.n_points != phi.size * meta.n_pairs:
+        raise InputError(f"{p}: dataset 'y' has shape {n_y}; expected ({phi.size * meta.n_pairs},) = "
+                         f"{phi.size} angles x {meta.n_pairs} pairs (n_t={n_t}, triangle={tri!r})")
+    return meta
+
+
+def converted_path(path, q, phi_ranges=None, frames=None, triangle: str = "upper") -> Path:
+    """Deterministic sibling file name for the conversion of this selection of ``path``.
+
+    The name holds a 12-hex-digit SHA-256 of the source's file name and the selection as requested
+    (q, phi_ranges, frames, triangle), so the same request finds the same file next time; check it with
+    :func:`is_current` before reusing it.
+    """
+    key = json.dumps({"source": Path(os.fspath(path)).name, "q": _positive("q", q),
+                      "phi_ranges": _check_phi_ranges(phi_ranges), "frames": _check_frames(frames),
+                      "triangle": _check_triangle(triangle), "version": STREAM_VERSION}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    p = Path(os.path.abspath(os.fspath(path)))
+    return p.with_name(f"{p.stem}.hpcfit-{digest}.h5")
+
+
+def is_current(stream_path, source_path) -> bool:
+    """True when ``stream_path`` is a stream file converted from ``source_path`` as it is now (same path,
+    size and mtime); False if either file is missing or unreadable, or the source changed."""
+    try:
+        meta = read_stream_meta(stream_path)
+        size, mtime_ns = _source_stamp(os.fspath(source_path))
+    except (InputError, OSError):
+        return False
+    same_file = os.path.realpath(meta.source_path) == os.path.realpath(os.fspath(source_path))
+    return same_file and meta.source_size == size and meta.source_mtime_ns == mtime_ns
