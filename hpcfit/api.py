@@ -158,7 +158,7 @@ def fit(f, source, p0=None, *, absolute_sigma=False, bounds=(-np.inf, np.inf), m
             if hasattr(source, "close"):
                 source.close()
         t_solve = time.perf_counter()
-        result = _finalize(outcome, norm, lower, upper, lower_u, upper_u, local, absolute_sigma, opts,
+        result = _finalize(f, outcome, norm, lower, upper, lower_u, upper_u, local, absolute_sigma, opts,
                            evaluator.stats)
         t_end = time.perf_counter()
         stats = evaluator.stats
@@ -178,7 +178,7 @@ def fit(f, source, p0=None, *, absolute_sigma=False, bounds=(-np.inf, np.inf), m
         return result
 
 
-def _finalize(outcome, norm, lower, upper, lower_u, upper_u, local, absolute_sigma, opts, stats) -> FitResult:
+def _finalize(f, outcome, norm, lower, upper, lower_u, upper_u, local, absolute_sigma, opts, stats) -> FitResult:
     """Phase 3: de-normalize, covariance, active set; warn about rank deficiency."""
     p = lower.size
     cov = covariance(outcome.jtj, norm.scale, outcome.cost, local.n_points, absolute_sigma, opts.cov_rcond)
@@ -199,7 +199,21 @@ def _finalize(outcome, norm, lower, upper, lower_u, upper_u, local, absolute_sig
         njev=stats.jacobian_passes, history=outcome.history, timings={},
         active_mask=active, rank=cov.rank, rank_deficient=rank_deficient, n_points=local.n_points, n_params=p,
         method=opts.method, loss=opts.loss, grad=outcome.jtr / norm.scale, optimality=outcome.optimality,
-        info={"null_parameters": cov.null_parameters})
+        info={"null_parameters": cov.null_parameters}, names=_parameter_names(f, p))
+
+
+def _parameter_names(f, p: int) -> list[str] | None:
+    """The model's ``parameter_names``, or the names after x in f's signature, if there are p."""
+    names = getattr(f, "parameter_names", None)
+    if names is None:
+        try:
+            params = list(inspect.signature(f).parameters.values())[1:]
+        except (TypeError, ValueError):
+            return None
+        if any(q.kind not in (q.POSITIONAL_ONLY, q.POSITIONAL_OR_KEYWORD) for q in params):
+            return None
+        names = [q.name for q in params]
+    return list(names) if len(names) == p else None
 
 
 def _rate(n_points: int, passes: int, seconds: float) -> float:

@@ -84,6 +84,7 @@ class FitResult:
     optimality: float              # scale-invariant gradient test value at popt
     compile_counts: dict[str, int] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    names: list[str] | None = None   # parameter names (from the model, or f's signature)
 
     def __iter__(self):
         yield self.popt
@@ -93,6 +94,10 @@ class FitResult:
     def reduced_chi2(self) -> float:
         return self.chi2 / self.dof if self.dof > 0 else float("nan")
 
+    def as_dict(self) -> dict[str, float]:
+        """popt by parameter name."""
+        return dict(zip(self.names or [f"p[{i}]" for i in range(self.n_params)], map(float, self.popt)))
+
     def brief(self) -> str:
         """One line, like Ceres' BriefReport."""
         return (f"hpcfit: {self.status.name} after {self.n_iterations} iterations, cost {self.cost:.6e}, "
@@ -101,7 +106,7 @@ class FitResult:
 
     def report(self, names: list[str] | None = None) -> str:
         """A full multi-line summary: parameters with errors, termination, passes and timings."""
-        names = names or [f"p[{i}]" for i in range(self.n_params)]
+        names = names or self.names or [f"p[{i}]" for i in range(self.n_params)]
         width = max(len(n) for n in names)
         lines = [self.brief(), f"  {self.message}",
                  f"  points {self.n_points}, parameters {self.n_params}, dof {self.dof}, "

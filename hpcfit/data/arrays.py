@@ -76,18 +76,27 @@ class ArraySource:
     """In-memory arrays as a data source (what :func:`hpcfit.curve_fit` builds from its arguments).
 
     ``distribute="global"``: every rank passes the same full arrays; ``"local"``: its own shard.
+    With ``grid`` (implicit coordinates, :mod:`hpcfit.kernels.coords`) ``xdata`` is None and x is
+    computed in the kernel from the global point index.
     """
 
-    def __init__(self, xdata, ydata, sigma=None, *, distribute: str = "global"):
-        self.xdata, self.ydata, self.sigma, self.distribute = xdata, ydata, sigma, distribute
+    def __init__(self, xdata, ydata, sigma=None, *, distribute: str = "global", grid=None):
+        self.xdata, self.ydata, self.sigma, self.distribute, self.grid = xdata, ydata, sigma, distribute, grid
 
     def check_arguments(self) -> None:
         """Local checks that need no data (run before any collective)."""
         if self.distribute not in ("global", "local"):
             raise InputError(f"`distribute` must be 'global' or 'local'; got {self.distribute!r}")
+        if self.grid is not None and (self.xdata is not None or not hasattr(self.grid, "n_points")):
+            raise InputError("with `grid` (implicit coordinates) `xdata` must be None and `grid` a coordinates "
+                             "object such as hpcfit.data.RegularGrid or PairGrid")
 
     def _check(self):
-        return check_arrays(self.xdata, self.ydata, self.sigma, allow_empty=self.distribute == "local")
+        xdata = self.xdata
+        if self.grid is not None:       # placeholder x with the points axis only, never read
+            xdata = np.zeros((0, np.shape(self.ydata)[0]))
+        x, y, sig = check_arrays(xdata, self.ydata, self.sigma, allow_empty=self.distribute == "local")
+        return (None if self.grid is not None else x), y, sig
 
     def open(self, comm: Communicator, chunk_size: int) -> LocalChunks:
         """Collective: check the arrays on every rank, agree on errors, and lay out this rank's chunks.
@@ -97,16 +106,19 @@ class ArraySource:
         """
         x, y, sig = comm.agree(self._check)
         if self.distribute == "global":
-            comm.check_same({"xdata": checksum(x), "ydata": checksum(y), "sigma": checksum(sig)},
+            comm.check_same({"xdata": checksum(x), "ydata": checksum(y), "sigma": checksum(sig),
+                             "grid": self.grid},
                             "with distribute='global' every rank must pass the same arrays (shape and CRC32 "
                             "are compared); use distribute='local' to pass one shard per rank")
             n = y.shape[0]
+            if self.grid is not None and self.grid.n_points != n:
+                raise InputError(f"`grid` has {self.grid.n_points} points but `ydata` has {n}")
             chunk_size = min(chunk_size, n)
             grid = ChunkGrid(n, chunk_size, comm.size)
             runs = [grid.rank_chunks(r) for r in range(comm.size)]
             start = grid.rank_points(comm.rank)[0]
         else:
-            shapes = comm.allgather((x.shape[:-1], sig is not None, y.shape[0]))
+            shapes = comm.allgather((() if x is None else x.shape[:-1], sig is not None, y.shape[0]))
             for r, (tail, has_sigma, _) in enumerate(shapes):
                 if tail != shapes[0][0] or has_sigma != shapes[0][1]:   # every rank sees the same list
                     raise InputError(
@@ -116,6 +128,8 @@ class ArraySource:
                         f"sigma {'given' if has_sigma else 'None'}")
             counts = [s[2] for s in shapes]
             n = sum(counts)
+            if self.grid is not None and self.grid.n_points != n:
+                raise InputError(f"`grid` has {self.grid.n_points} points but the ranks' `ydata` have {n} together")
             chunk_size = max(1, min(chunk_size, max(counts)))
             runs = contiguous_runs([-(-c // chunk_size) for c in counts])
             start = sum(counts[: comm.rank])
@@ -128,8 +142,10 @@ class ArraySource:
             lo = base + i * chunk_size
             hi = min(lo + chunk_size, y.shape[0])
             ws = np.ones(hi - lo) if sig is None else 1.0 / sig[lo:hi]
-            xs, ys, ws = pad_chunk(x[..., lo:hi], y[lo:hi], ws, chunk_size)
-            return Chunk(xs, ys, ws, hi - lo, start + i * chunk_size)
+            xs, ys, ws = pad_chunk(None if x is None else x[..., lo:hi], y[lo:hi], ws, chunk_size)
+            global_start = start + i * chunk_size
+            return Chunk(np.asarray(global_start) if xs is None else xs, ys, ws, hi - lo, global_start)
 
+        x_shape = () if x is None else x.shape[:-1] + (chunk_size,)
         return LocalChunks(read, stop - first, chunk_size, first, n_leaves, reduction_slots(runs, n_leaves), n,
-                           x.shape[:-1] + (chunk_size,), cacheable=True)
+                           x_shape, cacheable=True, coords=self.grid)

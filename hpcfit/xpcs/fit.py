@@ -1,0 +1,153 @@
+"""Fitting two-time correlation maps with the transport-coefficient models.
+
+``fit(data, ...)`` takes either a :class:`~hpcfit.xpcs.load.TwoTimeData` (in memory: every rank
+passes the same data) or the path of a stream file written by ``convert_to_stream`` /
+``simulate`` (streamed: each rank reads only its chunks). Points are the frame pairs t1 < t2
+of every angle (``triangle="upper"``, each independent pair once) or every off-diagonal pair
+(``"both"``, for comparison with tools that count each pair twice: it doubles n and the
+information, so every uncertainty comes out √2 too small). Coordinates are implicit.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..api import fit as _fit
+from ..data import ArraySource, HDF5Source, PairGrid
+from ..errors import InputError
+from ..models.xpcs import TwoTimeModel
+from ..result import FitResult
+
+#: Default start values of the physical parameters (D0 in Å²/s, γ̇ in 1/s, φ0 in degrees).
+DEFAULT_P0 = {"D0": 1000.0, "alpha": 0.0, "D_offset": 0.0, "gamma_dot_t0": 1e-3, "beta": 0.0,
+              "gamma_dot_t_offset": 0.0, "phi0": 0.0}
+#: Default bounds, wide enough for the soft-matter flows of He et al. (PNAS 2024).
+DEFAULT_BOUNDS = {"D0": (1e-3, 1e7), "alpha": (-2.0, 2.0), "D_offset": (-1e4, 1e4),
+                  "gamma_dot_t0": (1e-8, 10.0), "beta": (-2.0, 2.0), "gamma_dot_t_offset": (-1.0, 1.0),
+                  "phi0": (-180.0, 180.0), "contrast": (1e-4, 2.0), "offset": (0.5, 1.5)}
+
+
+@dataclass(frozen=True)
+class _Points:
+    """Where the fit's points come from, and how to read a sample of them for start values."""
+
+    source: object
+    phi: np.ndarray
+    n_t: int
+    dt: float
+    q: float
+    sample: object          # (angle, t1, t2) index arrays → values
+
+
+def pair_frames(n_t: int, triangle: str) -> tuple[np.ndarray, np.ndarray]:
+    """(t1, t2) of the points of one angle, in the order angle, t1, t2 (as :class:`PairGrid`)."""
+    if triangle == "upper":
+        return np.triu_indices(n_t, 1)
+    return np.nonzero(~np.eye(n_t, dtype=bool))
+
+
+def _pair_position(t1, t2, n_t: int, triangle: str):
+    """Position of pair (t1, t2) within its angle's block."""
+    if triangle == "upper":
+        return t1 * (2 * n_t - t1 - 1) // 2 + (t2 - t1 - 1)
+    return t1 * (n_t - 1) + t2 - (t2 > t1)
+
+
+def _points(data, triangle: str) -> _Points:
+    if isinstance(data, (str, os.PathLike)):
+        from .stream import read_stream_meta
+
+        meta = read_stream_meta(data)
+        if meta.triangle != triangle:
+            raise InputError(f"stream file {os.fspath(data)!r} holds triangle={meta.triangle!r} points; "
+                             f"fit was asked for triangle={triangle!r}")
+        grid = PairGrid(len(meta.phi), int(meta.n_t), triangle)
+        per_angle = grid.n_points // len(meta.phi)
+
+        def sample(a, t1, t2):
+            import h5py
+
+            idx = a * per_angle + _pair_position(t1, t2, meta.n_t, triangle)
+            order = np.argsort(idx)
+            with h5py.File(data, "r") as f:
+                values = f["y"][idx[order]]
+            out = np.empty_like(values)
+            out[order] = values
+            return out
+
+        return _Points(HDF5Source(data, y="y", grid=grid), np.asarray(meta.phi), int(meta.n_t), float(meta.dt),
+                       float(meta.q), sample)
+    if not all(hasattr(data, k) for k in ("c2", "phi", "dt", "q")):
+        raise InputError(f"`data` must be a TwoTimeData (hpcfit.xpcs.load) or the path of a stream file; "
+                         f"got {type(data).__name__}")
+    c2 = np.asarray(data.c2)
+    n_phi, n_t = c2.shape[0], c2.shape[1]
+    t1, t2 = pair_frames(n_t, triangle)
+    y = c2[:, t1, t2].reshape(-1)
+    return _Points(ArraySource(None, y, grid=PairGrid(n_phi, n_t, triangle)), np.asarray(data.phi), n_t,
+                   float(data.dt), float(data.q), lambda a, i, j: c2[a, i, j])
+
+
+def _sample_lags(points: _Points, angle: int, lags) -> np.ndarray:
+    """c2 at pairs (t1, t1 + lag) of one angle, for ≤ ~200 evenly spaced rows t1 per lag."""
+    n_t = points.n_t
+    rows = np.unique(np.linspace(0, n_t - 2, min(n_t - 1, 200)).astype(int))
+    t1 = np.concatenate([rows[rows + lag < n_t] for lag in lags])
+    t2 = np.concatenate([rows[rows + lag < n_t] + lag for lag in lags])
+    return points.sample(np.full(t1.size, angle), t1, t2)
+
+
+def initial_scaling(points: _Points, scaling: str) -> tuple[np.ndarray, np.ndarray]:
+    """Data-driven start values of contrast and offset per angle.
+
+    offset ≈ the median of the longest-lag values (the top 10 % of lags, where g1 has decayed);
+    contrast ≈ the 90 % quantile of the lag-1…3 values minus that offset. Only a few hundred
+    values per angle are read, so a streamed file is touched sparsely.
+    """
+    n_t = points.n_t
+    long_lags = np.unique(np.linspace(max(1, int(0.9 * (n_t - 1))), n_t - 1, 5).astype(int))
+    offset = np.array([np.median(_sample_lags(points, a, long_lags)) for a in range(len(points.phi))])
+    short = [np.quantile(_sample_lags(points, a, [lag for lag in (1, 2, 3) if lag < n_t]), 0.9)
+             for a in range(len(points.phi))]
+    contrast = np.clip(np.asarray(short) - offset, 1e-3, 1.0)
+    if scaling == "shared":
+        return np.array([contrast.mean()]), np.array([offset.mean()])
+    return contrast, offset
+
+
+def fit(data, *, mode: str = "laminar_flow", scaling: str = "individual", p0=None, bounds=None, L=None,
+        contrast=None, offset=None, triangle: str = "upper", form: str = "homodyne", comm=None,
+        **options) -> FitResult:
+    """Fit a two-time dataset with the ``static`` or ``laminar_flow`` transport model.
+
+    ``p0``/``bounds``: for the physical parameters only (contrast/offset start from the data,
+    :func:`initial_scaling`) or for all of them; ``None`` takes :data:`DEFAULT_P0` and
+    :data:`DEFAULT_BOUNDS`. ``L`` (Å) is needed for ``laminar_flow``. ``contrast``/``offset`` are
+    the given values for ``scaling="fixed"``. The result carries parameter names, and
+    ``result.info["xpcs"]`` records mode, scaling, form, triangle, q, dt, L and the angles.
+    """
+    if triangle not in ("upper", "both"):
+        raise InputError(f"`triangle` must be 'upper' or 'both'; got {triangle!r}")
+    if mode == "laminar_flow" and L is None:
+        raise InputError("`L` (the sample-to-shear length scale, Å) is required for mode='laminar_flow'")
+    points = _points(data, triangle)
+    model = TwoTimeModel(tuple(points.phi), points.n_t, points.dt, points.q, 1.0 if L is None else L, mode=mode,
+                         scaling=scaling, form=form, contrast=contrast, offset=offset)
+    names = model.parameter_names
+    n_phys = len(model.physical_names)
+    if p0 is None or len(p0) == n_phys:
+        phys = [DEFAULT_P0[k] for k in model.physical_names] if p0 is None else list(p0)
+        scale = [] if scaling == "fixed" else list(np.concatenate(initial_scaling(points, scaling)))
+        p0 = phys + scale
+    if len(p0) != len(names):
+        raise InputError(f"`p0` must have {n_phys} (physical) or {len(names)} values ({', '.join(names)}); "
+                         f"got {len(p0)}")
+    if bounds is None:
+        box = [DEFAULT_BOUNDS[n.split("_")[0] if n.startswith(("contrast", "offset")) else n] for n in names]
+        bounds = ([b[0] for b in box], [b[1] for b in box])
+    result = _fit(model, points.source, p0, bounds=bounds, comm=comm, **options)
+    result.info["xpcs"] = {"mode": mode, "scaling": scaling, "form": form, "triangle": triangle, "q": points.q,
+                           "dt": points.dt, "L": L, "phi": points.phi.tolist(), "n_t": points.n_t}
+    return result
