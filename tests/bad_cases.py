@@ -71,10 +71,13 @@ CASES = {
     "bounds_type": (lambda bad: {**_good(), "bounds": ({}, 5) if bad else (-np.inf, np.inf)},
                     r"`bounds` lower must be a number or a sequence of numbers"),
     "cost_overflow": (lambda bad: {**_good(), "ydata": _good()["ydata"] * 1e160},
-                      r"the cost or JᵀWJ overflowed at p0 .* rescale ydata or sigma"),
+                      r"the cost overflowed at p0 .* rescale ydata or sigma"),
+    "derivative_nonfinite": (lambda bad: {**_good(), "f": (lambda x, a, b, c: a * jnp.sqrt(x - b) + c),
+                                          "p0": [1.0, 0.0, 0.0]},
+                             r"JᵀWJ is not finite at p0: the model's derivatives are NaN or Inf"),
     "no_tolerance": (lambda bad: {**_good(), "ftol": 0, "xtol": 0, "gtol": 0 if bad else 1e-8},
                      r"at least one of `ftol`, `xtol`, `gtol` must be >= machine epsilon"),
 }
 
 # Cases whose defect is the same on every rank by construction (not a one-rank defect).
-ALL_RANKS = {"too_few_points", "model_nonfinite", "cost_overflow"}
+ALL_RANKS = {"too_few_points", "model_nonfinite", "cost_overflow", "derivative_nonfinite"}

