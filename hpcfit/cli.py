@@ -1,4 +1,4 @@
-"""Command line: ``python -m hpcfit info`` and ``python -m hpcfit demo``.
+"""Command line: ``python -m hpcfit info``, ``python -m hpcfit demo`` and ``python -m hpcfit simulate xpcs``.
 
 Under MPI, launch as ``mpiexec -n N python -m mpi4py -m hpcfit ...`` so that an unhandled
 exception on any rank aborts the whole job instead of leaving the other ranks waiting.
@@ -52,6 +52,49 @@ def cmd_demo(args) -> int:
     return run_demo(n_points=args.n_points, chunk_size=args.chunk_size, comm=_world())
 
 
+def cmd_simulate_xpcs(args) -> int:
+    from .xpcs.simulate import simulate
+
+    comm = _world()
+    one = (lambda v: v[0] if len(v) == 1 else v)          # one value on the command line means every angle
+    summary = simulate(args.out, layout=args.layout, n_phi=args.n_phi, n_t=args.n_t, mode=args.mode, dt=args.dt,
+                       q=args.q, L=args.L, params=args.params, contrast=one(args.contrast), offset=one(args.offset),
+                       noise=args.noise, seed=args.seed, phi=args.phi, form=args.form, triangle=args.triangle,
+                       comm=comm)
+    if comm is None or comm.Get_rank() == 0:
+        print(summary.brief())
+    return 0
+
+
+def _add_simulate(sub) -> None:
+    simulate = sub.add_parser("simulate", help="write a synthetic data set (run it under mpiexec to share the work)")
+    kinds = simulate.add_subparsers(dest="kind", required=True)
+    x = kinds.add_parser("xpcs", help="XPCS two-time maps: hpcfit.models.xpcs.two_time_c2 plus Gaussian noise",
+                         description="Write XPCS two-time maps, the model plus Gaussian noise, in an APS 8-ID-I "
+                                     "layout or as a stream file. The noise depends on --seed only, not on the "
+                                     "number of ranks.")
+    x.add_argument("--out", required=True, help="output HDF5 file")
+    x.add_argument("--layout", choices=("aps-u", "old", "stream"), default="aps-u", help="file layout (aps-u)")
+    x.add_argument("--n-phi", type=int, required=True, help="number of angles")
+    x.add_argument("--n-t", type=int, required=True, help="frames per map (maps are n_t x n_t)")
+    x.add_argument("--mode", choices=("static", "laminar_flow"), default="laminar_flow", help="model (laminar_flow)")
+    x.add_argument("--form", choices=("homodyne", "paper"), default="homodyne", help="model form (homodyne)")
+    x.add_argument("--dt", type=float, required=True, help="seconds per frame")
+    x.add_argument("--q", type=float, required=True, help="wave vector q")
+    x.add_argument("--L", type=float, required=True, help="gap L (laminar_flow)")
+    x.add_argument("--params", type=float, nargs="+", required=True,
+                   help="D0 alpha D_offset [gamma_dot_t0 beta gamma_dot_t_offset phi0]")
+    x.add_argument("--contrast", type=float, nargs="+", required=True, help="one value, or one per angle")
+    x.add_argument("--offset", type=float, nargs="+", required=True, help="one value, or one per angle")
+    x.add_argument("--phi", type=float, nargs="+", default=None,
+                   help="angles in degrees (default: n_phi evenly spaced in [0, 360))")
+    x.add_argument("--noise", type=float, required=True, help="standard deviation of the noise (absolute)")
+    x.add_argument("--seed", type=int, required=True, help="random seed (integer >= 0)")
+    x.add_argument("--triangle", choices=("upper", "both"), default="upper",
+                   help="points of each map in a stream file (upper)")
+    x.set_defaults(func=cmd_simulate_xpcs)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hpcfit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -61,6 +104,7 @@ def main(argv=None) -> int:
     demo.add_argument("--n-points", type=int, default=1_000_000, help="data points (default 10^6)")
     demo.add_argument("--chunk-size", type=int, default=None, help="points per chunk (default: automatic)")
     demo.set_defaults(func=cmd_demo)
+    _add_simulate(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

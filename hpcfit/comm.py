@@ -14,6 +14,8 @@ import numpy as np
 from .errors import FitError, HpcfitError, InputError
 
 _ERROR_TYPES = {"InputError": InputError, "FitError": FitError}
+# Tag of send_array/recv_array; the duplicated communicator carries no other point-to-point traffic.
+_ARRAY_TAG = 17
 
 
 class Communicator:
@@ -110,6 +112,32 @@ class Communicator:
         if recv[-1] > 0:
             self.raise_if_any(local_error)
         return recv[:-1].reshape(slots.shape)
+
+    # -- point to point (not collective) -----------------------------------------------------
+
+    def send_array(self, array: np.ndarray, dest: int = 0) -> None:
+        """Point-to-point, not collective: send a float64 array to rank ``dest``, which must post the matching
+        :meth:`recv_array` (same shape). May block until it does (large messages are not buffered); messages
+        from one rank arrive in the order they were sent."""
+        self._require_mpi("send_array")
+        from mpi4py import MPI
+
+        self._comm.Send([np.ascontiguousarray(array, dtype=np.float64), MPI.DOUBLE], dest=dest, tag=_ARRAY_TAG)
+
+    def recv_array(self, out: np.ndarray, source: int) -> np.ndarray:
+        """Point-to-point, not collective: receive the array that rank ``source`` sends with :meth:`send_array`
+        into ``out`` (C-contiguous float64 of the sender's shape, overwritten) and return it."""
+        self._require_mpi("recv_array")
+        from mpi4py import MPI
+
+        if out.dtype != np.float64 or not out.flags.c_contiguous or not out.flags.writeable:
+            raise InputError("recv_array needs a writeable C-contiguous float64 buffer")
+        self._comm.Recv([out, MPI.DOUBLE], source=source, tag=_ARRAY_TAG)
+        return out
+
+    def _require_mpi(self, what: str) -> None:
+        if self._comm is None:
+            raise FitError(f"{what} needs an MPI communicator; this one is serial (a single rank has no peer)")
 
     def check_same(self, values: dict[str, Any], hint: str) -> None:
         """Collective: raise InputError on every rank naming the first entry of ``values`` that

@@ -9,8 +9,8 @@ import pytest
 from hpcfit.errors import InputError
 from hpcfit.xpcs.layouts import bin_number, write_aps_u, write_old
 from hpcfit.xpcs.load import (
-    APS_U, OLD, TwoTimeData, convert_to_stream, converted_path, detect_layout, is_current, load, n_pairs,
-    pair_indices, phi_in_ranges, read_stream_meta, reconstruct_c2, replace_diagonal)
+    APS_U, OLD, TwoTimeData, detect_layout, load, phi_in_ranges, reconstruct_c2, replace_diagonal)
+from hpcfit.xpcs.stream import convert_to_stream, converted_path, is_current, n_pairs, pair_indices, read_stream_meta
 
 Q = np.array([0.001, 0.002, 0.004])
 PHI = np.array([0.0, 5.0, 90.0, 180.0, 355.0])

@@ -1,10 +1,13 @@
 """Writers of synthetic two-time files in the two APS 8-ID-I layouts, for tests and simulators (NumPy + h5py).
 
-Both take full matrices ``c2`` of shape (n_q, n_phi, n_t, n_t) and store one triangular half per (q, φ) bin the
-way the beamline software does (see :mod:`hpcfit.xpcs.load` for the sources): ``half="upper"`` is boost_corr's
-``triu(c2)``, the diagonal kept at full value; ``half="lower"`` is what h5py reads from the MATLAB writer of the
-old layout. The other half of ``c2`` is not stored, so for a symmetric ``c2``, :func:`hpcfit.xpcs.load.load`
-gives back every off-diagonal value exactly; the diagonal it replaces by the mean of its neighbours.
+Both store one triangular half per (q, φ) bin the way the beamline software does (see :mod:`hpcfit.xpcs.load` for
+the sources): ``half="upper"`` is boost_corr's ``triu(c2)``, the diagonal kept at full value; ``half="lower"`` is
+what h5py reads from the MATLAB writer of the old layout. The other half of ``c2`` is not stored, so for a symmetric
+``c2``, :func:`hpcfit.xpcs.load.load` gives back every off-diagonal value exactly; the diagonal it replaces by the
+mean of its neighbours.
+
+:func:`open_aps_u_writer` and :func:`open_old_writer` write one (n_t, n_t) map at a time (a :class:`MapWriter`);
+:func:`write_aps_u` and :func:`write_old` write full arrays (n_q, n_phi, n_t, n_t) through them. Rank 0 only.
 
 Bins are numbered q-major from 1: bin ``q_idx * n_phi + phi_idx + 1`` (:func:`bin_number`).
 """
@@ -16,7 +19,7 @@ import h5py
 import numpy as np
 
 from ..errors import InputError
-from . import load as L
+from .load import OLD_MAPS, OLD_PHI, OLD_PROCESSED, OLD_Q, U_BINS, U_MAPPING, U_MAPS, U_PHI, U_Q
 
 _HALVES = ("upper", "lower")
 _OLD_NAMING = ("bin", "counter")
@@ -29,14 +32,28 @@ def bin_number(q_idx: int, phi_idx: int, n_phi: int) -> int:
 
 def _check(c2, q_values, phi_values, half):
     c2 = np.asarray(c2, dtype=np.float64)
-    q = np.asarray(q_values, dtype=np.float64).reshape(-1)
-    phi = np.asarray(phi_values, dtype=np.float64).reshape(-1)
+    q, phi = _grid(q_values, phi_values)
     if c2.ndim != 4 or c2.shape[2] != c2.shape[3] or c2.shape[:2] != (q.size, phi.size) or c2.shape[2] < 2:
         raise InputError(f"`c2` must have shape (n_q, n_phi, n_t, n_t) = ({q.size}, {phi.size}, n_t, n_t) with "
                          f"n_t >= 2, matching `q_values` and `phi_values`; got {c2.shape}")
+    _check_half(half)
+    return c2, q, phi
+
+
+def _grid(q_values, phi_values) -> tuple[np.ndarray, np.ndarray]:
+    return (np.asarray(q_values, dtype=np.float64).reshape(-1), np.asarray(phi_values, dtype=np.float64).reshape(-1))
+
+
+def _check_half(half) -> str:
     if half not in _HALVES:
         raise InputError(f"`half` must be one of {_HALVES}; got {half!r}")
-    return c2, q, phi
+    return half
+
+
+def _check_n_t(n_t) -> int:
+    if isinstance(n_t, bool) or not isinstance(n_t, (int, np.integer)) or n_t < 2:
+        raise InputError(f"`n_t` must be an integer >= 2 (frames of each map); got {n_t!r}")
+    return int(n_t)
 
 
 def _triangle(m: np.ndarray, half: str) -> np.ndarray:
@@ -53,52 +70,153 @@ def _labels(processed, n_labels: int) -> np.ndarray:
     return p.astype(np.int64)
 
 
-def write_aps_u(path, c2, q_values, phi_values, *, processed=None, empty=(), half: str = "upper") -> Path:
-    """Write an APS-U layout file.
+class MapWriter:
+    """A two-time file being written one (n_t, n_t) map at a time (from :func:`open_aps_u_writer` or
+    :func:`open_old_writer`), so a producer never holds more than one map. Rank 0 only.
+
+    ``cells`` lists the (q_idx, phi_idx) of every map the file expects, in storage order. :meth:`close` (or the
+    end of a ``with`` block) checks that each was written; a missing map, or leaving the ``with`` block by an
+    exception (:meth:`abort`), removes the file, which a loader could not read.
+    """
+
+    def __init__(self, path, header: dict, group: str, names: dict, n_t: int, half: str, attrs):
+        self.path, self.n_t, self.half = Path(path), n_t, half
+        self._names = dict(names)                  # (q_idx, phi_idx) -> dataset path, in storage order
+        self._done: set = set()
+        self._f = None
+        try:
+            self._f = h5py.File(self.path, "w")
+            for name, value in header.items():
+                self._f.create_dataset(name, data=value)
+            self._f.attrs.update(attrs or {})
+            self._f.create_group(group)
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, OSError):
+                raise InputError(f"cannot write {self.path}: {exc}") from None
+            raise
+
+    @property
+    def cells(self) -> list[tuple[int, int]]:
+        return list(self._names)
+
+    def write(self, q_idx: int, phi_idx: int, c2_map) -> None:
+        """Store the ``half`` triangle of the full (n_t, n_t) map of grid cell (q_idx, phi_idx)."""
+        if self._f is None:
+            raise InputError(f"{self.path} is already closed")
+        cell = (int(q_idx), int(phi_idx))
+        if cell not in self._names or cell in self._done:
+            state = "was already written" if cell in self._done else "gets no map in this file"
+            raise InputError(f"grid cell (q_idx, phi_idx) = {cell} {state}; the file's maps are for cells "
+                             f"{self.cells[:16]}{' ...' if len(self._names) > 16 else ''}")
+        m = np.asarray(c2_map, dtype=np.float64)
+        if m.shape != (self.n_t, self.n_t):
+            raise InputError(f"`c2_map` must have shape ({self.n_t}, {self.n_t}); got {m.shape}")
+        try:
+            self._f.create_dataset(self._names[cell], data=_triangle(m, self.half))
+        except OSError as exc:
+            raise InputError(f"cannot write {self.path}: {exc}") from None
+        self._done.add(cell)
+
+    def close(self) -> Path:
+        """Finish the file; an error (and no file) if a map was not written. Idempotent."""
+        if self._f is None:
+            return self.path
+        missing = [c for c in self._names if c not in self._done]
+        if missing:
+            self.abort()
+            raise InputError(f"{self.path}: {len(missing)} of {len(self._names)} maps were not written (cells "
+                             f"{missing[:16]}); the file is not kept")
+        try:
+            self._f.close()
+            self._f = None
+        except OSError as exc:
+            self.abort()
+            raise InputError(f"cannot write {self.path}: {exc}") from None
+        return self.path
+
+    def abort(self) -> None:
+        """Close and remove the partly written file."""
+        if self._f is not None:
+            try:
+                self._f.close()
+            finally:
+                self._f = None
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def open_aps_u_writer(path, q_values, phi_values, n_t: int, *, processed=None, empty=(), half: str = "upper",
+                      attrs=None) -> MapWriter:
+    """Start an APS-U layout file of (n_t, n_t) maps on the (q_values x phi_values) grid.
 
     ``empty``: (q_idx, phi_idx) grid cells with no pixels; they get no bin label, so labels 1..K name the other
     cells in q-major order through ``xpcs/qmap/dynamic_index_mapping``. ``processed``: the labels that get a map
     (default all), written as ``processed_bins`` in the given order, map k as ``correlation_map/c2_<k:05d>``.
+    ``attrs``: root attributes to add.
     """
-    c2, q, phi = _check(c2, q_values, phi_values, half)
+    q, phi = _grid(q_values, phi_values)
+    n_t, half = _check_n_t(n_t), _check_half(half)
     n_phi = phi.size
     skip = {bin_number(int(i), int(j), n_phi) - 1 for i, j in empty}
     if any(not 0 <= cell < q.size * n_phi for cell in skip):
         raise InputError(f"`empty` must list (q_idx, phi_idx) cells of the {q.size} x {n_phi} grid; got {empty!r}")
     mapping = np.array([cell for cell in range(q.size * n_phi) if cell not in skip], dtype=np.int64)
     labels = _labels(processed, mapping.size)
-    with h5py.File(path, "w") as f:
-        f.create_dataset(L.U_Q, data=q)
-        f.create_dataset(L.U_PHI, data=phi)
-        f.create_dataset(L.U_MAPPING, data=mapping)
-        f.create_dataset(L.U_BINS, data=labels)
-        group = f.create_group(L.U_MAPS)
-        for k, label in enumerate(labels, start=1):
-            q_idx, phi_idx = divmod(int(mapping[label - 1]), n_phi)
-            group.create_dataset(f"c2_{k:05d}", data=_triangle(c2[q_idx, phi_idx], half))
-    return Path(path)
+    names = {divmod(int(mapping[label - 1]), n_phi): f"{U_MAPS}/c2_{k:05d}"
+             for k, label in enumerate(labels, start=1)}
+    header = {U_Q: q, U_PHI: phi, U_MAPPING: mapping, U_BINS: labels}
+    return MapWriter(path, header, U_MAPS, names, n_t, half, attrs)
 
 
-def write_old(path, c2, q_values, phi_values, *, processed=None, naming: str = "bin",
-              half: str = "upper") -> Path:
-    """Write an old-layout file: ``xpcs/dqlist``, ``xpcs/dphilist`` of shape (1, n_q * n_phi) and one map per
+def open_old_writer(path, q_values, phi_values, n_t: int, *, processed=None, naming: str = "bin",
+                    half: str = "upper", attrs=None) -> MapWriter:
+    """Start an old-layout file: ``xpcs/dqlist``, ``xpcs/dphilist`` of shape (1, n_q * n_phi) and one map per
     processed bin (default all) in ``exchange/C2T_all``, named by bin number (``naming="bin"``: ``C2T_00017``,
     as MATLAB) or by a counter over ``xpcs/qphi_bin_to_process`` (``naming="counter"``: ``g2_00001``, as the
-    pre-APS-U boost_corr)."""
-    c2, q, phi = _check(c2, q_values, phi_values, half)
+    pre-APS-U boost_corr). ``attrs``: root attributes to add."""
+    q, phi = _grid(q_values, phi_values)
+    n_t, half = _check_n_t(n_t), _check_half(half)
     if naming not in _OLD_NAMING:
         raise InputError(f"`naming` must be one of {_OLD_NAMING}; got {naming!r}")
     n_phi = phi.size
     bins = _labels(processed, q.size * n_phi)
     if np.any(np.diff(bins) <= 0):   # both real writers sort; a counter over an unsorted list is ambiguous
         raise InputError(f"`processed` must be ascending for the old layout; got {processed!r}")
-    with h5py.File(path, "w") as f:
-        f.create_dataset(L.OLD_Q, data=np.repeat(q, n_phi).reshape(1, -1))
-        f.create_dataset(L.OLD_PHI, data=np.tile(phi, q.size).reshape(1, -1))
-        f.create_dataset(L.OLD_PROCESSED, data=bins)
-        group = f.create_group(L.OLD_MAPS)
-        for k, b in enumerate(bins, start=1):
-            q_idx, phi_idx = divmod(int(b) - 1, n_phi)
-            name = f"C2T_{b:05d}" if naming == "bin" else f"g2_{k:05d}"
-            group.create_dataset(name, data=_triangle(c2[q_idx, phi_idx], half))
-    return Path(path)
+    names = {divmod(int(b) - 1, n_phi): f"{OLD_MAPS}/{f'C2T_{b:05d}' if naming == 'bin' else f'g2_{k:05d}'}"
+             for k, b in enumerate(bins, start=1)}
+    header = {OLD_Q: np.repeat(q, n_phi).reshape(1, -1), OLD_PHI: np.tile(phi, q.size).reshape(1, -1),
+              OLD_PROCESSED: bins}
+    return MapWriter(path, header, OLD_MAPS, names, n_t, half, attrs)
+
+
+def _write_every_map(writer: MapWriter, c2: np.ndarray) -> Path:
+    with writer:
+        for q_idx, phi_idx in writer.cells:
+            writer.write(q_idx, phi_idx, c2[q_idx, phi_idx])
+    return writer.path
+
+
+def write_aps_u(path, c2, q_values, phi_values, *, processed=None, empty=(), half: str = "upper") -> Path:
+    """Write an APS-U layout file from full maps ``c2`` (n_q, n_phi, n_t, n_t); the other arguments as
+    :func:`open_aps_u_writer`."""
+    c2, q, phi = _check(c2, q_values, phi_values, half)
+    return _write_every_map(open_aps_u_writer(path, q, phi, c2.shape[2], processed=processed, empty=empty,
+                                              half=half), c2)
+
+
+def write_old(path, c2, q_values, phi_values, *, processed=None, naming: str = "bin",
+              half: str = "upper") -> Path:
+    """Write an old-layout file from full maps ``c2`` (n_q, n_phi, n_t, n_t); the other arguments as
+    :func:`open_old_writer`."""
+    c2, q, phi = _check(c2, q_values, phi_values, half)
+    return _write_every_map(open_old_writer(path, q, phi, c2.shape[2], processed=processed, naming=naming,
+                                            half=half), c2)

@@ -1,4 +1,4 @@
-"""Reading APS 8-ID-I two-time correlation files, and converting a selection to a streamable file.
+"""Reading APS 8-ID-I two-time correlation files (the stream file a selection converts to: :mod:`.stream`).
 
 Serial and rank-0 only: nothing here is collective (no MPI, no JAX; NumPy and h5py).
 
@@ -25,12 +25,9 @@ the diagonal, which carries the speckle-visibility spike rather than the dynamic
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple
 
 import h5py
@@ -40,9 +37,6 @@ from ..errors import InputError
 
 APS_U = "aps-u"
 OLD = "old"
-TRIANGLES = ("upper", "both")
-STREAM_FORMAT = "hpcfit.xpcs.twotime-stream"
-STREAM_VERSION = 1
 
 U_Q, U_PHI = "xpcs/qmap/dynamic_v_list_dim0", "xpcs/qmap/dynamic_v_list_dim1"
 U_MAPPING = "xpcs/qmap/dynamic_index_mapping"
@@ -130,42 +124,7 @@ def phi_in_ranges(phi, phi_ranges) -> np.ndarray:
     return keep
 
 
-def n_pairs(n_t: int, triangle: str = "upper") -> int:
-    """Number of (t1, t2) points per angle: n(n-1)/2 for "upper" (t1 < t2), n(n-1) for "both" (t1 != t2)."""
-    n = _check_n_t(n_t)
-    full = n * (n - 1)
-    return full // 2 if _check_triangle(triangle) == "upper" else full
-
-
-def pair_indices(n_t: int, triangle: str = "upper") -> tuple[np.ndarray, np.ndarray]:
-    """(t1, t2) 0-based int64 frame indices of every point of one angle, ordered by t1, then t2.
-
-    "upper": pairs t1 < t2, each independent pair once; "both": every off-diagonal pair t1 != t2.
-    """
-    n, tri = _check_n_t(n_t), _check_triangle(triangle)
-    if n < 2:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    if tri == "upper":
-        t1, t2 = np.triu_indices(n, k=1)
-        return t1.astype(np.int64), t2.astype(np.int64)
-    idx = np.arange(n * (n - 1), dtype=np.int64)      # row t1 holds n-1 points: every t2 but t1 itself
-    t1, r = np.divmod(idx, n - 1)
-    return t1, r + (r >= t1)
-
-
 # ---------------------------------------------------------------- argument checks
-
-def _check_n_t(n_t) -> int:
-    if isinstance(n_t, bool) or not isinstance(n_t, (int, np.integer)) or n_t < 0:
-        raise InputError(f"`n_t` must be an integer >= 0; got {n_t!r}")
-    return int(n_t)
-
-
-def _check_triangle(triangle) -> str:
-    if triangle not in TRIANGLES:
-        raise InputError(f"`triangle` must be one of {TRIANGLES}; got {triangle!r}")
-    return triangle
-
 
 def _positive(name: str, value) -> float:
     try:
@@ -405,114 +364,3 @@ def load(path, *, q, dt, phi_ranges=None, frames=None) -> TwoTimeData:
     c2.flags.writeable = False
     phi.flags.writeable = False
     return TwoTimeData(c2, phi, chosen, dt, (first, last), path, c.layout, stamp)
-
-
-# ---------------------------------------------------------------- streamable file
-
-@dataclass(frozen=True, eq=False)
-class StreamMeta:
-    """What a stream file says about its implicit grid: point p is angle p // n_pairs, pair p % n_pairs."""
-
-    path: str
-    phi: np.ndarray
-    n_t: int
-    dt: float
-    q: float
-    triangle: str
-    frames: tuple[int, int]
-    layout: str
-    n_pairs: int
-    n_points: int
-    source_path: str
-    source_size: int
-    source_mtime_ns: int
-
-    @property
-    def t(self) -> np.ndarray:
-        return self.dt * np.arange(self.n_t)
-
-
-def convert_to_stream(data: TwoTimeData, out_path, *, triangle: str = "upper") -> Path:
-    """Write ``data`` as a file with 1-D datasets ``y`` (c2 at every point, C order over (angle, pair), pairs as
-    :func:`pair_indices`) and ``phi``, and attributes ``n_t``, ``dt``, ``q``, ``triangle``, ``frames``,
-    ``layout`` and the source's path, size and mtime (see :func:`is_current`). Written to a temporary name and
-    renamed, so a reader never sees a partial file. Rank 0 only."""
-    tri = _check_triangle(triangle)
-    if not isinstance(data, TwoTimeData):
-        raise InputError(f"`data` must be a TwoTimeData (from hpcfit.xpcs.load.load); got {type(data).__name__}")
-    t1, t2 = pair_indices(data.n_t, tri)
-    y = np.ascontiguousarray(data.c2[:, t1, t2], dtype=np.float64).reshape(-1)
-    try:
-        size, mtime_ns = data.source_stamp or _source_stamp(data.path)
-    except OSError:
-        raise InputError(f"source file of `data` not found: {data.path}; it is needed to record the source's "
-                         f"size and mtime") from None
-    out = Path(out_path)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("y", data=y)
-            f.create_dataset("phi", data=np.asarray(data.phi, dtype=np.float64))
-            f.attrs.update({
-                "format": STREAM_FORMAT, "version": STREAM_VERSION, "n_t": data.n_t, "dt": data.dt,
-                "q": data.q, "triangle": tri, "frames": np.asarray(data.frames, dtype=np.int64),
-                "layout": data.layout, "n_pairs": t1.size, "source_path": data.path,
-                "source_size": size, "source_mtime_ns": mtime_ns})
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise InputError(f"cannot write the stream file {out}: {exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
-
-
-def read_stream_meta(path) -> StreamMeta:
-    """The metadata of a file written by :func:`convert_to_stream` (``y`` itself is not read)."""
-    p = _existing_file(path)
-    with _open(p) as f:
-        if f.attrs.get("format") != STREAM_FORMAT or f.attrs.get("version") != STREAM_VERSION:
-            raise InputError(f"{p}: not an hpcfit two-time stream file: attribute 'format' = "
-                             f"{f.attrs.get('format')!r}, 'version' = {f.attrs.get('version')!r}; expected "
-                             f"{STREAM_FORMAT!r} version {STREAM_VERSION}")
-        a = f.attrs
-        try:
-            n_t, tri = int(a["n_t"]), str(a["triangle"])
-            phi = np.asarray(f["phi"][()], dtype=np.float64)
-            n_y = f["y"].shape
-            meta = StreamMeta(p, phi, n_t, float(a["dt"]), float(a["q"]), tri,
-                              tuple(int(v) for v in a["frames"]), str(a["layout"]), n_pairs(n_t, tri),
-                              int(n_y[0]) if len(n_y) == 1 else -1, str(a["source_path"]),
-                              int(a["source_size"]), int(a["source_mtime_ns"]))
-        except KeyError as exc:
-            raise InputError(f"{p}: stream file lacks {exc.args[0]!r} (dataset or attribute)") from None
-    if meta.n_points != phi.size * meta.n_pairs:
-        raise InputError(f"{p}: dataset 'y' has shape {n_y}; expected ({phi.size * meta.n_pairs},) = "
-                         f"{phi.size} angles x {meta.n_pairs} pairs (n_t={n_t}, triangle={tri!r})")
-    return meta
-
-
-def converted_path(path, q, phi_ranges=None, frames=None, triangle: str = "upper") -> Path:
-    """Deterministic sibling file name for the conversion of this selection of ``path``.
-
-    The name holds a 12-hex-digit SHA-256 of the source's file name and the selection as requested
-    (q, phi_ranges, frames, triangle), so the same request finds the same file next time; check it with
-    :func:`is_current` before reusing it.
-    """
-    key = json.dumps({"source": Path(os.fspath(path)).name, "q": _positive("q", q),
-                      "phi_ranges": _check_phi_ranges(phi_ranges), "frames": _check_frames(frames),
-                      "triangle": _check_triangle(triangle), "version": STREAM_VERSION}, sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    p = Path(os.path.abspath(os.fspath(path)))
-    return p.with_name(f"{p.stem}.hpcfit-{digest}.h5")
-
-
-def is_current(stream_path, source_path) -> bool:
-    """True when ``stream_path`` is a stream file converted from ``source_path`` as it is now (same path,
-    size and mtime); False if either file is missing or unreadable, or the source changed."""
-    try:
-        meta = read_stream_meta(stream_path)
-        size, mtime_ns = _source_stamp(os.fspath(source_path))
-    except (InputError, OSError):
-        return False
-    same_file = os.path.realpath(meta.source_path) == os.path.realpath(os.fspath(source_path))
-    return same_file and meta.source_size == size and meta.source_mtime_ns == mtime_ns
