@@ -89,3 +89,13 @@ def test_bad_arguments():
         fit(data, mode="static", p0=[1.0, 2.0])
     with pytest.raises(hpcfit.InputError, match="`data` must be a TwoTimeData"):
         fit(np.zeros((2, 3, 3)), mode="static")
+
+
+def test_stream_file_fit_is_bitwise_the_in_memory_fit(tmp_path):
+    from hpcfit.xpcs import convert_to_stream
+    data = simulated("static", seed=4)
+    path = convert_to_stream(data, tmp_path / "s.h5")
+    mem = fit(data, mode="static", scaling="shared", verbose=0)
+    streamed = fit(str(path), mode="static", scaling="shared", verbose=0)
+    assert streamed.popt.tobytes() == mem.popt.tobytes() and streamed.pcov.tobytes() == mem.pcov.tobytes()
+    assert streamed.info["source"].startswith("HDF5")
