@@ -41,3 +41,21 @@ def test_streamed_laminar_fit_gives_the_serial_bits(world, stream_file):
     # truth within 3σ is tested in test_xpcs_fit.py)
     from_truth = fit(stream_file, **dict(kw, p0=TRUTH))
     np.testing.assert_allclose(par.cost, from_truth.cost, rtol=1e-9)
+
+
+def test_parallel_conversion_equals_serial(world):
+    import h5py
+
+    from hpcfit.xpcs import prepare_stream
+    tmp = world.bcast(tempfile.mkdtemp(prefix="hpcfit-prep-") if world.rank == 0 else None)
+    src = os.path.join(tmp, "raw.h5")
+    simulate(src, layout="old", n_phi=4, n_t=50, mode="static", dt=0.5, q=0.0054, L=2e6, params=TRUTH[:3],
+             contrast=0.25, offset=1.0, noise=0.002, seed=9, comm=world)
+    par = prepare_stream(src, q=0.0054, dt=0.5, out=os.path.join(tmp, "par.h5"), comm=world)
+    if world.rank == 0:
+        ser = prepare_stream(src, q=0.0054, dt=0.5, out=os.path.join(tmp, "ser.h5"))
+        with h5py.File(par) as a, h5py.File(ser) as b:
+            assert np.array_equal(a["y"][:], b["y"][:])
+    world.Barrier()
+    if world.rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -99,3 +99,27 @@ def test_stream_file_fit_is_bitwise_the_in_memory_fit(tmp_path):
     streamed = fit(str(path), mode="static", scaling="shared", verbose=0)
     assert streamed.popt.tobytes() == mem.popt.tobytes() and streamed.pcov.tobytes() == mem.pcov.tobytes()
     assert streamed.info["source"].startswith("HDF5")
+
+
+def test_prepare_stream_converts_once_and_reuses(tmp_path):
+    import os
+
+    import h5py
+
+    from hpcfit.xpcs import convert_to_stream, load, prepare_stream, simulate
+    src = tmp_path / "raw.h5"
+    simulate(src, layout="aps-u", n_phi=3, n_t=40, mode="static", dt=0.5, q=Q, L=L, params=TRUTH[:3],
+             contrast=0.25, offset=1.0, noise=0.002, seed=5)
+    first = prepare_stream(src, q=Q, dt=DT, phi_ranges=[(0, 200)])
+    assert first.parent == tmp_path and first.exists()
+    stamp = os.stat(first).st_mtime_ns
+    assert prepare_stream(src, q=Q, dt=DT, phi_ranges=[(0, 200)]) == first
+    assert os.stat(first).st_mtime_ns == stamp                          # reused, not rewritten
+    ref = convert_to_stream(load(src, q=Q, dt=DT, phi_ranges=[(0, 200)]), tmp_path / "ref.h5")
+    with h5py.File(first) as a, h5py.File(ref) as b:
+        assert np.array_equal(a["y"][:], b["y"][:]) and np.array_equal(a["phi"][:], b["phi"][:])
+    os.utime(src, ns=(stamp + 10**9, stamp + 10**9))                   # the source changed: convert again
+    prepare_stream(src, q=Q, dt=DT, phi_ranges=[(0, 200)])
+    assert os.stat(first).st_mtime_ns != stamp
+    res = fit(str(first), mode="static", scaling="shared", verbose=0)
+    assert res.success

@@ -10,3 +10,4 @@ from .stream import convert_to_stream as convert_to_stream
 from .stream import converted_path as converted_path
 from .stream import is_current as is_current
 from .stream import read_stream_meta as read_stream_meta
+from .prepare import prepare_stream as prepare_stream

@@ -332,14 +332,29 @@ def _frame_window(c: _Ctx, frames, name: str) -> tuple[int, int, int]:
     return n_t, first, last
 
 
-def load(path, *, q, dt, phi_ranges=None, frames=None) -> TwoTimeData:
-    """Read the q ring nearest to ``q`` from an APS 8-ID-I two-time file (either layout).
+@dataclass(frozen=True)
+class Selection:
+    """Which maps of a beamline file a selection (q ring, angle ranges, frame window) uses."""
 
-    ``phi_ranges``: (lo, hi) degree ranges to keep (see :func:`phi_in_ranges`), None keeps all angles.
-    ``frames``: (first, last), 1-based and inclusive, cut on both time axes before the diagonal is replaced.
-    ``dt``: seconds per frame of the maps (frame time x stride x averaging of the two-time run).
-    """
-    q, dt = _positive("q", q), _positive("dt", dt)
+    path: str
+    layout: str
+    q: float                    # the q chosen (nearest to the requested one)
+    phi: np.ndarray             # (n_phi,) degrees
+    names: tuple                # the map dataset of each angle
+    n_t_file: int               # frames in the file
+    frames: tuple[int, int]     # (first, last), 1-based inclusive
+    stamp: tuple[int, int]      # (size, mtime_ns) of the file when selected
+
+    @property
+    def n_t(self) -> int:
+        return self.frames[1] - self.frames[0] + 1
+
+
+def select(path, *, q, phi_ranges=None, frames=None) -> Selection:
+    """Read the metadata of an APS 8-ID-I two-time file (either layout) and choose the maps:
+    the q ring nearest to ``q``, the angles in ``phi_ranges`` (see :func:`phi_in_ranges`; None
+    keeps all), and ``frames`` = (first, last), 1-based and inclusive."""
+    q = _positive("q", q)
     ranges, frames = _check_phi_ranges(phi_ranges), _check_frames(frames)
     path = _existing_file(path)
     stamp = _source_stamp(path)
@@ -354,13 +369,53 @@ def load(path, *, q, dt, phi_ranges=None, frames=None) -> TwoTimeData:
                              f"(nearest to the requested {q:g}); the angles available there are "
                              f"{np.round(e.phi[at_q], 6).tolist()} degrees (ranges are inclusive, compared "
                              f"modulo 360; (lo, hi) with lo > hi wraps through 0)")
-        names = [e.names[i] for i in keep]
+        names = tuple(e.names[i] for i in keep)
         n_t, first, last = _frame_window(c, frames, names[0])
-        c2 = np.empty((len(names), last - first + 1, last - first + 1))   # one map in flight: peak ~ 1x c2
-        for j, name in enumerate(names):
-            c2[j] = reconstruct_c2(_read_half(c, name, n_t, first, last))
-    _replace_diagonal_inplace(c2)
     phi = e.phi[keep].copy()
-    c2.flags.writeable = False
     phi.flags.writeable = False
-    return TwoTimeData(c2, phi, chosen, dt, (first, last), path, c.layout, stamp)
+    return Selection(path, c.layout, chosen, phi, names, n_t, (first, last), stamp)
+
+
+class MapReader:
+    """Reads the selected maps one at a time: rebuilt from the stored half, diagonal replaced."""
+
+    def __init__(self, selection: Selection):
+        self.sel = selection
+        self._file = _open(selection.path)
+        self._ctx = _Ctx(self._file, selection.path, selection.layout)
+
+    def read(self, j: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Map of the j-th selected angle, (n_t, n_t), into ``out`` if given."""
+        first, last = self.sel.frames
+        c2 = reconstruct_c2(_read_half(self._ctx, self.sel.names[j], self.sel.n_t_file, first, last))
+        _replace_diagonal_inplace(c2)
+        if out is None:
+            return c2
+        out[...] = c2
+        return out
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def load(path, *, q, dt, phi_ranges=None, frames=None) -> TwoTimeData:
+    """Read the q ring nearest to ``q`` from an APS 8-ID-I two-time file (either layout).
+
+    ``phi_ranges``: (lo, hi) degree ranges to keep (see :func:`phi_in_ranges`), None keeps all angles.
+    ``frames``: (first, last), 1-based and inclusive, cut on both time axes before the diagonal is replaced.
+    ``dt``: seconds per frame of the maps (frame time x stride x averaging of the two-time run).
+    """
+    dt = _positive("dt", dt)
+    sel = select(path, q=q, phi_ranges=phi_ranges, frames=frames)
+    c2 = np.empty((sel.phi.size, sel.n_t, sel.n_t))        # one map in flight: peak ~ 1x c2
+    with MapReader(sel) as reader:
+        for j in range(sel.phi.size):
+            reader.read(j, c2[j])
+    c2.flags.writeable = False
+    return TwoTimeData(c2, sel.phi, sel.q, dt, sel.frames, sel.path, sel.layout, sel.stamp)

@@ -30,6 +30,7 @@ from ..errors import InputError
 from ..models.xpcs import FORMS, MODES, PHYSICAL_NAMES, c2_at_pairs, rate_integrals
 from .layouts import open_aps_u_writer, open_old_writer
 from .load import APS_U, OLD
+from .rounds import write_rounds
 from .stream import TRIANGLES, StreamWriter, n_pairs, open_stream_writer
 
 STREAM = "stream"
@@ -104,47 +105,13 @@ def simulate(out, *, layout: str = APS_U, n_phi: int, n_t: int, mode: str = "lam
         rates = hc.agree(rate_integrals, s.params, s.n_t, s.dt, s.mode)
         writer = hc.agree(lambda: _open_writer(s, truth) if hc.is_root else None)
         with writer if writer is not None else nullcontext():
-            _write_rounds(hc, s, rates, writer)
+            write_rounds(hc, s.phi.size, s.n_t, lambda a, buf: _angle_map(s, rates, a, buf),
+                         None if writer is None else (lambda a, buf: _put(writer, a, buf)),
+                         None if writer is None else writer.close)
         n_ranks = hc.size
     tri = s.triangle if s.layout == STREAM else "upper"
     return SimulationSummary(s.out, s.layout, s.phi.size, s.n_t, s.phi.size * n_pairs(s.n_t, tri), truth, n_ranks,
                              time.perf_counter() - start)
-
-
-# ---------------------------------------------------------------- the rounds (collective)
-
-def _write_rounds(hc: Communicator, s: _Setup, rates, writer) -> None:
-    """Collective: every rank computes its angles one round at a time; rank 0 writes them all in angle order."""
-    buf = np.empty((s.n_t, s.n_t))          # this rank's one map: computed into, sent from, received into (rank 0)
-    pending = None                          # rank 0: a failed write, raised on every rank at the next agreement
-    for first in range(0, s.phi.size, hc.size):
-        mine = hc.agree(_compute, s, rates, first + hc.rank, buf, pending)
-        if not hc.is_root:
-            if mine is not None:
-                hc.send_array(mine, 0)
-            continue
-        for r in range(min(hc.size, s.phi.size - first)):     # angle first + r is rank r's; rank 0's comes first
-            if r:
-                hc.recv_array(buf, r)
-            if pending is None:
-                try:
-                    _put(writer, first + r, buf)
-                except Exception as exc:  # noqa: BLE001 - kept until every rank can raise it (no rank waits)
-                    pending = exc
-    hc.agree(_finish, writer, pending)
-
-
-def _compute(s: _Setup, rates, a: int, buf: np.ndarray, pending: Exception | None) -> np.ndarray | None:
-    if pending is not None:
-        raise pending
-    return None if a >= s.phi.size else _angle_map(s, rates, a, buf)
-
-
-def _finish(writer, pending: Exception | None) -> None:
-    if pending is not None:
-        raise pending
-    if writer is not None:
-        writer.close()
 
 
 def _put(writer, a: int, c2_map: np.ndarray) -> None:

@@ -1,0 +1,56 @@
+"""From a beamline file to a streamable file: converted once, in parallel, and reused.
+
+The APS 8-ID-I layouts keep one triangular dataset per (q, φ) bin, which cannot be read by
+hyperslabs of the flat point index. ``prepare_stream`` writes the selected points once as a flat
+stream file (:mod:`hpcfit.xpcs.stream`) next to the source — each rank reads and rebuilds its
+angles, rank 0 writes — and on later calls returns that file at once while the source's path,
+size and mtime still match.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..comm import Communicator
+from ..errors import InputError
+from .load import MapReader, select
+from .rounds import write_rounds
+from .stream import converted_path, is_current, open_stream_writer
+
+
+def prepare_stream(path, *, q, dt, phi_ranges=None, frames=None, triangle: str = "upper", out=None,
+                   comm=None) -> Path:
+    """Collective: the stream file of this selection of ``path`` (see :func:`hpcfit.xpcs.load.load`
+    for ``q``, ``phi_ranges``, ``frames``, ``dt``), converting only if no current one exists.
+
+    ``out``: where to write (default :func:`converted_path`, beside the source; pass a writable
+    place when the data directory is read-only). Returns the path; pass it to
+    :func:`hpcfit.xpcs.fit`.
+    """
+    with Communicator(comm) as hc:
+        target = hc.agree(_target, path, q, phi_ranges, frames, triangle, out)
+        if hc.bcast(is_current(target, path) if hc.is_root else None):
+            return target
+        sel = hc.agree(select, path, q=q, phi_ranges=phi_ranges, frames=frames)
+        writer = hc.agree(lambda: open_stream_writer(
+            target, phi=sel.phi, n_t=sel.n_t, dt=dt, q=sel.q, triangle=triangle, frames=sel.frames,
+            layout=sel.layout, source=(sel.path, *sel.stamp)) if hc.is_root else None)
+        reader = hc.agree(MapReader, sel)
+        try:
+            write_rounds(hc, sel.phi.size, sel.n_t, reader.read,
+                         None if writer is None else writer.write, None if writer is None else writer.close)
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        finally:
+            reader.close()
+        return target
+
+
+def _target(path, q, phi_ranges, frames, triangle, out) -> Path:
+    if triangle not in ("upper", "both"):
+        raise InputError(f"`triangle` must be 'upper' or 'both'; got {triangle!r}")
+    if out is not None:
+        return Path(os.fspath(out))
+    return converted_path(path, q, phi_ranges, frames, triangle)
