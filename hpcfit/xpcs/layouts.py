@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 
 from ..errors import InputError
+from .piecewise import PiecewiseFile
 from .load import OLD_MAPS, OLD_PHI, OLD_PROCESSED, OLD_Q, U_BINS, U_MAPPING, U_MAPS, U_PHI, U_Q
 
 _HALVES = ("upper", "lower")
@@ -70,7 +71,7 @@ def _labels(processed, n_labels: int) -> np.ndarray:
     return p.astype(np.int64)
 
 
-class MapWriter:
+class MapWriter(PiecewiseFile):
     """A two-time file being written one (n_t, n_t) map at a time (from :func:`open_aps_u_writer` or
     :func:`open_old_writer`), so a producer never holds more than one map. Rank 0 only.
 
@@ -79,22 +80,19 @@ class MapWriter:
     exception (:meth:`abort`), removes the file, which a loader could not read.
     """
 
+    piece = "map"
+
     def __init__(self, path, header: dict, group: str, names: dict, n_t: int, half: str, attrs):
-        self.path, self.n_t, self.half = Path(path), n_t, half
+        self.n_t, self.half = n_t, half
         self._names = dict(names)                  # (q_idx, phi_idx) -> dataset path, in storage order
-        self._done: set = set()
-        self._f = None
-        try:
-            self._f = h5py.File(self.path, "w")
+
+        def setup(f):
             for name, value in header.items():
-                self._f.create_dataset(name, data=value)
-            self._f.attrs.update(attrs or {})
-            self._f.create_group(group)
-        except BaseException as exc:
-            self.abort()
-            if isinstance(exc, OSError):
-                raise InputError(f"cannot write {self.path}: {exc}") from None
-            raise
+                f.create_dataset(name, data=value)
+            f.attrs.update(attrs or {})
+            f.create_group(group)
+
+        super().__init__(Path(path), None, self._names, setup)
 
     @property
     def cells(self) -> list[tuple[int, int]]:
@@ -102,56 +100,20 @@ class MapWriter:
 
     def write(self, q_idx: int, phi_idx: int, c2_map) -> None:
         """Store the ``half`` triangle of the full (n_t, n_t) map of grid cell (q_idx, phi_idx)."""
-        if self._f is None:
-            raise InputError(f"{self.path} is already closed")
+        f = self._file()
         cell = (int(q_idx), int(phi_idx))
-        if cell not in self._names or cell in self._done:
-            state = "was already written" if cell in self._done else "gets no map in this file"
+        if cell not in self._todo:
+            state = "was already written" if cell in self._names else "gets no map in this file"
             raise InputError(f"grid cell (q_idx, phi_idx) = {cell} {state}; the file's maps are for cells "
                              f"{self.cells[:16]}{' ...' if len(self._names) > 16 else ''}")
         m = np.asarray(c2_map, dtype=np.float64)
         if m.shape != (self.n_t, self.n_t):
             raise InputError(f"`c2_map` must have shape ({self.n_t}, {self.n_t}); got {m.shape}")
         try:
-            self._f.create_dataset(self._names[cell], data=_triangle(m, self.half))
+            f.create_dataset(self._names[cell], data=_triangle(m, self.half))
         except OSError as exc:
             raise InputError(f"cannot write {self.path}: {exc}") from None
-        self._done.add(cell)
-
-    def close(self) -> Path:
-        """Finish the file; an error (and no file) if a map was not written. Idempotent."""
-        if self._f is None:
-            return self.path
-        missing = [c for c in self._names if c not in self._done]
-        if missing:
-            self.abort()
-            raise InputError(f"{self.path}: {len(missing)} of {len(self._names)} maps were not written (cells "
-                             f"{missing[:16]}); the file is not kept")
-        try:
-            self._f.close()
-            self._f = None
-        except OSError as exc:
-            self.abort()
-            raise InputError(f"cannot write {self.path}: {exc}") from None
-        return self.path
-
-    def abort(self) -> None:
-        """Close and remove the partly written file."""
-        if self._f is not None:
-            try:
-                self._f.close()
-            finally:
-                self._f = None
-        self.path.unlink(missing_ok=True)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, *exc):
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
+        self._done(cell)
 
 
 def open_aps_u_writer(path, q_values, phi_values, n_t: int, *, processed=None, empty=(), half: str = "upper",

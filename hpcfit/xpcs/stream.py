@@ -24,6 +24,7 @@ import h5py
 import numpy as np
 
 from ..errors import InputError
+from .piecewise import PiecewiseFile
 # Argument checks and file helpers shared with the loader (same package, same messages).
 from .load import TwoTimeData, _check_frames, _check_phi_ranges, _existing_file, _open, _positive, _source_stamp
 
@@ -80,7 +81,7 @@ def _check_triangle(triangle) -> str:
 
 # ---------------------------------------------------------------- writing
 
-class StreamWriter:
+class StreamWriter(PiecewiseFile):
     """A stream file being written one angle at a time (from :func:`open_stream_writer`). Rank 0 only.
 
     ``y`` is created at its full size when the writer opens; :meth:`write` fills one angle's slice. The file is
@@ -88,29 +89,23 @@ class StreamWriter:
     sees a partial file; leaving a ``with`` block by an exception (or :meth:`abort`) removes it.
     """
 
+    piece = "angle"
+
     def __init__(self, path: Path, phi: np.ndarray, n_t: int, triangle: str, attrs: dict):
-        self.path, self.n_t, self.triangle = path, n_t, triangle
-        self.n_phi = phi.size
+        self.n_t, self.triangle, self.n_phi = n_t, triangle, phi.size
         self._mask = _pair_mask(n_t, triangle)
         self._n_pairs = n_pairs(n_t, triangle)
-        self._todo = set(range(self.n_phi))
-        self._tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        self._f = None
-        try:
-            self._f = h5py.File(self._tmp, "w")
-            self._y = self._f.create_dataset("y", shape=(self.n_phi * self._n_pairs,), dtype=np.float64)
-            self._f.create_dataset("phi", data=phi)
-            self._f.attrs.update(attrs)
-        except BaseException as exc:
-            self.abort()
-            if isinstance(exc, OSError):
-                raise InputError(f"cannot write the stream file {path}: {exc}") from None
-            raise
+
+        def setup(f):
+            self._y = f.create_dataset("y", shape=(self.n_phi * self._n_pairs,), dtype=np.float64)
+            f.create_dataset("phi", data=phi)
+            f.attrs.update(attrs)
+
+        super().__init__(path, path.with_name(f".{path.name}.tmp-{os.getpid()}"), range(self.n_phi), setup)
 
     def write(self, phi_idx: int, c2_map) -> None:
         """Store the points of angle ``phi_idx`` (0-based) taken from its full (n_t, n_t) map."""
-        if self._f is None:
-            raise InputError(f"the stream file {self.path} is already closed")
+        self._file()
         if phi_idx not in self._todo:
             state = "was already written" if 0 <= phi_idx < self.n_phi else f"is not in 0..{self.n_phi - 1}"
             raise InputError(f"angle index {phi_idx!r} {state} ({self.path})")
@@ -122,43 +117,7 @@ class StreamWriter:
             self._y[start:start + self._n_pairs] = m[self._mask]
         except OSError as exc:
             raise InputError(f"cannot write the stream file {self.path}: {exc}") from None
-        self._todo.discard(phi_idx)
-
-    def close(self) -> Path:
-        """Finish the file and give it its name; an error if an angle was not written. Idempotent."""
-        if self._f is None:
-            return self.path
-        if self._todo:
-            missing = sorted(self._todo)
-            self.abort()
-            raise InputError(f"{self.path}: {len(missing)} of {self.n_phi} angles were not written "
-                             f"(indices {missing[:16]}); the file is not kept")
-        try:
-            self._f.close()
-            self._f = None
-            os.replace(self._tmp, self.path)
-        except OSError as exc:
-            self.abort()
-            raise InputError(f"cannot write the stream file {self.path}: {exc}") from None
-        return self.path
-
-    def abort(self) -> None:
-        """Close and remove the temporary file; the destination is not touched."""
-        if self._f is not None:
-            try:
-                self._f.close()
-            finally:
-                self._f = None
-        self._tmp.unlink(missing_ok=True)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, *exc):
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
+        self._done(phi_idx)
 
 
 def open_stream_writer(out_path, *, phi, n_t: int, dt: float, q: float, triangle: str = "upper", frames=None,
