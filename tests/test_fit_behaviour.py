@@ -213,3 +213,22 @@ def test_scipy_bounds_object_is_accepted():
     res = hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0.1],
                            bounds=Bounds([0, 0, 0], [10, 10, 0.3]), verbose=0)
     assert res.popt[2] == 0.3 and res.active_mask[2] == 1
+
+
+def test_robust_fit_does_not_freeze_when_points_leave_the_linear_zone():
+    """Huber with many points first in the linear zone: diag(JᵀWJ) jumps by ~1e16 on the way; the
+    fit must still reach scipy's minimum (it used to stop early with a 3x higher cost)."""
+    from scipy.optimize import least_squares
+
+    rng = np.random.default_rng(3)
+    x = np.linspace(0, 4, 1003)
+    sig = 0.05 + 0.02 * rng.uniform(size=x.size)
+    y = 2.0 * np.exp(-1.3 * x) + 0.4 + sig * rng.standard_normal(x.size)
+    y[::31] += rng.uniform(-2, 2, size=y[::31].size)
+    ref = least_squares(lambda p: (p[0] * np.exp(-p[1] * x) + p[2] - y) / sig, [1, 1, 0], loss="huber", f_scale=0.5,
+                        method="trf", ftol=1e-14, xtol=1e-14, gtol=1e-14)
+    res = hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0], sigma=sig, loss="huber",
+                           f_scale=0.5, chunk_size=100, verbose=0, ftol=1e-14, xtol=1e-14, gtol=1e-12)
+    assert res.success
+    np.testing.assert_allclose(res.popt, ref.x, rtol=1e-8)
+    np.testing.assert_allclose(res.cost, ref.cost, rtol=1e-12)

@@ -90,8 +90,20 @@ class LevenbergMarquardt:
         return self.after_jacobian(state, jac, u0)
 
     def after_jacobian(self, state: LMState, jac, u: np.ndarray) -> tuple[LMState, Command]:
+        if state.trial is not None and not _usable(jac):
+            # The accepted point lowered the cost but its derivatives are not finite (e.g. sqrt at 0
+            # on a bound): Gauss–Newton cannot go on from there, so take the step back as rejected.
+            damping, growth = update_damping(state.damping, state.growth, -1.0, False)
+            state = state._replace(iteration=state.iteration - 1, pending=None, rejected=state.rejected + 1,
+                                   damping=damping, growth=growth, trial=None)
+            return self._stop(state, Status.TIME_LIMIT) if self._out_of_time() else self._propose(state)
         d2 = more_scaling(state.d2, jac.jtj)
-        state = state._replace(u=u, cost=jac.cost, jtj=jac.jtj, jtr=jac.jtr, d2=d2, trial=None)
+        damping = state.damping
+        if state.d2 is not None:
+            # Keep the damping matrix λD² continuous when D² grows: with robust losses diag(JᵀWJ) can
+            # jump by 1e16 as points leave the linear zone, and an unchanged λ would freeze the fit.
+            damping = max(damping / float(np.max(d2 / state.d2)), MIN_DAMPING)
+        state = state._replace(u=u, cost=jac.cost, jtj=jac.jtj, jtr=jac.jtr, d2=d2, damping=damping, trial=None)
         pg = projected_gradient(u, jac.jtr, self.lower, self.upper)
         change, step_norm, ratio = state.accepted
         rec = IterationRecord(state.iteration, jac.cost, change, float(np.max(np.abs(pg), initial=0.0)),
@@ -165,10 +177,14 @@ def _guarded(fn, state, *args):
         return state, Command("error", payload=f"rank 0's step computation failed: {type(exc).__name__}: {exc}")
 
 
-def _check_jacobian_pass(res, at_start: bool) -> None:
-    """Raise (identically on every rank: the values are reduced) if a Jacobian pass is unusable."""
-    where = "at p0" if at_start else "at an accepted point"
-    error = InputError if at_start else FitError
+def _usable(res) -> bool:
+    return (res.n_bad == 0 and np.isfinite(res.cost) and bool(np.all(np.isfinite(res.jtj)))
+            and bool(np.all(np.isfinite(res.jtr))))
+
+
+def _check_start(res) -> None:
+    """Raise (identically on every rank: the values are reduced) if the pass at p0 is unusable."""
+    where, error = "at p0", InputError
     if res.n_bad:
         raise error(f"the model returned non-finite values or derivatives {where} for {res.n_bad} points "
                     f"(first at global point index {res.first_bad}); check p0 and the model")
@@ -185,7 +201,7 @@ def run_trust_region(comm, evaluator, u0: np.ndarray, options, normalization, lo
                      table) -> Outcome:
     """Collective: phase 2 from ``u0``; every rank returns the same :class:`Outcome`."""
     first = evaluator.jacobian_pass(u0)
-    _check_jacobian_pass(first, at_start=True)
+    _check_start(first)
     solver = LevenbergMarquardt(options, normalization, lower_u, upper_u, table if comm.is_root else None)
     state, cmd = _guarded(solver.init, None, u0, first) if comm.is_root else (None, None)
     cmd = comm.bcast(cmd)
@@ -196,7 +212,6 @@ def run_trust_region(comm, evaluator, u0: np.ndarray, options, normalization, lo
                 state, cmd = _guarded(solver.after_cost, state, res.cost, res.n_bad)
         else:
             res = evaluator.jacobian_pass(cmd.u)
-            _check_jacobian_pass(res, at_start=False)
             if comm.is_root:
                 state, cmd = _guarded(solver.after_jacobian, state, res, cmd.u)
         cmd = comm.bcast(cmd)
