@@ -136,9 +136,9 @@ def fit(f, source, p0=None, *, absolute_sigma=False, bounds=(-np.inf, np.inf), m
         hc.check_same(_same_everywhere(opts, p0, lower, upper, absolute_sigma, source),
                       "every rank must call the fit with the same p0, bounds, options and kind of source")
         p = p0.size
-        local = source.open(hc, opts.chunk_size_for(p))
         evaluator = None
         try:
+            local = source.open(hc, opts.chunk_size_for(p))
             if local.n_points <= p:                     # every rank knows the global n
                 raise InputError(f"the fit needs more points than parameters: n = {local.n_points} points, "
                                  f"p = {p} parameters (n must be > p)")

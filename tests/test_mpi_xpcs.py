@@ -59,3 +59,12 @@ def test_parallel_conversion_equals_serial(world):
     world.Barrier()
     if world.rank == 0:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_a_bad_path_on_one_rank_is_raised_everywhere(world, stream_file):
+    import hpcfit
+    path = stream_file if world.rank != world.size - 1 else stream_file + ".missing"
+    with pytest.raises(hpcfit.InputError) as info:
+        fit(path, mode="static", comm=world, verbose=0)
+    messages = world.allgather(str(info.value))
+    assert all(m == messages[0] for m in messages) and f"rank {world.size - 1}" in messages[0]

@@ -85,8 +85,12 @@ def test_bad_arguments():
         fit(data, mode="laminar_flow")
     with pytest.raises(hpcfit.InputError, match="`triangle`"):
         fit(data, mode="static", triangle="lower")
-    with pytest.raises(hpcfit.InputError, match="`p0` must have 3"):
+    with pytest.raises(hpcfit.InputError, match=r"`p0` must be a sequence of 3 \(physical: D0, alpha, D_offset\)"):
         fit(data, mode="static", p0=[1.0, 2.0])
+    with pytest.raises(hpcfit.InputError, match="`p0` must be a sequence"):
+        fit(data, mode="static", p0=1000.0)
+    with pytest.raises(hpcfit.InputError, match="`bounds` must be"):
+        fit(data, mode="static", bounds=([0, 0], [1, 1]))
     with pytest.raises(hpcfit.InputError, match="`data` must be a TwoTimeData"):
         fit(np.zeros((2, 3, 3)), mode="static")
 
@@ -123,3 +127,34 @@ def test_prepare_stream_converts_once_and_reuses(tmp_path):
     assert os.stat(first).st_mtime_ns != stamp
     res = fit(str(first), mode="static", scaling="shared", verbose=0)
     assert res.success
+
+
+def test_physical_bounds_only_and_start_values_kept_in_the_box():
+    """g2 − 1 data (baseline 0): the data-driven offset (≈ 0) is outside the default offset box
+    [0.5, 1.5] and must be clipped into it, not reported as a bad p0; physical-only bounds work."""
+    data = simulated("static", seed=6)
+    shifted = TwoTimeData(c2=data.c2 - 1.0, phi=PHI, q=Q, dt=DT, frames=(1, N_T), path="<sim>", layout="simulated",
+                          source_stamp=(0, 0))
+    res = fit(shifted, mode="static", scaling="shared", bounds=([1.0, -2.0, -1e4], [1e6, 2.0, 1e4]), verbose=0,
+              max_iterations=3)
+    assert res.n_params == 5 and res.popt[4] >= 0.5                     # offset kept in its default box
+
+
+def test_prepare_stream_reconverts_for_another_selection_or_a_corrupt_file(tmp_path):
+    import h5py
+
+    from hpcfit.xpcs import prepare_stream, read_stream_meta, simulate
+    src = tmp_path / "raw.h5"
+    simulate(src, layout="aps-u", n_phi=3, n_t=30, mode="static", dt=0.5, q=Q, L=L, params=TRUTH[:3],
+             contrast=0.25, offset=1.0, noise=0.002, seed=5)
+    out = tmp_path / "s.h5"
+    prepare_stream(src, q=Q, dt=0.5, out=out)
+    assert read_stream_meta(out).dt == 0.5
+    prepare_stream(src, q=Q, dt=2.0, out=out)                              # another dt: converted again
+    assert read_stream_meta(out).dt == 2.0
+    prepare_stream(src, q=Q, dt=2.0, frames=(1, 10), out=out)              # another frame window
+    assert read_stream_meta(out).n_t == 10
+    with h5py.File(out, "a") as f:
+        f.attrs["n_t"] = "thirty"                                          # a corrupt file is not reused
+    prepare_stream(src, q=Q, dt=2.0, frames=(1, 10), out=out)
+    assert read_stream_meta(out).n_t == 10

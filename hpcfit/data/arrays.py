@@ -78,6 +78,9 @@ class ArraySource:
     ``distribute="global"``: every rank passes the same full arrays; ``"local"``: its own shard.
     With ``grid`` (implicit coordinates, :mod:`hpcfit.kernels.coords`) ``xdata`` is None and x is
     computed in the kernel from the global point index.
+
+    Memory: each rank keeps a device copy of its own chunks (x, y and weights 1/sigma) for the whole
+    fit, on top of the arrays passed in: about 1.5x its share of the data on CPU.
     """
 
     def __init__(self, xdata, ydata, sigma=None, *, distribute: str = "global", grid=None):
@@ -87,7 +90,8 @@ class ArraySource:
         """Local checks that need no data (run before any collective)."""
         if self.distribute not in ("global", "local"):
             raise InputError(f"`distribute` must be 'global' or 'local'; got {self.distribute!r}")
-        if self.grid is not None and (self.xdata is not None or not hasattr(self.grid, "n_points")):
+        if self.grid is not None and (self.xdata is not None or not hasattr(self.grid, "n_points")
+                                      or not callable(self.grid)):
             raise InputError("with `grid` (implicit coordinates) `xdata` must be None and `grid` a coordinates "
                              "object such as hpcfit.data.RegularGrid or PairGrid")
 

@@ -50,6 +50,13 @@ class HDF5Source:
     def _where(self, name: str) -> str:
         return f"file {os.fspath(self.path)!r}, dataset {name!r}"
 
+    def _checked_inspect(self):
+        try:
+            return self._inspect()
+        except BaseException:
+            self.close()
+            raise
+
     def _inspect(self):
         """Open the file and check the datasets (local): the layout every rank must agree on."""
         import h5py
@@ -90,10 +97,20 @@ class HDF5Source:
         return n, shapes
 
     def open(self, comm: Communicator, chunk_size: int) -> LocalChunks:
-        """Collective: open and check the file on every rank, and lay out this rank's chunks."""
-        n, shapes = comm.agree(self._inspect)
-        comm.check_same({"HDF5 datasets": (self.y, self.x, self.sigma, tuple(sorted(shapes.items())))},
-                        "every rank must stream the same file and datasets")
+        """Collective: open and check the file on every rank, and lay out this rank's chunks.
+        On any error the file is closed again."""
+        try:
+            return self._open(comm, chunk_size)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, comm: Communicator, chunk_size: int) -> LocalChunks:
+        n, shapes = comm.agree(self._checked_inspect)
+        comm.check_same({"HDF5 file": os.path.abspath(os.fspath(self.path)),
+                         "HDF5 datasets": (self.y, self.x, self.sigma, tuple(sorted(shapes.items()))),
+                         "grid": self.grid},
+                        "every rank must stream the same file, datasets and grid")
         chunk_size = min(chunk_size, n)
         grid = ChunkGrid(n, chunk_size, comm.size)
         runs = [grid.rank_chunks(r) for r in range(comm.size)]
@@ -116,7 +133,7 @@ class HDF5Source:
             xs, ys, ws = pad_chunk(xs, ys, ws, chunk_size)
             return Chunk(np.asarray(lo) if xs is None else xs, ys, ws, hi - lo, lo)
 
-        width = 2 + (1 if x is None else (shapes["x"][0] if len(shapes["x"]) == 2 else 1))
+        width = 2 + (0 if x is None else (shapes["x"][0] if len(shapes["x"]) == 2 else 1))   # y, weight, x rows
         shard_bytes = (stop - first) * chunk_size * 8 * width
         x_shape = () if self.grid is not None else tuple(shapes["x"][:-1]) + (chunk_size,)
         return LocalChunks(read, stop - first, chunk_size, first, grid.n_chunks, reduction_slots(runs, grid.n_chunks),
@@ -127,7 +144,7 @@ class HDF5Source:
         values = np.asarray(values, dtype=np.float64)
         bad = ~np.isfinite(values)
         if bad.any():
-            k = int(np.argwhere(bad)[0][-1])
+            k = int(np.flatnonzero(bad.reshape(-1, bad.shape[-1]).any(axis=0))[0])   # first bad point
             raise InputError(f"HDF5Source: {self._where(name)} contains NaN or Inf; first at global point "
                              f"index {lo + k}")
         return values

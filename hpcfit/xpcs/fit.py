@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..api import fit as _fit
+from ..comm import Communicator
 from ..data import ArraySource, HDF5Source, PairGrid
 from ..errors import InputError
 from ..models.xpcs import TwoTimeModel
@@ -117,17 +118,29 @@ def initial_scaling(points: _Points, scaling: str) -> tuple[np.ndarray, np.ndarr
     return contrast, offset
 
 
-def fit(data, *, mode: str = "laminar_flow", scaling: str = "individual", p0=None, bounds=None, L=None,
-        contrast=None, offset=None, triangle: str = "upper", form: str = "homodyne", comm=None,
-        **options) -> FitResult:
-    """Fit a two-time dataset with the ``static`` or ``laminar_flow`` transport model.
+def _default_box(name: str) -> tuple[float, float]:
+    return DEFAULT_BOUNDS[name.split("_")[0] if name.startswith(("contrast", "offset")) else name]
 
-    ``p0``/``bounds``: for the physical parameters only (contrast/offset start from the data,
-    :func:`initial_scaling`) or for all of them; ``None`` takes :data:`DEFAULT_P0` and
-    :data:`DEFAULT_BOUNDS`. ``L`` (Å) is needed for ``laminar_flow``. ``contrast``/``offset`` are
-    the given values for ``scaling="fixed"``. The result carries parameter names, and
-    ``result.info["xpcs"]`` records mode, scaling, form, triangle, q, dt, L and the angles.
-    """
+
+def _bounds(bounds, names: list, n_phys: int):
+    """Bounds for every parameter: the defaults, or the user's for the physical ones (then the
+    defaults for contrast/offset) or for all of them."""
+    if bounds is None:
+        bounds = ([], [])
+    try:
+        lower, upper = (list(np.atleast_1d(np.asarray(b, dtype=float))) for b in bounds)
+    except (TypeError, ValueError):
+        raise InputError(f"`bounds` must be (lower, upper), each with {n_phys} (physical) or {len(names)} "
+                         f"values; got {bounds!r}") from None
+    if len(lower) != len(upper) or len(lower) not in (0, n_phys, len(names)):
+        raise InputError(f"`bounds` must be (lower, upper), each with {n_phys} (physical: "
+                         f"{', '.join(names[:n_phys])}) or {len(names)} values; got {len(lower)} and {len(upper)}")
+    rest = [_default_box(n) for n in names[len(lower):]]
+    return np.array(lower + [b[0] for b in rest]), np.array(upper + [b[1] for b in rest])
+
+
+def _setup(data, mode, scaling, p0, bounds, L, contrast, offset, triangle, form):
+    """Everything local: arguments, the points' source and metadata, the model (no data read)."""
     if triangle not in ("upper", "both"):
         raise InputError(f"`triangle` must be 'upper' or 'both'; got {triangle!r}")
     if mode == "laminar_flow" and L is None:
@@ -135,19 +148,42 @@ def fit(data, *, mode: str = "laminar_flow", scaling: str = "individual", p0=Non
     points = _points(data, triangle)
     model = TwoTimeModel(tuple(points.phi), points.n_t, points.dt, points.q, 1.0 if L is None else L, mode=mode,
                          scaling=scaling, form=form, contrast=contrast, offset=offset)
-    names = model.parameter_names
+    names, n_phys = model.parameter_names, len(model.physical_names)
+    if p0 is not None and (np.ndim(p0) != 1 or len(p0) not in (n_phys, len(names))):
+        raise InputError(f"`p0` must be a sequence of {n_phys} (physical: {', '.join(names[:n_phys])}) or "
+                         f"{len(names)} values; got {p0!r}")
+    return points, model, _bounds(bounds, names, n_phys)
+
+
+def _start(points, model, p0, lower, upper) -> np.ndarray:
+    """p0 for every parameter; contrast/offset from the data when not given, kept inside the box."""
     n_phys = len(model.physical_names)
-    if p0 is None or len(p0) == n_phys:
-        phys = [DEFAULT_P0[k] for k in model.physical_names] if p0 is None else list(p0)
-        scale = [] if scaling == "fixed" else list(np.concatenate(initial_scaling(points, scaling)))
-        p0 = phys + scale
-    if len(p0) != len(names):
-        raise InputError(f"`p0` must have {n_phys} (physical) or {len(names)} values ({', '.join(names)}); "
-                         f"got {len(p0)}")
-    if bounds is None:
-        box = [DEFAULT_BOUNDS[n.split("_")[0] if n.startswith(("contrast", "offset")) else n] for n in names]
-        bounds = ([b[0] for b in box], [b[1] for b in box])
-    result = _fit(model, points.source, p0, bounds=bounds, comm=comm, **options)
+    if p0 is not None and len(p0) == model.n_params:
+        return np.asarray(p0, dtype=float)
+    phys = [DEFAULT_P0[k] for k in model.physical_names] if p0 is None else list(p0)
+    scale = [] if model.scaling == "fixed" else list(np.concatenate(initial_scaling(points, model.scaling)))
+    start = np.asarray(phys + scale, dtype=float)
+    start[n_phys:] = np.clip(start[n_phys:], lower[n_phys:], upper[n_phys:])
+    return start
+
+
+def fit(data, *, mode: str = "laminar_flow", scaling: str = "individual", p0=None, bounds=None, L=None,
+        contrast=None, offset=None, triangle: str = "upper", form: str = "homodyne", comm=None,
+        **options) -> FitResult:
+    """Fit a two-time dataset with the ``static`` or ``laminar_flow`` transport model.
+
+    ``p0``/``bounds``: for the physical parameters only (contrast/offset start from the data,
+    :func:`initial_scaling`, clipped into their bounds) or for all of them; ``None`` takes
+    :data:`DEFAULT_P0` and :data:`DEFAULT_BOUNDS`. ``L`` (Å) is needed for ``laminar_flow``.
+    ``contrast``/``offset`` are the given values for ``scaling="fixed"``. Collective with ``comm``:
+    rank 0 reads the samples for the start values and shares them. The result carries parameter
+    names, and ``result.info["xpcs"]`` records mode, scaling, form, triangle, q, dt, L and angles.
+    """
+    with Communicator(comm) as hc:
+        points, model, (lower, upper) = hc.agree(_setup, data, mode, scaling, p0, bounds, L, contrast, offset,
+                                                 triangle, form)
+        start = hc.bcast(hc.agree(lambda: _start(points, model, p0, lower, upper) if hc.is_root else None))
+    result = _fit(model, points.source, start, bounds=(lower, upper), comm=comm, **options)
     result.info["xpcs"] = {"mode": mode, "scaling": scaling, "form": form, "triangle": triangle, "q": points.q,
                            "dt": points.dt, "L": L, "phi": points.phi.tolist(), "n_t": points.n_t}
     return result

@@ -4,18 +4,20 @@ The APS 8-ID-I layouts keep one triangular dataset per (q, φ) bin, which cannot
 hyperslabs of the flat point index. ``prepare_stream`` writes the selected points once as a flat
 stream file (:mod:`hpcfit.xpcs.stream`) next to the source — each rank reads and rebuilds its
 angles, rank 0 writes — and on later calls returns that file at once while the source's path,
-size and mtime still match.
+size and mtime, and the selection (q, angles, frames, triangle, dt), still match.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import numpy as np
+
 from ..comm import Communicator
 from ..errors import InputError
 from .load import MapReader, select
 from .rounds import write_rounds
-from .stream import converted_path, is_current, open_stream_writer
+from .stream import converted_path, is_current, open_stream_writer, read_stream_meta
 
 
 def prepare_stream(path, *, q, dt, phi_ranges=None, frames=None, triangle: str = "upper", out=None,
@@ -29,14 +31,15 @@ def prepare_stream(path, *, q, dt, phi_ranges=None, frames=None, triangle: str =
     """
     with Communicator(comm) as hc:
         target = hc.agree(_target, path, q, phi_ranges, frames, triangle, out)
-        if hc.bcast(is_current(target, path) if hc.is_root else None):
-            return target
         sel = hc.agree(select, path, q=q, phi_ranges=phi_ranges, frames=frames)
+        if hc.bcast(hc.agree(lambda: _reusable(target, sel, dt, triangle) if hc.is_root else None)):
+            return target
         writer = hc.agree(lambda: open_stream_writer(
             target, phi=sel.phi, n_t=sel.n_t, dt=dt, q=sel.q, triangle=triangle, frames=sel.frames,
             layout=sel.layout, source=(sel.path, *sel.stamp)) if hc.is_root else None)
-        reader = hc.agree(MapReader, sel)
+        reader = None
         try:
+            reader = hc.agree(MapReader, sel)
             write_rounds(hc, sel.phi.size, sel.n_t, reader.read,
                          None if writer is None else writer.write, None if writer is None else writer.close)
         except BaseException:
@@ -44,8 +47,18 @@ def prepare_stream(path, *, q, dt, phi_ranges=None, frames=None, triangle: str =
                 writer.abort()
             raise
         finally:
-            reader.close()
+            if reader is not None:
+                reader.close()
         return target
+
+
+def _reusable(target: Path, sel, dt: float, triangle: str) -> bool:
+    """An existing stream file made from this very selection of the unchanged source."""
+    if not is_current(target, sel.path):
+        return False
+    meta = read_stream_meta(target)
+    return (meta.dt == float(dt) and meta.triangle == triangle and meta.q == sel.q
+            and tuple(meta.frames) == tuple(sel.frames) and np.array_equal(meta.phi, sel.phi))
 
 
 def _target(path, q, phi_ranges, frames, triangle, out) -> Path:

@@ -237,7 +237,7 @@ def is_current(stream_path, source_path) -> bool:
     try:
         meta = read_stream_meta(stream_path)
         size, mtime_ns = _source_stamp(os.fspath(source_path))
-    except (InputError, OSError):
+    except Exception:  # noqa: BLE001 - any unreadable or malformed file is simply not current
         return False
     same_file = os.path.realpath(meta.source_path) == os.path.realpath(os.fspath(source_path))
     return same_file and meta.source_size == size and meta.source_mtime_ns == mtime_ns
