@@ -58,6 +58,9 @@ class LMState(NamedTuple):
 # the cost any more; the floor keeps Nielsen's multiplicative update from reaching exactly 0.
 MAX_DAMPING = 1e32
 MIN_DAMPING = 1e-20
+# Growth of Moré's D² between two accepted points beyond which λ is rescaled (see after_jacobian);
+# smooth least-squares problems change diag(JᵀJ) by far less between accepted steps.
+SCALE_JUMP = 1e6
 
 
 class LevenbergMarquardt:
@@ -99,10 +102,12 @@ class LevenbergMarquardt:
             return self._stop(state, Status.TIME_LIMIT) if self._out_of_time() else self._propose(state)
         d2 = more_scaling(state.d2, jac.jtj)
         damping = state.damping
-        if state.d2 is not None:
-            # Keep the damping matrix λD² continuous when D² grows: with robust losses diag(JᵀWJ) can
-            # jump by 1e16 as points leave the linear zone, and an unchanged λ would freeze the fit.
-            damping = max(damping / float(np.max(d2 / state.d2)), MIN_DAMPING)
+        growth = 1.0 if state.d2 is None else float(np.max(d2 / state.d2))
+        if growth > SCALE_JUMP:
+            # A jump in D² by many orders (robust losses: points leaving the linear zone lift their
+            # row scale from the √ε floor to 1, up to 1e16) would turn λD² into a wall and freeze the
+            # fit: keep λD² continuous instead. Ordinary growth keeps Moré's behaviour.
+            damping = max(damping / growth, MIN_DAMPING)
         state = state._replace(u=u, cost=jac.cost, jtj=jac.jtj, jtr=jac.jtr, d2=d2, damping=damping, trial=None)
         pg = projected_gradient(u, jac.jtr, self.lower, self.upper)
         change, step_norm, ratio = state.accepted
