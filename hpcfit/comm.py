@@ -7,7 +7,7 @@ collective so that every rank raises the same exception and none is left waiting
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -10,3 +10,23 @@ jax.config.update("jax_enable_x64", True)
 def _numpy_errors():
     with np.errstate(all="raise", under="ignore"):
         yield
+
+
+@pytest.fixture(scope="module")
+def world():
+    """MPI.COMM_WORLD for the MPI lane (mpi4py imported only by tests that ask for it)."""
+    from mpi4py import MPI
+    return MPI.COMM_WORLD
+
+
+@pytest.fixture(scope="module")
+def shared_dir(world):
+    """A temporary folder every rank sees (made by rank 0, removed after the module)."""
+    import shutil
+    import tempfile
+
+    path = world.bcast(tempfile.mkdtemp(prefix="hpcfit-mpi-") if world.rank == 0 else None)
+    yield path
+    world.Barrier()
+    if world.rank == 0:
+        shutil.rmtree(path, ignore_errors=True)

@@ -17,12 +17,6 @@ pytestmark = pytest.mark.mpi(min_size=2)
 PROBLEMS = problems()
 
 
-@pytest.fixture(scope="module")
-def world():
-    from mpi4py import MPI
-    return MPI.COMM_WORLD
-
-
 def _fit(pr, comm, **kw):
     return hpcfit.curve_fit(pr.f_jax, pr.x, pr.y, p0=pr.p0, sigma=pr.sigma, absolute_sigma=pr.absolute_sigma,
                             bounds=pr.bounds, loss=pr.loss, f_scale=pr.f_scale, comm=comm, verbose=0, **kw)

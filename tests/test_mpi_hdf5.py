@@ -1,7 +1,5 @@
 """MPI lane for HDF5 streaming: each rank reads only its chunks, and the bits equal the serial fit."""
 import os
-import shutil
-import tempfile
 
 import h5py
 import numpy as np
@@ -13,21 +11,6 @@ from hpcfit.models import exponential_decay
 
 pytestmark = pytest.mark.mpi(min_size=2)
 N = 30007
-
-
-@pytest.fixture(scope="module")
-def world():
-    from mpi4py import MPI
-    return MPI.COMM_WORLD
-
-
-@pytest.fixture(scope="module")
-def shared_dir(world):
-    path = world.bcast(tempfile.mkdtemp(prefix="hpcfit-mpi-") if world.rank == 0 else None)
-    yield path
-    world.Barrier()
-    if world.rank == 0:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _data():

@@ -1,7 +1,5 @@
 """MPI lane for XPCS: simulate under MPI, stream the file, and get the serial bits on every rank."""
 import os
-import shutil
-import tempfile
 
 import numpy as np
 import pytest
@@ -13,21 +11,11 @@ TRUTH = [1500.0, -0.25, 20.0, 3e-4, 0.35, 1e-5, 5.0]
 
 
 @pytest.fixture(scope="module")
-def world():
-    from mpi4py import MPI
-    return MPI.COMM_WORLD
-
-
-@pytest.fixture(scope="module")
-def stream_file(world):
-    tmp = world.bcast(tempfile.mkdtemp(prefix="hpcfit-xpcs-") if world.rank == 0 else None)
-    path = os.path.join(tmp, "sim.h5")
+def stream_file(world, shared_dir):
+    path = os.path.join(shared_dir, "sim.h5")
     simulate(path, layout="stream", n_phi=5, n_t=120, mode="laminar_flow", dt=0.5, q=0.0054, L=2e6, params=TRUTH,
              contrast=0.25, offset=1.0, noise=0.002, seed=7, comm=world)
-    yield path
-    world.Barrier()
-    if world.rank == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return path
 
 
 def test_streamed_laminar_fit_gives_the_serial_bits(world, stream_file):
@@ -43,11 +31,11 @@ def test_streamed_laminar_fit_gives_the_serial_bits(world, stream_file):
     np.testing.assert_allclose(par.cost, from_truth.cost, rtol=1e-9)
 
 
-def test_parallel_conversion_equals_serial(world):
+def test_parallel_conversion_equals_serial(world, shared_dir):
     import h5py
 
     from hpcfit.xpcs import prepare_stream
-    tmp = world.bcast(tempfile.mkdtemp(prefix="hpcfit-prep-") if world.rank == 0 else None)
+    tmp = shared_dir
     src = os.path.join(tmp, "raw.h5")
     simulate(src, layout="old", n_phi=4, n_t=50, mode="static", dt=0.5, q=0.0054, L=2e6, params=TRUTH[:3],
              contrast=0.25, offset=1.0, noise=0.002, seed=9, comm=world)
@@ -57,8 +45,6 @@ def test_parallel_conversion_equals_serial(world):
         with h5py.File(par) as a, h5py.File(ser) as b:
             assert np.array_equal(a["y"][:], b["y"][:])
     world.Barrier()
-    if world.rank == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_a_bad_path_on_one_rank_is_raised_everywhere(world, stream_file):

@@ -3,10 +3,8 @@ MPI lane (the file written by 2 or 3 ranks is the serial one bit for bit; a fail
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import h5py
@@ -16,12 +14,13 @@ import pytest
 from hpcfit.comm import Communicator
 from hpcfit.errors import FitError, InputError
 from hpcfit.models.xpcs import two_time_c2
-import hpcfit.xpcs.simulate  # noqa: E402  (the module; hpcfit.xpcs.simulate the attribute is the function)
-sim_mod = sys.modules["hpcfit.xpcs.simulate"]
 from hpcfit.xpcs.layouts import open_aps_u_writer, open_old_writer, write_aps_u, write_old
 from hpcfit.xpcs.load import load
 from hpcfit.xpcs.simulate import SIMULATION_ATTR, simulate
 from hpcfit.xpcs.stream import convert_to_stream, open_stream_writer, pair_indices, read_stream_meta
+
+# the module itself (the package attribute hpcfit.xpcs.simulate is the function)
+sim_mod = sys.modules["hpcfit.xpcs.simulate"]
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = [1e3, -0.5, 10.0, 1e-3, 0.2, 1e-4, 30.0]
@@ -253,21 +252,6 @@ def test_cli_bad_argument_fails_naming_it(tmp_path):
 
 
 # ---------------------------------------------------------------- MPI lane
-
-@pytest.fixture(scope="module")
-def world():
-    from mpi4py import MPI
-    return MPI.COMM_WORLD
-
-
-@pytest.fixture(scope="module")
-def shared_dir(world):
-    path = world.bcast(tempfile.mkdtemp(prefix="hpcfit-sim-") if world.rank == 0 else None)
-    yield path
-    world.Barrier()
-    if world.rank == 0:
-        shutil.rmtree(path, ignore_errors=True)
-
 
 def _same_everywhere(world, value):
     values = world.allgather(value)
