@@ -24,10 +24,6 @@ class Chunk:
     n_valid: int
     global_start: int
 
-    @property
-    def nbytes(self) -> int:
-        return self.x.nbytes + self.y.nbytes + self.weight.nbytes
-
 
 def pad_chunk(x: np.ndarray | None, y: np.ndarray, weight: np.ndarray, chunk_size: int):
     """Pad a short last chunk to ``chunk_size`` points.

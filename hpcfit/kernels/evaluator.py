@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import jax.numpy as jnp
@@ -49,7 +49,6 @@ class PassStats:
     jacobian_seconds: float = 0.0
     cost_seconds: float = 0.0
     reduction_seconds: float = 0.0
-    per_pass: list = field(default_factory=list)
 
 
 class PassEvaluator:
