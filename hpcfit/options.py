@@ -2,13 +2,12 @@
 collective), with errors that name the option, the value and what is allowed."""
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
 from .errors import InputError
+from .validate import choice, integer, number
 from .kernels.chunk import JACOBIAN_MODES
 from .kernels.losses import LOSSES
 from .phases.normalize import STRATEGIES
@@ -47,26 +46,12 @@ class FitOptions:
         return max(1 << 12, min(1 << 16, 1 << (target.bit_length() - 1)))
 
 
-def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _positive(name, value, allow_zero=False) -> float:
-    if not (_is_real(value) and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)):
-        raise InputError(f"`{name}` must be a finite number {'>= 0' if allow_zero else '> 0'}; got {value!r}")
-    return float(value)
 
 
-def _integer(name, value, minimum) -> int:
-    if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum):
-        raise InputError(f"`{name}` must be an integer >= {minimum}; got {value!r}")
-    return int(value)
 
 
-def _choice(name, value, allowed):
-    if value not in allowed:
-        raise InputError(f"`{name}` must be one of {', '.join(map(repr, allowed))}; got {value!r}")
-    return value
 
 
 def make_options(**kwargs) -> FitOptions:
@@ -81,20 +66,20 @@ def make_options(**kwargs) -> FitOptions:
                          f"{', '.join(sorted(known))}")
     opts = FitOptions(**kwargs)
     checked = dict(
-        method=_choice("method", opts.method, METHODS),
-        loss=_choice("loss", opts.loss, LOSSES),
-        normalize=_choice("normalize", opts.normalize, STRATEGIES),
-        jacobian_mode=_choice("jacobian_mode", opts.jacobian_mode, JACOBIAN_MODES),
-        f_scale=_positive("f_scale", opts.f_scale),
-        ftol=_positive("ftol", opts.ftol, allow_zero=True),
-        xtol=_positive("xtol", opts.xtol, allow_zero=True),
-        gtol=_positive("gtol", opts.gtol, allow_zero=True),
-        max_iterations=_integer("max_iterations", opts.max_iterations, 0),
-        max_time=None if opts.max_time is None else _positive("max_time", opts.max_time),
-        chunk_size=None if opts.chunk_size is None else _integer("chunk_size", opts.chunk_size, 1),
-        initial_damping=_positive("initial_damping", opts.initial_damping),
-        cov_rcond=_positive("cov_rcond", opts.cov_rcond),
-        verbose=int(_choice("verbose", opts.verbose, (0, 1))),   # True == 1, False == 0
+        method=choice("method", opts.method, METHODS),
+        loss=choice("loss", opts.loss, LOSSES),
+        normalize=choice("normalize", opts.normalize, STRATEGIES),
+        jacobian_mode=choice("jacobian_mode", opts.jacobian_mode, JACOBIAN_MODES),
+        f_scale=number("f_scale", opts.f_scale),
+        ftol=number("ftol", opts.ftol, allow_zero=True),
+        xtol=number("xtol", opts.xtol, allow_zero=True),
+        gtol=number("gtol", opts.gtol, allow_zero=True),
+        max_iterations=integer("max_iterations", opts.max_iterations, 0),
+        max_time=None if opts.max_time is None else number("max_time", opts.max_time),
+        chunk_size=None if opts.chunk_size is None else integer("chunk_size", opts.chunk_size, 1),
+        initial_damping=number("initial_damping", opts.initial_damping),
+        cov_rcond=number("cov_rcond", opts.cov_rcond),
+        verbose=int(choice("verbose", opts.verbose, (0, 1))),   # True == 1, False == 0
     )
     eps = float(np.finfo(float).eps)
     if max(checked["ftol"], checked["xtol"], checked["gtol"]) < eps:

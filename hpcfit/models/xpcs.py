@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import InputError
+from ..validate import choice, number, per_item
 
 PHYSICAL_NAMES = ("D0", "alpha", "D_offset", "gamma_dot_t0", "beta", "gamma_dot_t_offset", "phi0")
 MODES = {"static": 3, "laminar_flow": 7}        # mode → number of physical parameters
@@ -47,16 +48,8 @@ SINC_TAYLOR_BELOW = 1e-4
 
 # ---- validation (plain Python, run once before any tracing) -----------------------------------
 
-def _check_choice(name: str, value, choices) -> str:
-    if value not in choices:
-        raise InputError(f"`{name}` must be one of {', '.join(map(repr, choices))}; got {value!r}")
-    return value
 
 
-def _positive(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-        raise InputError(f"`{name}` must be a finite number > 0; got {value!r}")
-    return float(value)
 
 
 def _n_frames(n_t) -> int:
@@ -75,20 +68,6 @@ def _angles(phi) -> tuple:
     return tuple(arr.tolist())
 
 
-def _per_angle(name: str, value, n_phi: int) -> tuple:
-    """A scalar or per-angle sequence as a tuple of n_phi finite floats."""
-    try:
-        arr = np.asarray(value, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"`{name}` must be a scalar or one value per angle: {exc}") from None
-    if arr.ndim == 0:
-        arr = np.full(n_phi, float(arr))
-    if arr.shape != (n_phi,):
-        raise InputError(f"`{name}` must be a scalar or have one value per angle (length {n_phi}, "
-                         f"the length of phi); got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise InputError(f"`{name}` must be finite; got {value!r}")
-    return tuple(arr.tolist())
 
 
 def _physical(params, mode: str):
@@ -129,7 +108,7 @@ def pair_integral(s_i, s_j):
 
 def rate_integrals(physical, n_t: int, dt: float, mode: str):
     """Cumulative integrals (S_D, S_γ̇) on every frame; S_γ̇ is None in static mode."""
-    _check_choice("mode", mode, tuple(MODES))
+    choice("mode", mode, tuple(MODES))
     t = frame_times(n_t, dt)
     s_d = cumulative_trapezoid(power_law_rate(t, physical[0], physical[1], physical[2]))
     if mode == "static":
@@ -151,14 +130,14 @@ def sinc(z):
 
 def shear_phase(i_shear, cos_dphi, q: float, L: float, dt: float, form: str):
     """Φ = (q·L·dt/2π)·cos Δφ·I_γ̇ (homodyne) or q·L·(dt·I_γ̇)·cos Δφ/2 (paper)."""
-    _check_choice("form", form, FORMS)
+    choice("form", form, FORMS)
     scale = 1.0 / (2.0 * math.pi) if form == "homodyne" else 0.5
     return scale * q * L * dt * cos_dphi * i_shear
 
 
 def g1_field(i_diff, i_shear, cos_dphi, q: float, L: float, dt: float, form: str):
     """g1 = g1_diff·sinc²(Φ) (homodyne) or g1_diff·sinc(Φ_p) (paper); no shear when i_shear is None."""
-    _check_choice("form", form, FORMS)
+    choice("form", form, FORMS)
     g1 = jnp.exp(jnp.clip(-0.5 * q * q * dt * i_diff, LOG_G1_MIN, 0.0))
     if i_shear is None:
         return g1
@@ -174,7 +153,7 @@ def c2_from_g1(g1, contrast, offset):
 
 def cos_delta_phi(physical, phi_deg, mode: str):
     """cos(φ0 − φ), angles in degrees; None in static mode (no shear)."""
-    _check_choice("mode", mode, tuple(MODES))
+    choice("mode", mode, tuple(MODES))
     if mode == "static":
         return None
     return jnp.cos(jnp.deg2rad(physical[6] - phi_deg))
@@ -197,12 +176,12 @@ def two_time_c2(params, *, phi, n_t, dt, q, L, contrast, offset, mode="laminar_f
     ``contrast`` and ``offset`` are scalars or one value per angle of ``phi`` (degrees). Returns a
     jax.Array (``np.asarray`` gives NumPy); it stays differentiable in ``params``.
     """
-    _check_choice("mode", mode, tuple(MODES))
-    _check_choice("form", form, FORMS)
+    choice("mode", mode, tuple(MODES))
+    choice("form", form, FORMS)
     angles = _angles(phi)
-    n_t, dt, q, L = _n_frames(n_t), _positive("dt", dt), _positive("q", q), _positive("L", L)
-    contrast = jnp.asarray(_per_angle("contrast", contrast, len(angles)))[:, None, None]
-    offset = jnp.asarray(_per_angle("offset", offset, len(angles)))[:, None, None]
+    n_t, dt, q, L = _n_frames(n_t), number("dt", dt), number("q", q), number("L", L)
+    contrast = jnp.asarray(per_item("contrast", contrast, len(angles)))[:, None, None]
+    offset = jnp.asarray(per_item("offset", offset, len(angles)))[:, None, None]
     physical = _physical(params, mode)
 
     s_d, s_g = rate_integrals(physical, n_t, dt, mode)
@@ -235,17 +214,17 @@ class TwoTimeModel:
     offset: tuple | None = None
 
     def __post_init__(self):
-        _check_choice("mode", self.mode, tuple(MODES))
-        _check_choice("scaling", self.scaling, SCALINGS)
-        _check_choice("form", self.form, FORMS)
+        choice("mode", self.mode, tuple(MODES))
+        choice("scaling", self.scaling, SCALINGS)
+        choice("form", self.form, FORMS)
         angles = _angles(self.phi)
-        normalised = dict(phi=angles, n_t=_n_frames(self.n_t), dt=_positive("dt", self.dt),
-                          q=_positive("q", self.q), L=_positive("L", self.L))
+        normalised = dict(phi=angles, n_t=_n_frames(self.n_t), dt=number("dt", self.dt),
+                          q=number("q", self.q), L=number("L", self.L))
         if self.scaling == "fixed":
             for name in ("contrast", "offset"):
                 if getattr(self, name) is None:
                     raise InputError(f"`{name}` is required with scaling='fixed'")
-                normalised[name] = _per_angle(name, getattr(self, name), len(angles))
+                normalised[name] = tuple(per_item(name, getattr(self, name), len(angles)).tolist())
         elif self.contrast is not None or self.offset is not None:
             raise InputError(f"`contrast` and `offset` are only used with scaling='fixed'; with "
                              f"scaling={self.scaling!r} they are fitted parameters")

@@ -34,6 +34,7 @@ import h5py
 import numpy as np
 
 from ..errors import InputError
+from ..validate import number
 
 APS_U = "aps-u"
 OLD = "old"
@@ -126,14 +127,6 @@ def phi_in_ranges(phi, phi_ranges) -> np.ndarray:
 
 # ---------------------------------------------------------------- argument checks
 
-def _positive(name: str, value) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        v = float("nan")
-    if isinstance(value, (bool, str)) or not np.isfinite(v) or v <= 0:
-        raise InputError(f"`{name}` must be a finite number > 0; got {value!r}")
-    return v
 
 
 def _check_phi_ranges(phi_ranges) -> tuple[tuple[float, float], ...] | None:
@@ -354,7 +347,7 @@ def select(path, *, q, phi_ranges=None, frames=None) -> Selection:
     """Read the metadata of an APS 8-ID-I two-time file (either layout) and choose the maps:
     the q ring nearest to ``q``, the angles in ``phi_ranges`` (see :func:`phi_in_ranges`; None
     keeps all), and ``frames`` = (first, last), 1-based and inclusive."""
-    q = _positive("q", q)
+    q = number("q", q)
     ranges, frames = _check_phi_ranges(phi_ranges), _check_frames(frames)
     path = _existing_file(path)
     stamp = _source_stamp(path)
@@ -411,7 +404,7 @@ def load(path, *, q, dt, phi_ranges=None, frames=None) -> TwoTimeData:
     ``frames``: (first, last), 1-based and inclusive, cut on both time axes before the diagonal is replaced.
     ``dt``: seconds per frame of the maps (frame time x stride x averaging of the two-time run).
     """
-    dt = _positive("dt", dt)
+    dt = number("dt", dt)
     sel = select(path, q=q, phi_ranges=phi_ranges, frames=frames)
     c2 = np.empty((sel.phi.size, sel.n_t, sel.n_t))        # one map in flight: peak ~ 1x c2
     with MapReader(sel) as reader:

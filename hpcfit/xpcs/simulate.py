@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 import os
 import time
 from contextlib import nullcontext
@@ -27,6 +26,7 @@ import numpy as np
 
 from ..comm import Communicator
 from ..errors import InputError
+from ..validate import choice, integer, number, per_item
 from ..models.xpcs import FORMS, MODES, PHYSICAL_NAMES, c2_at_pairs, rate_integrals
 from .layouts import open_aps_u_writer, open_old_writer
 from .load import APS_U, OLD
@@ -162,28 +162,24 @@ def _angle_map(s: _Setup, rates, a: int, out: np.ndarray) -> np.ndarray:
 
 def _check_inputs(out, *, layout, n_phi, n_t, mode, dt, q, L, params, contrast, offset, noise, seed, phi, form,
                   triangle) -> _Setup:
-    layout = _choice("layout", layout, LAYOUTS)
-    n_phi, n_t = _integer("n_phi", n_phi, 1), _integer("n_t", n_t, 2)
-    mode, form = _choice("mode", mode, tuple(MODES)), _choice("form", form, FORMS)
-    triangle = _choice("triangle", triangle, TRIANGLES)
+    layout = choice("layout", layout, LAYOUTS)
+    n_phi, n_t = integer("n_phi", n_phi, 1), integer("n_t", n_t, 2)
+    mode, form = choice("mode", mode, tuple(MODES)), choice("form", form, FORMS)
+    triangle = choice("triangle", triangle, TRIANGLES)
     if layout != STREAM and triangle != "upper":
         raise InputError(f"`triangle` applies to layout='stream' only (the {layout} layout stores the upper "
                          f"triangle of every map); got triangle={triangle!r}")
-    dt, q, L = _real("dt", dt, positive=True), _real("q", q, positive=True), _real("L", L, positive=True)
+    dt, q, L = number("dt", dt), number("q", q), number("L", L)
     names = PHYSICAL_NAMES[:MODES[mode]]
-    p = _floats("params", params, f"{len(names)} values for mode {mode!r} ({', '.join(names)})")
-    if p.shape != (len(names),):
-        raise InputError(f"`params` must hold {len(names)} values for mode {mode!r} ({', '.join(names)}); "
-                         f"got {p.size}")
+    p = per_item("params", params, len(names), f"parameter of mode {mode!r} ({', '.join(names)})",
+                 broadcast=False)
     if phi is None:
         angles = np.arange(n_phi) * (360.0 / n_phi)
     else:
-        angles = np.atleast_1d(_floats("phi", phi, f"n_phi = {n_phi} angles in degrees"))
-        if angles.shape != (n_phi,):
-            raise InputError(f"`phi` must hold n_phi = {n_phi} angles in degrees; got shape {angles.shape}")
-    contrast, offset = _per_angle("contrast", contrast, n_phi), _per_angle("offset", offset, n_phi)
-    noise = _real("noise", noise, positive=False)
-    seed = _integer("seed", seed, 0)
+        angles = per_item("phi", phi, n_phi, "angle (degrees)", broadcast=n_phi == 1)
+    contrast, offset = per_item("contrast", contrast, n_phi), per_item("offset", offset, n_phi)
+    noise = number("noise", noise, allow_zero=True)
+    seed = integer("seed", seed, 0)
     try:
         path = os.path.abspath(os.fspath(out))
     except TypeError:
@@ -191,44 +187,14 @@ def _check_inputs(out, *, layout, n_phi, n_t, mode, dt, q, L, params, contrast, 
     return _Setup(path, layout, angles, n_t, mode, form, dt, q, L, p, contrast, offset, noise, seed, triangle)
 
 
-def _choice(name: str, value, choices) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise InputError(f"`{name}` must be one of {', '.join(map(repr, choices))}; got {value!r}")
-    return value
 
 
-def _integer(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise InputError(f"`{name}` must be an integer >= {minimum}; got {value!r}")
-    return int(value)
 
 
-def _real(name: str, value, *, positive: bool) -> float:
-    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-          and (value > 0 if positive else value >= 0))
-    if not ok:
-        raise InputError(f"`{name}` must be a finite number {'>' if positive else '>='} 0; got {value!r}")
-    return float(value)
 
 
-def _floats(name: str, value, what: str) -> np.ndarray:
-    """A 1-D (or scalar) array of finite float64 values."""
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InputError(f"`{name}` must be {what}; got {value!r}") from None
-    if arr.ndim > 1 or not np.all(np.isfinite(arr)):
-        raise InputError(f"`{name}` must be {what}, all finite; got {value!r}")
-    return arr
 
 
-def _per_angle(name: str, value, n_phi: int) -> np.ndarray:
-    arr = _floats(name, value, f"a number or one number per angle ({n_phi})")
-    if arr.ndim == 0:
-        arr = np.full(n_phi, float(arr))
-    if arr.shape != (n_phi,):
-        raise InputError(f"`{name}` must be a number or one number per angle (n_phi = {n_phi}); got {arr.size}")
-    return arr
 
 
 def _truth(s: _Setup) -> dict:

@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..validate import number
 from .piecewise import PiecewiseFile
 # Argument checks and file helpers shared with the loader (same package, same messages).
-from .load import TwoTimeData, _check_frames, _check_phi_ranges, _existing_file, _open, _positive, _source_stamp
+from .load import TwoTimeData, _check_frames, _check_phi_ranges, _existing_file, _open, _source_stamp
 
 TRIANGLES = ("upper", "both")
 STREAM_FORMAT = "hpcfit.xpcs.twotime-stream"
@@ -136,8 +137,8 @@ def open_stream_writer(out_path, *, phi, n_t: int, dt: float, q: float, triangle
         raise InputError(f"`phi` must be a non-empty 1-D array of finite angles in degrees; got shape {phi.shape}")
     frames = (1, n_t) if frames is None else _check_frames(frames)
     source_path, size, mtime_ns = NO_SOURCE if source is None else source
-    own = {"format": STREAM_FORMAT, "version": STREAM_VERSION, "n_t": n_t, "dt": _positive("dt", dt),
-           "q": _positive("q", q), "triangle": tri, "frames": np.asarray(frames, dtype=np.int64),
+    own = {"format": STREAM_FORMAT, "version": STREAM_VERSION, "n_t": n_t, "dt": number("dt", dt),
+           "q": number("q", q), "triangle": tri, "frames": np.asarray(frames, dtype=np.int64),
            "layout": str(layout), "n_pairs": n_pairs(n_t, tri), "source_path": str(source_path),
            "source_size": int(size), "source_mtime_ns": int(mtime_ns)}
     clash = sorted(set(own) & set(attrs or {}))
@@ -222,7 +223,7 @@ def converted_path(path, q, phi_ranges=None, frames=None, triangle: str = "upper
     (q, phi_ranges, frames, triangle), so the same request finds the same file next time; check it with
     :func:`is_current` before reusing it.
     """
-    key = json.dumps({"source": Path(os.fspath(path)).name, "q": _positive("q", q),
+    key = json.dumps({"source": Path(os.fspath(path)).name, "q": number("q", q),
                       "phi_ranges": _check_phi_ranges(phi_ranges), "frames": _check_frames(frames),
                       "triangle": _check_triangle(triangle), "version": STREAM_VERSION}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
