@@ -91,13 +91,15 @@ def _points(data, triangle: str) -> _Points:
                    float(data.dt), float(data.q), lambda a, i, j: c2[a, i, j])
 
 
-def _sample_lags(points: _Points, angle: int, lags) -> np.ndarray:
-    """c2 at pairs (t1, t1 + lag) of one angle, for ≤ ~200 evenly spaced rows t1 per lag."""
-    n_t = points.n_t
+def _sample_lags(points: _Points, lags) -> np.ndarray:
+    """c2 at pairs (t1, t1 + lag) of every angle, for ≤ ~200 evenly spaced rows t1 per lag, as an
+    (n_phi, m) array; one read for all angles."""
+    n_t, n_phi = points.n_t, len(points.phi)
     rows = np.unique(np.linspace(0, n_t - 2, min(n_t - 1, 200)).astype(int))
     t1 = np.concatenate([rows[rows + lag < n_t] for lag in lags])
     t2 = np.concatenate([rows[rows + lag < n_t] + lag for lag in lags])
-    return points.sample(np.full(t1.size, angle), t1, t2)
+    values = points.sample(np.repeat(np.arange(n_phi), t1.size), np.tile(t1, n_phi), np.tile(t2, n_phi))
+    return values.reshape(n_phi, t1.size)
 
 
 def initial_scaling(points: _Points, scaling: str) -> tuple[np.ndarray, np.ndarray]:
@@ -105,14 +107,13 @@ def initial_scaling(points: _Points, scaling: str) -> tuple[np.ndarray, np.ndarr
 
     offset ≈ the median of the longest-lag values (the top 10 % of lags, where g1 has decayed);
     contrast ≈ the 90 % quantile of the lag-1…3 values minus that offset. Only a few hundred
-    values per angle are read, so a streamed file is touched sparsely.
+    values per angle are read (two reads in all), so a streamed file is touched sparsely.
     """
     n_t = points.n_t
     long_lags = np.unique(np.linspace(max(1, int(0.9 * (n_t - 1))), n_t - 1, 5).astype(int))
-    offset = np.array([np.median(_sample_lags(points, a, long_lags)) for a in range(len(points.phi))])
-    short = [np.quantile(_sample_lags(points, a, [lag for lag in (1, 2, 3) if lag < n_t]), 0.9)
-             for a in range(len(points.phi))]
-    contrast = np.clip(np.asarray(short) - offset, 1e-3, 1.0)
+    offset = np.median(_sample_lags(points, long_lags), axis=1)
+    short = np.quantile(_sample_lags(points, [lag for lag in (1, 2, 3) if lag < n_t]), 0.9, axis=1)
+    contrast = np.clip(short - offset, 1e-3, 1.0)
     if scaling == "shared":
         return np.array([contrast.mean()]), np.array([offset.mean()])
     return contrast, offset
