@@ -18,10 +18,12 @@ from .errors import InputError, RankDeficientWarning
 from .kernels.chunk import TRACE_COUNTS, model_output_shape
 from .kernels.coords import implicit_model
 from .kernels.evaluator import PassEvaluator
+from .kernels.points import PointEvaluator
 from .options import FitOptions, make_options
 from .phases.covariance import covariance
 from .phases.normalize import make_normalization
 from .phases.trust_region import run_trust_region
+from .phases.warmup import not_run, run_warmup
 from .report import IterationTable
 from .result import FitResult
 
@@ -92,7 +94,9 @@ def _local_checks(f, source, p0, bounds, method, loss, f_scale, options):
         raise InputError(f"`source` must be a data source from hpcfit.data (ArraySource, HDF5Source); "
                          f"got {type(source).__name__}")
     source.check_arguments()
-    opts = make_options(method=method, loss=loss, f_scale=f_scale, **options)
+    if method is not None:              # None: the preset's method (hybrid by default)
+        options = {**options, "method": method}
+    opts = make_options(loss=loss, f_scale=f_scale, **options)
     p0, lower, upper = _check_parameters(f, p0, bounds)
     return opts, p0, lower, upper, make_normalization(opts.normalize, p0, lower, upper)
 
@@ -107,7 +111,7 @@ def _same_everywhere(opts: FitOptions, p0, lower, upper, absolute_sigma, source)
 
 
 def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds=(-np.inf, np.inf), *,
-              method: str = "gn", loss: str = "linear", f_scale: float = 1.0, comm=None,
+              method: str | None = None, loss: str = "linear", f_scale: float = 1.0, comm=None,
               distribute: str = "global", **options) -> FitResult:
     """Fit ``f(x, *params)`` to ``ydata`` by streaming nonlinear least squares.
 
@@ -123,7 +127,7 @@ def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds
                bounds=bounds, method=method, loss=loss, f_scale=f_scale, comm=comm, **options)
 
 
-def fit(f, source, p0=None, *, absolute_sigma=False, bounds=(-np.inf, np.inf), method: str = "gn",
+def fit(f, source, p0=None, *, absolute_sigma=False, bounds=(-np.inf, np.inf), method: str | None = None,
         loss: str = "linear", f_scale: float = 1.0, comm=None, **options) -> FitResult:
     """Fit ``f(x, *params)`` to the points of a data source (:mod:`hpcfit.data`): in-memory
     arrays, or an HDF5 file streamed chunk by chunk with each rank reading only its own chunks.
@@ -151,7 +155,14 @@ def fit(f, source, p0=None, *, absolute_sigma=False, bounds=(-np.inf, np.inf), m
             lower_u, upper_u = norm.to_u(lower), norm.to_u(upper)
             u0 = np.clip(norm.to_u(p0), lower_u, upper_u)  # rounding of the map must not leave the box
             table = IterationTable(bool(opts.verbose) and hc.is_root)
-            outcome = run_trust_region(hc, evaluator, u0, opts, norm, lower_u, upper_u, table)
+            warm = not_run("method")
+            if opts.method == "hybrid":
+                points = hc.agree(PointEvaluator, hc, local, f, opts.loss, opts.f_scale, norm.offset, norm.scale,
+                                  opts.warmup_dtype, opts.warmup_batch_size, opts.warmup_seed)
+                warm = run_warmup(points, u0, opts, lower_u, upper_u, table)
+            t_warm = time.perf_counter()
+            outcome = run_trust_region(hc, evaluator, u0 if warm.u is None else warm.u, opts, norm, lower_u,
+                                       upper_u, table)
         finally:
             if evaluator is not None:
                 evaluator.close()
@@ -159,13 +170,13 @@ def fit(f, source, p0=None, *, absolute_sigma=False, bounds=(-np.inf, np.inf), m
                 source.close()
         t_solve = time.perf_counter()
         result = _finalize(f, outcome, norm, lower, upper, lower_u, upper_u, local, absolute_sigma, opts,
-                           evaluator.stats)
+                           evaluator.stats, warm.report)
         t_end = time.perf_counter()
         stats = evaluator.stats
         table.line(f"{outcome.status.message} cost {outcome.cost:.8e} after {outcome.n_iterations} "
                    f"iterations ({stats.jacobian_passes} Jacobian + {stats.cost_passes} cost passes, "
                    f"{t_end - t_start:.3f} s)")
-        result.timings.update({"setup": t_setup - t_start, "phase2": t_solve - t_setup,
+        result.timings.update({"setup": t_setup - t_start, "phase1": t_warm - t_setup, "phase2": t_solve - t_warm,
                                "covariance": t_end - t_solve, "total": t_end - t_start,
                                "jacobian_passes": stats.jacobian_seconds, "cost_passes": stats.cost_seconds,
                                "reductions": stats.reduction_seconds})
@@ -174,11 +185,13 @@ def fit(f, source, p0=None, *, absolute_sigma=False, bounds=(-np.inf, np.inf), m
             "source": local.describe, "normalize": norm.strategy, "linear_solves": outcome.solvers,
             "jacobian_points_per_second": _rate(local.n_points, stats.jacobian_passes, stats.jacobian_seconds),
             "cost_points_per_second": _rate(local.n_points, stats.cost_passes, stats.cost_seconds)})
-        result.compile_counts.update({k: TRACE_COUNTS[k] - traces_before.get(k, 0) for k in ("jacobian", "cost")})
+        result.compile_counts.update({k: TRACE_COUNTS[k] - traces_before.get(k, 0)
+                                      for k in ("jacobian", "cost", "point_gradient", "point_cost")})
         return result
 
 
-def _finalize(f, outcome, norm, lower, upper, lower_u, upper_u, local, absolute_sigma, opts, stats) -> FitResult:
+def _finalize(f, outcome, norm, lower, upper, lower_u, upper_u, local, absolute_sigma, opts, stats,
+              warmup) -> FitResult:
     """Phase 3: de-normalize, covariance, active set; warn about rank deficiency."""
     p = lower.size
     cov = covariance(outcome.jtj, norm.scale, outcome.cost, local.n_points, absolute_sigma, opts.cov_rcond)
@@ -199,7 +212,7 @@ def _finalize(f, outcome, norm, lower, upper, lower_u, upper_u, local, absolute_
         njev=stats.jacobian_passes, history=outcome.history, timings={},
         active_mask=active, rank=cov.rank, rank_deficient=rank_deficient, n_points=local.n_points, n_params=p,
         method=opts.method, loss=opts.loss, grad=outcome.jtr / norm.scale, optimality=outcome.optimality,
-        info={"null_parameters": cov.null_parameters}, names=_parameter_names(f, p))
+        info={"null_parameters": cov.null_parameters}, names=_parameter_names(f, p), warmup=warmup)
 
 
 def _parameter_names(f, p: int) -> list[str] | None:

@@ -7,19 +7,20 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 
 from .errors import InputError
-from .validate import choice, integer, number
+from .validate import choice, flag, integer, number
 from .kernels.chunk import JACOBIAN_MODES
 from .kernels.losses import LOSSES
+from .kernels.points import DTYPES
 from .phases.normalize import STRATEGIES
 
-METHODS = ("gn",)
+METHODS = ("hybrid", "gn")
 
 
 @dataclass(frozen=True)
 class FitOptions:
     """Options of a fit. Every field can be passed to :func:`hpcfit.curve_fit` as a keyword."""
 
-    method: str = "gn"
+    method: str = "hybrid"        # "hybrid": phases 0-1-2-3; "gn": no warm-up (phase 1 skipped)
     loss: str = "linear"
     f_scale: float = 1.0
     ftol: float = 1e-8            # scipy's defaults for ftol, xtol, gtol
@@ -33,6 +34,24 @@ class FitOptions:
     cov_rcond: float = 1e-14       # eigenvalue cutoff of the equilibrated JᵀWJ, relative (Ceres' default)
     jacobian_mode: str = "forward"
     verbose: int = 1               # 0: quiet; 1: rank 0 prints the per-iteration table
+    # Phase 1 (method="hybrid"): Adam on minibatches, with the four layers of docs/algorithm.md.
+    warm_start_detection: bool = True    # layer 1: skip phase 1 when p0 already fits ...
+    warm_start_threshold: float = 0.01   # ... i.e. relative loss(p0) = 2·loss/var_w(y) below this
+    adaptive_learning_rate: bool = True  # layer 2: learning rate from the relative-loss band
+    learning_rate: float = 0.01          # the fixed rate when layer 2 is off
+    cost_guard: bool = True              # layer 3: stop when the loss rises above the initial one ...
+    cost_guard_tolerance: float = 0.05   # ... by more than this fraction
+    step_clipping: bool = True           # layer 4: cap each update's norm in normalized space ...
+    max_step_norm: float = 0.1           # ... at this
+    warmup_max_steps: int = 500          # Adam steps at most
+    warmup_batch_size: int = 4096        # points per minibatch, over all ranks
+    warmup_eval_points: int = 65536      # fixed evaluation subset for layers 1 and 3 (all data if n is smaller)
+    warmup_eval_every: int = 10          # steps between evaluations of the subset
+    warmup_gtol: float = 1e-3            # switch when |smoothed gradient| <= this x its first value
+    warmup_plateau_window: int = 5       # switch when the best loss improved by < rtol over this many evaluations
+    warmup_plateau_rtol: float = 0.01
+    warmup_seed: int = 0                 # key of the counter-based sampler
+    warmup_dtype: str = "float64"        # "float32": phase 1 kernels in single precision
 
     def chunk_size_for(self, n_params: int) -> int:
         """The chunk size: the option, or the power of two at or below 2¹⁹/(p+1) within [2¹², 2¹⁶].
@@ -45,13 +64,15 @@ class FitOptions:
         target = max(1, (1 << 19) // (n_params + 1))
         return max(1 << 12, min(1 << 16, 1 << (target.bit_length() - 1)))
 
-
-
-
-
-
-
-
+#: Named presets over the options; explicit keywords override them.
+PRESETS: dict[str, dict] = {
+    "default": {},
+    "no_warmup": {"method": "gn"},
+    "fast": {"warmup_max_steps": 150, "warmup_eval_points": 16384, "warmup_plateau_window": 3,
+             "warmup_dtype": "float32"},
+    "robust": {"warm_start_threshold": 0.001, "warmup_max_steps": 2000, "warmup_batch_size": 16384,
+               "warmup_plateau_window": 10, "warmup_plateau_rtol": 0.001, "max_step_norm": 0.05},
+}
 
 
 def make_options(**kwargs) -> FitOptions:
@@ -60,11 +81,12 @@ def make_options(**kwargs) -> FitOptions:
     numpy scalars are accepted and stored as Python numbers.
     """
     known = {f.name for f in fields(FitOptions)}
+    preset = kwargs.pop("preset", "default")
     unknown = sorted(set(kwargs) - known)
     if unknown:
         raise InputError(f"unknown option(s) {', '.join(map(repr, unknown))}; known options are "
-                         f"{', '.join(sorted(known))}")
-    opts = FitOptions(**kwargs)
+                         f"{', '.join(sorted(known | {'preset'}))}")
+    opts = FitOptions(**{**PRESETS[choice("preset", preset, tuple(PRESETS))], **kwargs})
     checked = dict(
         method=choice("method", opts.method, METHODS),
         loss=choice("loss", opts.loss, LOSSES),
@@ -80,6 +102,21 @@ def make_options(**kwargs) -> FitOptions:
         initial_damping=number("initial_damping", opts.initial_damping),
         cov_rcond=number("cov_rcond", opts.cov_rcond),
         verbose=int(choice("verbose", opts.verbose, (0, 1))),   # True == 1, False == 0
+        **{name: flag(name, getattr(opts, name)) for name in
+           ("warm_start_detection", "adaptive_learning_rate", "cost_guard", "step_clipping")},
+        warm_start_threshold=number("warm_start_threshold", opts.warm_start_threshold),
+        learning_rate=number("learning_rate", opts.learning_rate),
+        cost_guard_tolerance=number("cost_guard_tolerance", opts.cost_guard_tolerance, allow_zero=True),
+        max_step_norm=number("max_step_norm", opts.max_step_norm),
+        warmup_max_steps=integer("warmup_max_steps", opts.warmup_max_steps, 0),
+        warmup_batch_size=integer("warmup_batch_size", opts.warmup_batch_size, 1),
+        warmup_eval_points=integer("warmup_eval_points", opts.warmup_eval_points, 1),
+        warmup_eval_every=integer("warmup_eval_every", opts.warmup_eval_every, 1),
+        warmup_gtol=number("warmup_gtol", opts.warmup_gtol, allow_zero=True),
+        warmup_plateau_window=integer("warmup_plateau_window", opts.warmup_plateau_window, 1),
+        warmup_plateau_rtol=number("warmup_plateau_rtol", opts.warmup_plateau_rtol, allow_zero=True),
+        warmup_seed=integer("warmup_seed", opts.warmup_seed, 0),
+        warmup_dtype=choice("warmup_dtype", opts.warmup_dtype, DTYPES),
     )
     eps = float(np.finfo(float).eps)
     if max(checked["ftol"], checked["xtol"], checked["gtol"]) < eps:

@@ -56,6 +56,31 @@ class IterationRecord:
 
 
 @dataclass(frozen=True)
+class WarmupReport:
+    """What phase 1 (the Adam warm-up of ``method="hybrid"``) did, and why it ended.
+
+    ``reason`` is one of: ``"method"`` (``method="gn"``: not run), ``"warm_start"`` (layer 1: p0
+    already fits), ``"max_steps"`` (zero steps allowed or the step limit), ``"gradient"``,
+    ``"plateau"``, ``"cost_guard"`` (layer 3), ``"non_finite"`` (the loss or gradient stopped being
+    finite). Losses are mean costs per point on the evaluation subset; the relative loss is
+    2·loss/var_w(y), i.e. 1 − R² for the linear loss.
+    """
+
+    ran: bool
+    reason: str
+    steps: int = 0
+    evaluations: int = 0               # evaluations of the subset (after the one at p0)
+    loss_start: float = float("nan")
+    loss_end: float = float("nan")     # at the parameters handed to phase 2 (the best seen)
+    relative_loss_start: float = float("nan")
+    relative_loss_end: float = float("nan")
+    learning_rate: float = float("nan")  # the last rate used
+    layer_counts: dict[str, int] = field(default_factory=dict)   # warm_start, learning_rate, cost_guard, step_clipping
+    eval_points: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class FitResult:
     """Result of a fit, identical on every rank. Unpacks as ``popt, pcov = result``."""
 
@@ -85,6 +110,7 @@ class FitResult:
     compile_counts: dict[str, int] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     names: list[str] | None = None   # parameter names (from the model, or f's signature)
+    warmup: WarmupReport | None = None   # phase 1 telemetry
 
     def __iter__(self):
         yield self.popt

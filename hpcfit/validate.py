@@ -18,6 +18,13 @@ def choice(name: str, value, allowed):
     return value
 
 
+def flag(name: str, value) -> bool:
+    """True or False (numpy bools too)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputError(f"`{name}` must be True or False; got {value!r}")
+    return bool(value)
+
+
 def integer(name: str, value, minimum: int, what: str = "") -> int:
     """An integer >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:

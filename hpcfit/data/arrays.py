@@ -150,6 +150,15 @@ class ArraySource:
             global_start = start + i * chunk_size
             return Chunk(np.asarray(global_start) if xs is None else xs, ys, ws, hi - lo, global_start)
 
+        def take(indices: np.ndarray) -> tuple:
+            at = indices - start + base
+            return (None if x is None else x[..., at]), y[at], (np.ones(at.size) if sig is None else 1.0 / sig[at])
+
+        if self.distribute == "global":
+            point_runs = [grid.rank_points(r) for r in range(comm.size)]
+        else:
+            ends = np.cumsum(counts).tolist()
+            point_runs = [(e - c, e) for e, c in zip(ends, counts)]
         x_shape = () if x is None else x.shape[:-1] + (chunk_size,)
         return LocalChunks(read, stop - first, chunk_size, first, n_leaves, reduction_slots(runs, n_leaves), n,
-                           x_shape, cacheable=True, coords=self.grid)
+                           x_shape, cacheable=True, coords=self.grid, point_runs=tuple(point_runs), take=take)

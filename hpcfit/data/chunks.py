@@ -55,6 +55,11 @@ class LocalChunks:
     cacheable: bool                        # keep device copies after the first pass
     coords: object | None = None           # implicit coordinates (hpcfit.kernels.coords); x is the start index
     describe: str = "arrays"
+    # Random access for sampled points (the warm-up): every rank's global point range, rank order,
+    # and ``take(indices)`` → (x or None with implicit coordinates, y, weight) for sorted global
+    # indices inside this rank's range (repeats allowed).
+    point_runs: tuple[tuple[int, int], ...] = ()
+    take: Callable[[np.ndarray], tuple] | None = None
 
     @property
     def local_blocks(self) -> list[tuple[int, int]]:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
+import numpy as np
+
 T = TypeVar("T")
 
 
@@ -131,3 +133,25 @@ class TreeAccumulator:
         for _, left in reversed(self._stack[:-1]):
             value = self._add(left, value)
         return value
+
+
+def tree_sum(rows):
+    """Sum ``rows`` (leaves along axis 0) over the canonical tree, vectorised: pairs, then pairs of
+    pairs, an unpaired last node passing up alone. For an aligned block of :func:`dyadic_blocks`
+    this is exactly the value :func:`combine_blocks` gives from the block's leaves."""
+    while rows.shape[0] > 1:
+        even = rows.shape[0] & ~1
+        paired = rows[0:even:2] + rows[1:even:2]
+        rows = paired if even == rows.shape[0] else np.concatenate([paired, rows[even:]])
+    return rows[0]
+
+
+def block_sums(rows, first: int, n_leaves: int) -> dict[tuple[int, int], object]:
+    """Values of the tree blocks covering leaves ``[first, first + len(rows))`` of a tree over
+    ``n_leaves`` leaves, each summed canonically: what one rank contributes to a reduction."""
+    out = {}
+    for level, index in dyadic_blocks(first, first + rows.shape[0], n_leaves):
+        lo = (index << level) - first
+        hi = min((index + 1) << level, n_leaves) - first
+        out[(level, index)] = tree_sum(rows[lo:hi])
+    return out

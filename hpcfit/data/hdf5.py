@@ -124,32 +124,55 @@ class HDF5Source:
             ws = np.ones(hi - lo)
             if sigma is not None:
                 ss = self._checked(self.sigma, sigma[lo:hi], lo)
-                if np.any(ss <= 0):
-                    k = int(np.argmax(ss <= 0))
-                    raise InputError(f"HDF5Source: {self._where(self.sigma)} must be > 0; value "
-                                     f"{float(ss[k])!r} at global index {lo + k}")
+                self._check_positive(ss, lo)
                 ws = 1.0 / ss
             xs = None if x is None else self._checked(self.x, x[..., lo:hi], lo)
             xs, ys, ws = pad_chunk(xs, ys, ws, chunk_size)
             return Chunk(np.asarray(lo) if xs is None else xs, ys, ws, hi - lo, lo)
+
+        def take(indices: np.ndarray) -> tuple:
+            # h5py reads increasing, distinct indices: read each point once, then expand repeats
+            unique, back = np.unique(indices, return_inverse=True)
+            ys = self._checked(self.y, y[unique], unique)[back]
+            ws = np.ones(indices.size)
+            if sigma is not None:
+                ss = self._checked(self.sigma, sigma[unique], unique)
+                self._check_positive(ss, unique)
+                ws = 1.0 / ss[back]
+            xs = None if x is None else self._checked(self.x, x[..., unique], unique)[..., back]
+            return xs, ys, ws
 
         width = 2 + (0 if x is None else (shapes["x"][0] if len(shapes["x"]) == 2 else 1))   # y, weight, x rows
         shard_bytes = (stop - first) * chunk_size * 8 * width
         x_shape = () if self.grid is not None else tuple(shapes["x"][:-1]) + (chunk_size,)
         return LocalChunks(read, stop - first, chunk_size, first, grid.n_chunks, reduction_slots(runs, grid.n_chunks),
                            n, x_shape, cacheable=shard_bytes <= self.cache_bytes, coords=self.grid,
-                           describe=f"HDF5 {os.fspath(self.path)}:{self.y}")
+                           describe=f"HDF5 {os.fspath(self.path)}:{self.y}",
+                           point_runs=tuple(grid.rank_points(r) for r in range(comm.size)), take=take)
 
-    def _checked(self, name: str, values: np.ndarray, lo: int) -> np.ndarray:
+    def _checked(self, name: str, values: np.ndarray, at) -> np.ndarray:
+        """Values read from global points ``at`` (along the last axis: a start index for a contiguous
+        read, or an index array), checked finite."""
         values = np.asarray(values, dtype=np.float64)
         bad = ~np.isfinite(values)
         if bad.any():
             k = int(np.flatnonzero(bad.reshape(-1, bad.shape[-1]).any(axis=0))[0])   # first bad point
             raise InputError(f"HDF5Source: {self._where(name)} contains NaN or Inf; first at global point "
-                             f"index {lo + k}")
+                             f"index {_global_index(at, k)}")
         return values
+
+    def _check_positive(self, sigma: np.ndarray, at) -> None:
+        if np.any(sigma <= 0):
+            k = int(np.argmax(sigma <= 0))
+            raise InputError(f"HDF5Source: {self._where(self.sigma)} must be > 0; value "
+                             f"{float(sigma[k])!r} at global index {_global_index(at, k)}")
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _global_index(at, k: int) -> int:
+    """Global index of the k-th value of a read from ``at`` (start index or index array)."""
+    return int(at) + k if np.ndim(at) == 0 else int(at[k])

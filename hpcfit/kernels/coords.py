@@ -105,6 +105,17 @@ class ImplicitX:
         return self.model(self.coords(index), *params)
 
 
+@dataclass(frozen=True)
+class IndexedX:
+    """A model whose x is the coordinates of arbitrary points, computed from their global indices."""
+
+    model: Callable
+    coords: object
+
+    def __call__(self, index, *params):
+        return self.model(self.coords(index), *params)
+
+
 def implicit_model(model: Callable, local) -> Callable:
     """The model the kernels call for ``local`` chunks: ``model`` itself, or wrapped to rebuild x."""
     return model if local.coords is None else ImplicitX(model, local.coords, local.chunk_size)

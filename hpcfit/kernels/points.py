@@ -1,0 +1,188 @@
+"""Sampled points: per-point gradient and loss rows, summed over a canonical tree (the warm-up).
+
+The warm-up works on random global points, not on chunks. Every rank draws the same sorted
+sample (:mod:`hpcfit.data.sampling`), reads the points it owns and computes one row per point:
+``[∂cost_i/∂u (p), cost_i, bad_i]``. Rows are summed over a binary tree on the *sample position*
+(rank r owns a contiguous run of positions), so — as for chunk passes — the reduced sum does not
+depend on the rank count; each step ends in one reduction.
+
+Kernels take a fixed number of points (the capacity), so each compiles once per fit; a rank with
+more sampled points than the capacity runs the kernel on several slices.
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..comm import Communicator
+from ..data.chunks import LocalChunks, reduction_slots
+from ..data.grid import block_sums, combine_blocks
+from ..data.sampling import evaluation_points, position_runs, sample_points
+from ..errors import FitError, HpcfitError
+from .chunk import TRACE_COUNTS, _cached, _jacobian, _model_residual
+from .coords import IndexedX
+from .losses import loss_cost_terms, scale_rows
+
+DTYPES = ("float64", "float32")
+
+
+def point_kernel(model: Callable, loss: str, gradient: bool, dtype: str = "float64"):
+    """Rows ``[g_i (p), cost_i, bad_i]`` (gradient) or ``[cost_i, bad_i]`` per point, float64.
+
+    ``g_i = ρ'·r_i·J_i`` is the gradient of point i's cost. A real point whose row is not finite is
+    flagged in ``bad_i`` and zeroed; padding (index ≥ n_valid) is zero. With ``dtype="float32"``
+    the model runs in single precision (phase 1 only); rows are returned in float64.
+    """
+    kind = "point_gradient" if gradient else "point_cost"
+
+    def build():
+        def kernel(u, offset, scale, x, y, w, n_valid, f_scale):
+            TRACE_COUNTS[kind] += 1
+            real = jnp.dtype(dtype)
+            u, offset, scale, y, w, f_scale = (a.astype(real) for a in (u, offset, scale, y, w, f_scale))
+            if jnp.issubdtype(x.dtype, jnp.floating):
+                x = x.astype(real)
+            if gradient:
+                r, jac = _jacobian(model, "forward", u, x, y, w, offset, scale)
+                j_scale, r_scaled, cost = scale_rows(loss, r, f_scale)
+                values = jnp.concatenate([jac * (j_scale * r_scaled)[:, None], cost[:, None]], axis=1)
+            else:
+                r = _model_residual(model, x, y, w, offset, scale)(u)
+                values = loss_cost_terms(loss, r, f_scale)[:, None]
+            real_point = jnp.arange(values.shape[0]) < n_valid
+            bad = real_point & ~jnp.all(jnp.isfinite(values), axis=1)
+            values = jnp.where((real_point & ~bad)[:, None], values, 0.0).astype(jnp.float64)
+            return jnp.concatenate([values, bad[:, None].astype(jnp.float64)], axis=1)
+
+        return jax.jit(kernel)
+
+    return _cached((kind, model, loss, dtype), build)
+
+
+def _capacity(expected: float, limit: int) -> int:
+    """Kernel width: the power of two at or above 1.25× the expected point count, within [64, limit]."""
+    width = max(64, int(np.ceil(1.25 * expected)))
+    return max(64, min(limit, 1 << (width - 1).bit_length()))
+
+
+class PointSet(NamedTuple):
+    """This rank's part of a sample: every rank's run of sample positions, and this rank's points
+    as padded device slices (None until read)."""
+
+    size: int                        # sample size over all ranks
+    runs: list[tuple[int, int]]      # every rank's run of sample positions
+    first: int                       # this rank's first position
+    indices: np.ndarray              # this rank's sampled global indices
+    slices: list[tuple] | None = None  # (x, y, w, n_valid) device arrays per kernel call
+    y: np.ndarray | None = None      # this rank's y values and weights (host)
+    w: np.ndarray | None = None
+
+
+class PointEvaluator:
+    """Collective evaluations on sampled points: minibatch gradients and the evaluation-subset loss.
+
+    A minibatch is read inside its step's evaluation, so a read error on one rank travels with the
+    step's single reduction; the evaluation subset is read once (:meth:`evaluation_set`).
+    """
+
+    def __init__(self, comm: Communicator, local: LocalChunks, model: Callable, loss: str, f_scale: float,
+                 offset: np.ndarray, scale: np.ndarray, dtype: str, batch_size: int, seed: int):
+        self.comm, self.local = comm, local
+        self.p = offset.shape[0]
+        model = model if local.coords is None else IndexedX(model, local.coords)
+        self._gradient = point_kernel(model, loss, True, dtype)
+        self._cost = point_kernel(model, loss, False, dtype)
+        self._args = (jnp.asarray(offset), jnp.asarray(scale))
+        self._f_scale = jnp.asarray(float(f_scale))
+        lo, hi = local.point_runs[comm.rank]
+        share = (hi - lo) / local.n_points
+        self.batch_size, self.seed = batch_size, seed
+        self._batch_capacity = _capacity(batch_size * share, _capacity(batch_size, 1 << 30))
+
+    # -- samples -------------------------------------------------------------------------------
+
+    def _layout(self, sample: np.ndarray) -> PointSet:
+        runs = position_runs(sample, self.local.point_runs)
+        first, stop = runs[self.comm.rank]
+        return PointSet(sample.size, runs, first, sample[first:stop])
+
+    def _read(self, points: PointSet, capacity: int) -> PointSet:
+        """Read this rank's points and lay them out for the kernels (local; may raise)."""
+        mine = points.indices
+        if not mine.size:
+            return points._replace(slices=[], y=np.zeros(0), w=np.zeros(0))
+        x, y, w = self.local.take(mine)
+        x = mine if x is None else x
+        slices = [_padded(x[..., lo:lo + capacity], y[lo:lo + capacity], w[lo:lo + capacity], capacity)
+                  for lo in range(0, mine.size, capacity)]
+        return points._replace(slices=slices, y=y, w=w)
+
+    def minibatch(self, step: int) -> PointSet:
+        """The layout of step ``step``'s minibatch (its points are read when it is evaluated)."""
+        return self._layout(sample_points(self.seed, step, self.batch_size, self.local.n_points))
+
+    def evaluation_set(self, size: int) -> PointSet:
+        """Collective: the fixed evaluation subset (all points when ``size`` >= n), read once."""
+        points = self._layout(evaluation_points(self.seed, size, self.local.n_points))
+        return self.comm.agree(self._read, points, _capacity(points.indices.size, 1 << 16))
+
+    # -- collective evaluations ------------------------------------------------------------------
+
+    def gradient(self, u: np.ndarray, points: PointSet) -> tuple[float, np.ndarray, int]:
+        """Collective: (mean cost, mean gradient in u, number of bad points) over the sample."""
+        total = self._run(self._gradient, u, points, self.p + 2)
+        return total[self.p] / points.size, total[: self.p] / points.size, int(total[-1])
+
+    def loss(self, u: np.ndarray, points: PointSet) -> tuple[float, int]:
+        """Collective: (mean cost, number of bad points) over the sample."""
+        total = self._run(self._cost, u, points, 2)
+        return total[0] / points.size, int(total[-1])
+
+    def weighted_variance(self, points: PointSet) -> float:
+        """Collective: Σw²(y − ȳ)²/size with ȳ the w²-weighted mean — what a constant model leaves
+        (two reductions, so a large mean does not cancel the variance)."""
+        w2 = points.w ** 2
+        sums = self._reduce(points, lambda: np.stack([w2, w2 * points.y], axis=1), 2)
+        mean = sums[1] / sums[0]
+        return self._reduce(points, lambda: (w2 * (points.y - mean) ** 2)[:, None], 1)[0] / points.size
+
+    def _run(self, kernel, u: np.ndarray, points: PointSet, width: int) -> np.ndarray:
+        def rows():
+            ready = points if points.slices is not None else self._read(points, self._batch_capacity)
+            u_dev = jnp.asarray(u, dtype=jnp.float64)
+            outs = [kernel(u_dev, *self._args, *s, self._f_scale) for s in ready.slices]
+            if not outs:
+                return np.zeros((0, width))
+            return np.concatenate([np.asarray(o)[: int(s[3])] for o, s in zip(outs, ready.slices)])
+
+        return self._reduce(points, rows, width)
+
+    def _reduce(self, points: PointSet, rows: Callable[[], np.ndarray], width: int) -> np.ndarray:
+        """Collective: the canonical tree sum over all sample positions of this rank's ``rows()``."""
+        layout = reduction_slots(points.runs, points.size)
+        slots = np.zeros((len(layout), width))
+        local_error = None
+        try:
+            local = rows()
+            if local.shape[0]:
+                index = {blk: i for i, blk in enumerate(layout)}
+                for blk, value in block_sums(local, points.first, points.size).items():
+                    slots[index[blk]] = value
+        except HpcfitError as exc:
+            local_error = exc
+        except Exception as exc:  # noqa: BLE001 - a failure on this rank must not leave the others waiting
+            local_error = FitError(f"evaluating the model on sampled points failed: {type(exc).__name__}: {exc}")
+        reduced = self.comm.reduce_slots(slots, local_error)
+        return combine_blocks(dict(zip(layout, reduced)), points.size, np.add)
+
+
+def _padded(x: np.ndarray, y: np.ndarray, w: np.ndarray, capacity: int) -> tuple:
+    """Device arrays of one kernel call: the points, padded to ``capacity`` by repeating the last."""
+    pad = capacity - y.size
+    x = np.concatenate([x, np.repeat(x[..., -1:], pad, axis=-1)], axis=-1)
+    y = np.concatenate([y, np.repeat(y[-1:], pad)])
+    w = np.concatenate([w, np.zeros(pad)])
+    return jnp.asarray(x), jnp.asarray(y), jnp.asarray(w), jnp.asarray(y.size - pad)
