@@ -159,7 +159,7 @@ def fit(f, source, p0=None, *, absolute_sigma=False, bounds=(-np.inf, np.inf), m
             if opts.method == "hybrid":
                 points = hc.agree(PointEvaluator, hc, local, f, opts.loss, opts.f_scale, norm.offset, norm.scale,
                                   opts.warmup_dtype, opts.warmup_batch_size, opts.warmup_seed)
-                warm = run_warmup(points, u0, opts, lower_u, upper_u, table)
+                warm = run_warmup(points, u0, opts, norm, lower_u, upper_u, table)
             t_warm = time.perf_counter()
             outcome = run_trust_region(hc, evaluator, u0 if warm.u is None else warm.u, opts, norm, lower_u,
                                        upper_u, table)

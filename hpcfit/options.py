@@ -45,7 +45,7 @@ class FitOptions:
     max_step_norm: float = 0.1           # ... at this
     warmup_max_steps: int = 500          # Adam steps at most
     warmup_batch_size: int = 4096        # points per minibatch, over all ranks
-    warmup_eval_points: int = 65536      # fixed evaluation subset for layers 1 and 3 (all data if n is smaller)
+    warmup_eval_points: int = 16384      # fixed evaluation subset for layers 1 and 3 (all data if n is smaller)
     warmup_eval_every: int = 10          # steps between evaluations of the subset
     warmup_gtol: float = 1e-3            # switch when |smoothed gradient| <= this x its first value
     warmup_plateau_window: int = 5       # switch when the best loss improved by < rtol over this many evaluations

@@ -62,7 +62,7 @@ CASES = {
     "unknown_option": (lambda bad: {**_good(), "tolerance": 1e-3} if bad else _good(), r"unknown option\(s\) 'tolerance'"),
     "bad_loss": (lambda bad: {**_good(), "loss": "l2" if bad else "linear"}, r"`loss` must be one of"),
     "bad_f_scale": (lambda bad: {**_good(), "f_scale": -1.0 if bad else 1.0}, r"`f_scale` must be a finite number > 0"),
-    "bad_method": (lambda bad: {**_good(), "method": "lm" if bad else "gn"}, r"`method` must be one of 'gn'"),
+    "bad_method": (lambda bad: {**_good(), "method": "lm" if bad else "gn"}, r"`method` must be one of 'hybrid', 'gn'"),
     "bad_distribute": (lambda bad: {**_good(), "distribute": "scatter" if bad else "global"},
                        r"`distribute` must be 'global' or 'local'"),
     "empty": (lambda bad: {**_good(), "xdata": np.zeros(0), "ydata": np.zeros(0)} if bad else _good(),

@@ -30,9 +30,10 @@ DTYPES = ("float64", "float32")
 
 
 def point_kernel(model: Callable, loss: str, gradient: bool, dtype: str = "float64"):
-    """Rows ``[g_i (p), cost_i, bad_i]`` (gradient) or ``[cost_i, bad_i]`` per point, float64.
+    """Rows ``[g_i (p), J_i² (p), cost_i, bad_i]`` (gradient) or ``[cost_i, bad_i]`` per point, float64.
 
-    ``g_i = ρ'·r_i·J_i`` is the gradient of point i's cost. A real point whose row is not finite is
+    ``g_i = ρ'·r_i·J_i`` is the gradient of point i's cost and ``J_i²`` the squares of its
+    (loss-scaled) Jacobian row, the diagonal of its Gauss–Newton matrix. A real point whose row is not finite is
     flagged in ``bad_i`` and zeroed; padding (index ≥ n_valid) is zero. With ``dtype="float32"``
     the model runs in single precision (phase 1 only); rows are returned in float64.
     """
@@ -48,7 +49,8 @@ def point_kernel(model: Callable, loss: str, gradient: bool, dtype: str = "float
             if gradient:
                 r, jac = _jacobian(model, "forward", u, x, y, w, offset, scale)
                 j_scale, r_scaled, cost = scale_rows(loss, r, f_scale)
-                values = jnp.concatenate([jac * (j_scale * r_scaled)[:, None], cost[:, None]], axis=1)
+                jac = jac * j_scale[:, None]
+                values = jnp.concatenate([jac * r_scaled[:, None], jac * jac, cost[:, None]], axis=1)
             else:
                 r = _model_residual(model, x, y, w, offset, scale)(u)
                 values = loss_cost_terms(loss, r, f_scale)[:, None]
@@ -131,10 +133,12 @@ class PointEvaluator:
 
     # -- collective evaluations ------------------------------------------------------------------
 
-    def gradient(self, u: np.ndarray, points: PointSet) -> tuple[float, np.ndarray, int]:
-        """Collective: (mean cost, mean gradient in u, number of bad points) over the sample."""
-        total = self._run(self._gradient, u, points, self.p + 2)
-        return total[self.p] / points.size, total[: self.p] / points.size, int(total[-1])
+    def gradient(self, u: np.ndarray, points: PointSet) -> tuple[float, np.ndarray, np.ndarray, int]:
+        """Collective: mean cost, mean gradient in u, mean diagonal of JᵀWJ in u, and the number
+        of bad points, over the sample."""
+        p = self.p
+        total = self._run(self._gradient, u, points, 2 * p + 2)
+        return total[2 * p] / points.size, total[:p] / points.size, total[p:2 * p] / points.size, int(total[-1])
 
     def loss(self, u: np.ndarray, points: PointSet) -> tuple[float, int]:
         """Collective: (mean cost, number of bad points) over the sample."""
@@ -144,7 +148,7 @@ class PointEvaluator:
     def weighted_variance(self, points: PointSet) -> float:
         """Collective: Σw²(y − ȳ)²/size with ȳ the w²-weighted mean — what a constant model leaves
         (two reductions, so a large mean does not cancel the variance)."""
-        w2 = points.w ** 2
+        w2 = points.w * points.w
         sums = self._reduce(points, lambda: np.stack([w2, w2 * points.y], axis=1), 2)
         mean = sums[1] / sums[0]
         return self._reduce(points, lambda: (w2 * (points.y - mean) ** 2)[:, None], 1)[0] / points.size

@@ -46,6 +46,20 @@ def learning_rate_band(relative_loss: float) -> tuple[str, float]:
     return LEARNING_RATE_BANDS[-1][1:]
 
 
+def natural_scale(loss: float, curvature: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
+    """Per parameter, the change in u that alone would move the residuals by their RMS value,
+    √(2·loss / mean J²ᵢ), capped at 1 (the normalized range).
+
+    Adam's steps are about the learning rate in every coordinate whatever the gradient's size, so
+    they need coordinates of a meaningful scale; a box far wider than a parameter's value (a shear
+    rate in [1e-8, 10] starting at 1e-3) is not one. This Jacobi scale is, and it shrinks as the
+    loss falls, which anneals the steps.
+    """
+    with np.errstate(divide="ignore"):
+        scale = np.minimum(1.0, np.sqrt(2.0 * loss / curvature))
+    return np.where(magnitude > 0, np.minimum(scale, magnitude), scale)
+
+
 class WarmupOutcome(NamedTuple):
     u: np.ndarray            # the point handed to phase 2
     report: WarmupReport
@@ -55,11 +69,17 @@ def not_run(reason: str) -> WarmupOutcome:
     return WarmupOutcome(None, WarmupReport(ran=False, reason=reason))
 
 
-def run_warmup(points, u0: np.ndarray, opts, lower_u: np.ndarray, upper_u: np.ndarray, table) -> WarmupOutcome:
+def run_warmup(points, u0: np.ndarray, opts, norm, lower_u: np.ndarray, upper_u: np.ndarray, table) -> WarmupOutcome:
     """Collective: phase 1 from ``u0``; every rank returns the same outcome.
 
     ``points`` is a :class:`~hpcfit.kernels.points.PointEvaluator`; ``table`` prints on rank 0.
+    Overflow is not an error here: a non-finite value ends phase 1 and phase 2 reports it.
     """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _warmup(points, u0, opts, norm.offset / norm.scale, lower_u, upper_u, table)
+
+
+def _warmup(points, u0, opts, theta_offset, lower_u, upper_u, table) -> WarmupOutcome:
     t0 = time.perf_counter()
     subset = points.evaluation_set(opts.warmup_eval_points)
     variance = points.weighted_variance(subset)
@@ -69,7 +89,7 @@ def run_warmup(points, u0: np.ndarray, opts, lower_u: np.ndarray, upper_u: np.nd
         return 2.0 * loss / variance if variance > 0 else (0.0 if loss == 0 else np.inf)
 
     rel0 = relative(loss0)
-    counts = {"warm_start": 0, "learning_rate": 0, "cost_guard": 0, "step_clipping": 0}
+    counts = {"warm_start": 0, "learning_rate": 0, "cost_guard": 0, "step_clipping": 0, "no_gain": 0}
     report = dict(loss_start=loss0, relative_loss_start=rel0, eval_points=subset.size)
 
     def finish(u, reason, steps=0, evaluations=0, loss=loss0, rate=float("nan")):
@@ -80,7 +100,7 @@ def run_warmup(points, u0: np.ndarray, opts, lower_u: np.ndarray, upper_u: np.nd
                                              loss_end=loss, relative_loss_end=relative(loss), learning_rate=rate,
                                              layer_counts=counts, seconds=seconds, **report))
 
-    if bad0 or not np.isfinite(loss0):
+    if bad0 or not (np.isfinite(loss0) and np.isfinite(variance)):
         return finish(u0, "non_finite")          # phase 2 reports the bad start in detail
     if opts.warm_start_detection and rel0 < opts.warm_start_threshold:
         counts["warm_start"] = 1
@@ -99,15 +119,16 @@ def run_warmup(points, u0: np.ndarray, opts, lower_u: np.ndarray, upper_u: np.nd
     g0 = None
     reason, step, evaluations, last_eval = "max_steps", 0, 0, 0
     while step < opts.warmup_max_steps:
-        _, grad, bad = points.gradient(u, points.minibatch(step))
-        if bad or not np.all(np.isfinite(grad)):
+        batch_loss, grad, curvature, bad = points.gradient(u, points.minibatch(step))
+        if bad or not (np.all(np.isfinite(grad)) and np.all(np.isfinite(curvature))):
             reason = "non_finite"
             break
         step += 1
         m = BETA1 * m + (1.0 - BETA1) * grad
         v = BETA2 * v + (1.0 - BETA2) * grad * grad
         m_hat = m / (1.0 - BETA1 ** step)
-        delta = -rate * m_hat / (np.sqrt(v / (1.0 - BETA2 ** step)) + EPSILON)
+        scale = natural_scale(batch_loss, curvature, np.abs(u + theta_offset))
+        delta = -rate * scale * m_hat / (np.sqrt(v / (1.0 - BETA2 ** step)) + EPSILON)
         norm = float(np.linalg.norm(delta))
         if opts.step_clipping and norm > opts.max_step_norm:
             delta *= opts.max_step_norm / norm
@@ -146,4 +167,15 @@ def run_warmup(points, u0: np.ndarray, opts, lower_u: np.ndarray, upper_u: np.nd
         evaluations += 1
         if not bad and np.isfinite(loss) and loss < best_loss:
             best_u, best_loss = u, loss
+    if not clear_gain(relative(best_loss), best_loss, loss0):
+        counts["no_gain"] = 1
+        return finish(u0, reason, step, evaluations, loss0, rate)
     return finish(best_u, reason, step, evaluations, best_loss, rate)
+
+
+def clear_gain(relative_loss: float, loss: float, loss0: float) -> bool:
+    """Whether the warm-up's best point is clearly better than p0: it explains the data better than a
+    constant would (ℓ_rel < 1) or halved the loss. A small gain on a point that still explains nothing
+    is usually a collapse (an amplitude sent to 0, a peak pushed off the data) from which Gauss–Newton
+    does worse than from p0."""
+    return relative_loss < 1.0 or loss <= 0.5 * loss0
