@@ -207,7 +207,7 @@ def test_curve_fit_recovers_static_parameters_and_reuses_its_kernels():
     np.testing.assert_allclose(first.popt, truth, rtol=1e-6)
     # An equal model built anew hashes the same, so nothing is compiled again.
     second = hpcfit.curve_fit(TwoTimeModel(**setup), x, y, p0=p0, verbose=0)
-    assert second.compile_counts == {"jacobian": 0, "cost": 0}
+    assert not any(second.compile_counts.values()), second.compile_counts
 
 
 # ---- bad input ------------------------------------------------------------------------------
