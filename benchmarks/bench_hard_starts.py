@@ -6,7 +6,8 @@ lowest cost any run reached, including a Gauss–Newton fit started at the true 
 "reaches" it when its cost is within 1e-6 relative. Also times both methods on well-started
 problems (the warm-start layer must make hybrid cost at most 1.2x gn).
 
-    python benchmarks/bench_hard_starts.py [--points 200000] [--repeat 3] [--cases NAME ...]
+    python benchmarks/bench_hard_starts.py [--points 1e5] [--repeat 3] [--cases NAME ...]
+                                           [--well-started 1e6 1e7] [--markdown]
 
 Prints one table row per case (and a markdown table with --markdown) for docs/benchmarks.md.
 """
@@ -164,10 +165,12 @@ def well_started(n: int, repeat: int):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--points", type=float, default=2e5)
+    ap.add_argument("--points", type=float, default=1e5)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--cases", nargs="*")
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--well-started", type=float, nargs="*", default=[1e6, 1e7],
+                    help="sizes of the well-started timing (hybrid vs gn)")
     args = ap.parse_args()
     n = int(args.points)
     rows = [run_case(c) for c in cases(n) if not args.cases or c.name in args.cases]
@@ -186,10 +189,12 @@ def main():
     lost = [r["case"] for r in rows if r["gn"]["ok"] and not r["hybrid"]["ok"]]
     print(f"reached the best known cost: gn {n_gn}/{len(rows)}, hybrid {n_hy}/{len(rows)}; "
           f"cases hybrid lost that gn reached: {lost or 'none'}")
-    ws = well_started(n * 5, args.repeat)
-    tg, th = ws["gn"][0], ws["hybrid"][0]
-    print(f"well started ({n * 5} points, exponential): gn {tg:.3f} s, hybrid {th:.3f} s, ratio {th / tg:.2f} "
-          f"(phase 1: {ws['hybrid'][1].warmup.reason})")
+    for size in args.well_started:
+        ws = well_started(int(size), args.repeat)
+        tg, th = ws["gn"][0], ws["hybrid"][0]
+        print(f"well started ({int(size)} points, exponential, best of {args.repeat} warm calls): gn {tg:.3f} s, "
+              f"hybrid {th:.3f} s, ratio {th / tg:.2f} (phase 1: {ws['hybrid'][1].warmup.reason}, "
+              f"{ws['hybrid'][1].timings['phase1']:.4f} s)")
     if args.markdown:
         print("\n| case | start | best cost | gn | hybrid | phase 1 |\n|---|---|---|---|---|---|")
         for r in rows:
