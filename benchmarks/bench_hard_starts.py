@@ -171,7 +171,17 @@ def main():
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--well-started", type=float, nargs="*", default=[1e6, 1e7],
                     help="sizes of the well-started timing (hybrid vs gn)")
+    ap.add_argument("--first-call", choices=["gn", "hybrid"],
+                    help="only time one well-started fit at 1e6 points in this (fresh) process, compilation included")
     args = ap.parse_args()
+    if args.first_call:
+        x = np.linspace(0, 5, 10 ** 6)
+        y = 2.5 * np.exp(-1.3 * x) + 0.5 + 0.05 * np.random.default_rng(1).standard_normal(x.size)
+        t0 = time.perf_counter()
+        r = hpcfit.curve_fit(exp_decay, x, y, p0=[2.4, 1.25, 0.52], method=args.first_call, verbose=0)
+        print(f"first call, {args.first_call}: {time.perf_counter() - t0:.3f} s, phase 1 {r.warmup.reason}, "
+              f"compiled {r.compile_counts}")
+        return
     n = int(args.points)
     rows = [run_case(c) for c in cases(n) if not args.cases or c.name in args.cases]
     if not args.cases or "xpcs-laminar-flow" in args.cases:
