@@ -6,8 +6,8 @@ sample (:mod:`hpcfit.data.sampling`), reads the points it owns and computes one 
 (rank r owns a contiguous run of positions), so — as for chunk passes — the reduced sum does not
 depend on the rank count; each step ends in one reduction.
 
-Kernels take a fixed number of points (the capacity), so each compiles once per fit; a rank with
-more sampled points than the capacity runs the kernel on several slices.
+Kernels take a fixed number of points (the capacity: 1.25× the rank's expected share of a batch),
+so each compiles once per fit; a rank with more sampled points than that runs several slices.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..comm import Communicator
-from ..data.chunks import LocalChunks, reduction_slots
+from ..data.chunks import LocalChunks, pad_chunk, reduction_slots
 from ..data.grid import block_sums, combine_blocks
 from ..data.sampling import evaluation_points, position_runs, sample_points
 from ..errors import FitError, HpcfitError
@@ -65,9 +65,10 @@ def point_kernel(model: Callable, loss: str, gradient: bool, dtype: str = "float
 
 
 def _capacity(expected: float, limit: int) -> int:
-    """Kernel width: the power of two at or above 1.25× the expected point count, within [64, limit]."""
-    width = max(64, int(np.ceil(1.25 * expected)))
-    return max(64, min(limit, 1 << (width - 1).bit_length()))
+    """Kernel width: 1.25× the expected point count (room for the sample's spread), but no more
+    than ``limit``, rounded up to a multiple of 128."""
+    width = max(1.0, min(1.25 * expected, limit))
+    return 128 * int(np.ceil(width / 128))
 
 
 class PointSet(NamedTuple):
@@ -102,7 +103,7 @@ class PointEvaluator:
         lo, hi = local.point_runs[comm.rank]
         share = (hi - lo) / local.n_points
         self.batch_size, self.seed = batch_size, seed
-        self._batch_capacity = _capacity(batch_size * share, _capacity(batch_size, 1 << 30))
+        self._batch_capacity = _capacity(batch_size * share, batch_size)
 
     # -- samples -------------------------------------------------------------------------------
 
@@ -129,7 +130,7 @@ class PointEvaluator:
     def evaluation_set(self, size: int) -> PointSet:
         """Collective: the fixed evaluation subset (all points when ``size`` >= n), read once."""
         points = self._layout(evaluation_points(self.seed, size, self.local.n_points))
-        return self.comm.agree(self._read, points, _capacity(points.indices.size, 1 << 16))
+        return self.comm.agree(self._read, points, _capacity(points.indices.size, points.indices.size))
 
     # -- collective evaluations ------------------------------------------------------------------
 
@@ -184,9 +185,7 @@ class PointEvaluator:
 
 
 def _padded(x: np.ndarray, y: np.ndarray, w: np.ndarray, capacity: int) -> tuple:
-    """Device arrays of one kernel call: the points, padded to ``capacity`` by repeating the last."""
-    pad = capacity - y.size
-    x = np.concatenate([x, np.repeat(x[..., -1:], pad, axis=-1)], axis=-1)
-    y = np.concatenate([y, np.repeat(y[-1:], pad)])
-    w = np.concatenate([w, np.zeros(pad)])
-    return jnp.asarray(x), jnp.asarray(y), jnp.asarray(w), jnp.asarray(y.size - pad)
+    """Device arrays of one kernel call: the points padded to ``capacity`` (weight 0, masked)."""
+    n_valid = y.size
+    x, y, w = pad_chunk(x, y, w, capacity)
+    return jnp.asarray(x), jnp.asarray(y), jnp.asarray(w), jnp.asarray(n_valid)
