@@ -117,6 +117,8 @@ def _warmup(points, u0, opts, theta_offset, lower_u, upper_u, table) -> WarmupOu
     u, m, v = u0.copy(), np.zeros_like(u0), np.zeros_like(u0)
     best_u, best_loss, best_history = u0, loss0, [loss0]
     g0 = None
+    # about ten progress lines on rank 0, at evaluations
+    print_every = opts.warmup_eval_every * max(1, opts.warmup_max_steps // (10 * opts.warmup_eval_every))
     reason, step, evaluations, last_eval = "max_steps", 0, 0, 0
     while step < opts.warmup_max_steps:
         batch_loss, grad, curvature, bad = points.gradient(u, points.minibatch(step))
@@ -147,8 +149,9 @@ def _warmup(points, u0, opts, theta_offset, lower_u, upper_u, table) -> WarmupOu
         if loss < best_loss:
             best_u, best_loss = u, loss
         best_history.append(best_loss)
-        table.line(f"phase 1 step {step:5d}: loss {loss:.6e}, relative {relative(loss):.4g}, "
-                   f"learning rate {rate:.3g}, |m| {g_norm:.3e}")
+        if step % print_every == 0:
+            table.line(f"phase 1 step {step:5d}: loss {loss:.6e}, relative {relative(loss):.4g}, "
+                       f"learning rate {rate:.3g}, |m| {g_norm:.3e}")
         if opts.cost_guard and loss > (1.0 + opts.cost_guard_tolerance) * loss0:
             counts["cost_guard"] += 1
             reason = "cost_guard"
