@@ -96,7 +96,7 @@ def _warmup(points, u0, opts, theta_offset, lower_u, upper_u, table) -> WarmupOu
         seconds = time.perf_counter() - t0
         table.line(f"phase 1: {reason} after {steps} steps; relative loss {rel0:.4g} -> {relative(loss):.4g} "
                    f"({seconds:.3f} s)")
-        return WarmupOutcome(u, WarmupReport(True if steps else False, reason, steps, evaluations,
+        return WarmupOutcome(u, WarmupReport(steps > 0, reason, steps, evaluations,
                                              loss_end=loss, relative_loss_end=relative(loss), learning_rate=rate,
                                              layer_counts=counts, seconds=seconds, **report))
 
