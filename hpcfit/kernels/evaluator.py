@@ -51,6 +51,25 @@ class PassStats:
     reduction_seconds: float = 0.0
 
 
+def fill_and_reduce(comm: Communicator, slots: np.ndarray, fill: Callable[[], None], what: str,
+                    stats: PassStats | None = None) -> np.ndarray:
+    """Collective: run this rank's ``fill`` of its rows of ``slots``, then the single reduction. A
+    failure in ``fill`` (a NaN read from a file, a model error) travels with the reduction, so every
+    rank raises it and none is left waiting."""
+    local_error = None
+    try:
+        fill()
+    except HpcfitError as exc:
+        local_error = exc
+    except Exception as exc:  # noqa: BLE001 - a failure on this rank must not leave the others waiting
+        local_error = FitError(f"evaluating {what} failed: {type(exc).__name__}: {exc}")
+    t0 = time.perf_counter()
+    reduced = comm.reduce_slots(slots, local_error)
+    if stats is not None:
+        stats.reduction_seconds += time.perf_counter() - t0
+    return reduced
+
+
 class PassEvaluator:
     """Runs Jacobian and cost passes of one fit on this rank's chunks (each call is collective).
 
@@ -114,16 +133,8 @@ class PassEvaluator:
 
     def _run(self, kernel, u: np.ndarray, width: int) -> np.ndarray:
         slots = np.zeros((len(self.local.slots), width))
-        local_error = None
-        try:
-            self._fill_blocks(kernel, jnp.asarray(u, dtype=jnp.float64), slots)
-        except HpcfitError as exc:          # e.g. NaN found in a chunk read from a file
-            local_error = exc
-        except Exception as exc:  # noqa: BLE001 - a failure on this rank must not leave the others waiting
-            local_error = FitError(f"evaluating the model failed: {type(exc).__name__}: {exc}")
-        t0 = time.perf_counter()
-        reduced = self.comm.reduce_slots(slots, local_error)
-        self.stats.reduction_seconds += time.perf_counter() - t0
+        reduced = fill_and_reduce(self.comm, slots, lambda: self._fill_blocks(kernel, jnp.asarray(u, dtype=jnp.float64),
+                                                                             slots), "the model", self.stats)
         values = {blk: reduced[i] for i, blk in enumerate(self.local.slots)}
         return combine_blocks(values, self.local.n_leaves, _add)
 

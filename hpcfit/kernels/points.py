@@ -21,9 +21,9 @@ from ..comm import Communicator
 from ..data.chunks import LocalChunks, pad_chunk, reduction_slots
 from ..data.grid import block_sums, combine_blocks
 from ..data.sampling import evaluation_points, position_runs, sample_points
-from ..errors import FitError, HpcfitError
 from .chunk import TRACE_COUNTS, _cached, _jacobian, _model_residual
 from .coords import IndexedX
+from .evaluator import fill_and_reduce
 from .losses import loss_cost_terms, scale_rows
 
 DTYPES = ("float64", "float32")
@@ -169,18 +169,15 @@ class PointEvaluator:
         """Collective: the canonical tree sum over all sample positions of this rank's ``rows()``."""
         layout = reduction_slots(points.runs, points.size)
         slots = np.zeros((len(layout), width))
-        local_error = None
-        try:
+
+        def fill():
             local = rows()
             if local.shape[0]:
                 index = {blk: i for i, blk in enumerate(layout)}
                 for blk, value in block_sums(local, points.first, points.size).items():
                     slots[index[blk]] = value
-        except HpcfitError as exc:
-            local_error = exc
-        except Exception as exc:  # noqa: BLE001 - a failure on this rank must not leave the others waiting
-            local_error = FitError(f"evaluating the model on sampled points failed: {type(exc).__name__}: {exc}")
-        reduced = self.comm.reduce_slots(slots, local_error)
+
+        reduced = fill_and_reduce(self.comm, slots, fill, "the model on sampled points")
         return combine_blocks(dict(zip(layout, reduced)), points.size, np.add)
 
 
