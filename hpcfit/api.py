@@ -8,10 +8,12 @@ from __future__ import annotations
 import inspect
 import time
 import warnings
-from dataclasses import fields
+from dataclasses import asdict, fields
 
 import numpy as np
 
+from .checkpoint.record import answer_options
+from .checkpoint.session import CheckpointSession
 from .comm import Communicator
 from .data.arrays import ArraySource
 from .errors import InputError, RankDeficientWarning
@@ -22,10 +24,10 @@ from .kernels.points import PointEvaluator
 from .options import FitOptions, make_options
 from .phases.covariance import covariance
 from .phases.normalize import make_normalization
-from .phases.trust_region import run_trust_region
-from .phases.warmup import not_run, run_warmup
+from .phases.trust_region import PHASE as TRUST_REGION, run_trust_region
+from .phases.warmup import WarmupOutcome, not_run, run_warmup
 from .report import IterationTable
-from .result import FitResult
+from .result import FitResult, WarmupReport
 
 
 def _n_params_from_signature(f) -> int:
@@ -140,7 +142,7 @@ def fit(f, source, p0=None, *, absolute_sigma=False, bounds=(-np.inf, np.inf), m
         hc.check_same(_same_everywhere(opts, p0, lower, upper, absolute_sigma, source),
                       "every rank must call the fit with the same p0, bounds, options and kind of source")
         p = p0.size
-        evaluator = None
+        evaluator = checkpoints = None
         try:
             local = source.open(hc, opts.chunk_size_for(p))
             if local.n_points <= p:                     # every rank knows the global n
@@ -155,15 +157,25 @@ def fit(f, source, p0=None, *, absolute_sigma=False, bounds=(-np.inf, np.inf), m
             lower_u, upper_u = norm.to_u(lower), norm.to_u(upper)
             u0 = np.clip(norm.to_u(p0), lower_u, upper_u)  # rounding of the map must not leave the box
             table = IterationTable(bool(opts.verbose) and hc.is_root)
+            if opts.checkpoint is not None or opts.resume is not None:
+                checkpoints = CheckpointSession(hc, opts, local, answer_options(
+                    opts, p0=p0, lower=lower, upper=upper, absolute_sigma=absolute_sigma, model=f), table)
+            resumed = getattr(checkpoints, "resumed", None)
             warm = not_run("method")
-            if opts.method == "hybrid":
+            if resumed is not None and resumed.phase == TRUST_REGION:
+                warm = WarmupOutcome(None, WarmupReport(**resumed.values["warmup"]))
+            elif opts.method == "hybrid":
                 points = hc.agree(PointEvaluator, hc, local, f, opts.loss, opts.f_scale, norm.offset, norm.scale,
                                   opts.warmup_dtype, opts.warmup_batch_size, opts.warmup_seed)
-                warm = run_warmup(points, u0, opts, norm, lower_u, upper_u, table)
+                warm = run_warmup(points, u0, opts, norm, lower_u, upper_u, table, checkpoints)
+            if checkpoints is not None:
+                checkpoints.carry["warmup"] = asdict(warm.report)
             t_warm = time.perf_counter()
             outcome = run_trust_region(hc, evaluator, u0 if warm.u is None else warm.u, opts, norm, lower_u,
-                                       upper_u, table)
+                                       upper_u, table, checkpoints)
         finally:
+            if checkpoints is not None:
+                checkpoints.close()
             if evaluator is not None:
                 evaluator.close()
             if hasattr(source, "close"):

@@ -14,6 +14,10 @@ import numpy as np
 from .errors import FitError, HpcfitError, InputError
 
 _ERROR_TYPES = {"InputError": InputError, "FitError": FitError}
+#: Flags that ride on every pass's single reduction, so that all ranks agree on them at no extra
+#: collective (hpcfit.checkpoint sets them): a stop signal seen on any rank, a checkpoint due by
+#: rank 0's clock, a checkpoint write that failed on any rank. Summed: > 0 means raised somewhere.
+FLAGS = ("stop", "checkpoint_due", "write_failed")
 # Tag of send_array/recv_array; the duplicated communicator carries no other point-to-point traffic.
 _ARRAY_TAG = 17
 
@@ -28,6 +32,9 @@ class Communicator:
         self._comm = None if comm is None else comm.Dup()
         self.rank = 0 if comm is None else self._comm.Get_rank()
         self.size = 1 if comm is None else self._comm.Get_size()
+        # this rank's FLAGS (a callable → sequence of 0/1), and what the last reduction agreed
+        self.flag_source = None
+        self.agreed = dict.fromkeys(FLAGS, False)
 
     @property
     def is_root(self) -> bool:
@@ -97,21 +104,57 @@ class Communicator:
         (others are zero), so the element-wise sum reproduces each row exactly: the result does
         not depend on the reduction order MPI picks. An error on any rank is raised on all.
         """
-        flag = np.float64(0.0 if local_error is None else 1.0)
+        flags = np.zeros(len(FLAGS) + 1)
+        flags[0] = 0.0 if local_error is None else 1.0
+        if self.flag_source is not None:
+            flags[1:] = self.flag_source()
         if self._comm is None:
             if local_error is not None:
                 raise local_error
+            self._agree_flags(flags)
             return slots
         from mpi4py import MPI
 
-        send = np.empty(slots.size + 1)
-        send[:-1] = slots.ravel()
-        send[-1] = flag
+        k = slots.size
+        send = np.empty(k + flags.size)
+        send[:k] = slots.ravel()
+        send[k:] = flags
         recv = np.empty_like(send)
         self._comm.Allreduce(send, recv, op=MPI.SUM)
-        if recv[-1] > 0:
+        if recv[k] > 0:
             self.raise_if_any(local_error)
-        return recv[:-1].reshape(slots.shape)
+        self._agree_flags(recv[k:])
+        return recv[:k].reshape(slots.shape)
+
+    def _agree_flags(self, summed: np.ndarray) -> None:
+        self.agreed = {name: bool(value > 0) for name, value in zip(FLAGS, summed[1:])}
+
+    def duplicate(self) -> "Communicator":
+        """Collective: a new Communicator on a duplicate of this one (for traffic on another
+        thread, such as parallel checkpoint writes). Free it with :meth:`free` (collective)."""
+        dup = Communicator()
+        if self._comm is not None:
+            dup._comm = self._comm.Dup()
+            dup.rank, dup.size = self.rank, self.size
+        return dup
+
+    @property
+    def mpi(self):
+        """The mpi4py communicator underneath (for h5py's "mpio" driver), or None when serial."""
+        return self._comm
+
+    def barrier(self) -> None:
+        """Collective: wait until every rank is here."""
+        if self._comm is not None:
+            self._comm.Barrier()
+
+    def threads_supported(self) -> bool:
+        """Whether MPI calls may come from several threads at once (MPI_THREAD_MULTIPLE)."""
+        if self._comm is None:
+            return True
+        from mpi4py import MPI
+
+        return MPI.Query_thread() >= MPI.THREAD_MULTIPLE
 
     # -- point to point (not collective) -----------------------------------------------------
 

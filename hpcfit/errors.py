@@ -16,3 +16,22 @@ class FitError(HpcfitError, RuntimeError):
 
 class RankDeficientWarning(UserWarning):
     """JᵀWJ is rank deficient at the solution: some parameter combinations are not determined."""
+
+
+#: Exit code of a fit stopped by SIGUSR1/SIGTERM after writing its checkpoint (EX_TEMPFAIL of
+#: sysexits.h: "try again later"). A batch script requeues the job on it; see slurm/fit.sbatch.
+REQUEUE_EXIT_CODE = 75
+
+
+class Preempted(SystemExit):
+    """The fit stopped on SIGUSR1 or SIGTERM after writing a checkpoint; rerunning with
+    ``resume=True`` continues it. A :class:`SystemExit`, so an uncaught one ends the process with
+    :data:`REQUEUE_EXIT_CODE` (also under ``python -m mpi4py``) instead of a traceback."""
+
+    def __init__(self, signal_name: str, checkpoint: str, phase: str, iteration: int):
+        super().__init__(REQUEUE_EXIT_CODE)
+        self.signal_name, self.checkpoint, self.phase, self.iteration = signal_name, checkpoint, phase, iteration
+
+    def __str__(self) -> str:
+        return (f"stopped by {self.signal_name} in {self.phase} at iteration {self.iteration}; checkpoint "
+                f"{self.checkpoint}; exit code {REQUEUE_EXIT_CODE}")

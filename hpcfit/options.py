@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 
 from .errors import InputError
-from .validate import choice, flag, integer, number
+from .validate import choice, file_path, flag, integer, number
 from .kernels.chunk import JACOBIAN_MODES
 from .kernels.losses import LOSSES
 from .kernels.points import DTYPES
@@ -52,6 +52,12 @@ class FitOptions:
     warmup_plateau_rtol: float = 0.01
     warmup_seed: int = 0                 # key of the counter-based sampler
     warmup_dtype: str = "float64"        # "float32": phase 1 kernels in single precision
+    # Checkpoint/restart (docs/usage.md#checkpoints): none of these changes the answer.
+    checkpoint: str | None = None        # HDF5 file to write (its previous version is kept as NAME.prev.h5)
+    checkpoint_every: int | None = 1     # write every this many iterations (warm-up: steps, at evaluations) ...
+    checkpoint_seconds: float | None = None   # ... and/or when this many seconds have passed since the last
+    resume: bool | str | None = None     # True: from `checkpoint`; "auto": that, if it exists; or a file path
+    resume_force: bool = False           # resume even if options or data differ from the checkpoint's
 
     def chunk_size_for(self, n_params: int) -> int:
         """The chunk size: the option, or the power of two at or below 2¹⁹/(p+1) within [2¹², 2¹⁶].
@@ -73,6 +79,19 @@ PRESETS: dict[str, dict] = {
     "robust": {"warm_start_threshold": 0.001, "warmup_max_steps": 2000, "warmup_batch_size": 16384,
                "warmup_plateau_window": 10, "warmup_plateau_rtol": 0.001, "max_step_norm": 0.05},
 }
+
+
+def _resume(value):
+    """None/False (a new fit), True, "auto", or the path of a checkpoint file."""
+    if value is None or value is False:
+        return None
+    if value is True or value == "auto":
+        return value
+    try:
+        return file_path("resume", value)
+    except InputError:
+        raise InputError(f"`resume` must be None, True (resume from `checkpoint`), 'auto' (resume if `checkpoint` "
+                         f"exists) or the path of a checkpoint file; got {value!r}") from None
 
 
 def make_options(**kwargs) -> FitOptions:
@@ -117,6 +136,13 @@ def make_options(**kwargs) -> FitOptions:
         warmup_plateau_rtol=number("warmup_plateau_rtol", opts.warmup_plateau_rtol, allow_zero=True),
         warmup_seed=integer("warmup_seed", opts.warmup_seed, 0),
         warmup_dtype=choice("warmup_dtype", opts.warmup_dtype, DTYPES),
+        checkpoint=None if opts.checkpoint is None else file_path("checkpoint", opts.checkpoint),
+        checkpoint_every=None if opts.checkpoint_every is None else integer("checkpoint_every",
+                                                                            opts.checkpoint_every, 1),
+        checkpoint_seconds=None if opts.checkpoint_seconds is None else number("checkpoint_seconds",
+                                                                               opts.checkpoint_seconds),
+        resume=_resume(opts.resume),
+        resume_force=flag("resume_force", opts.resume_force),
     )
     eps = float(np.finfo(float).eps)
     if max(checked["ftol"], checked["xtol"], checked["gtol"]) < eps:

@@ -56,3 +56,12 @@ def per_item(name: str, value, n: int, item: str = "angle", *, broadcast: bool =
     if not np.all(np.isfinite(arr)):
         raise InputError(f"`{name}` must be finite; got {value!r}")
     return arr
+
+
+def file_path(name: str, value) -> str:
+    """A file path (str or os.PathLike), as a str."""
+    import os
+
+    if isinstance(value, bool) or not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        raise InputError(f"`{name}` must be a file path (str or pathlib.Path); got {value!r}")
+    return os.fspath(value)

@@ -8,6 +8,7 @@ A rejected step costs one cost pass, never a Jacobian pass.
 from __future__ import annotations
 
 import time
+from dataclasses import astuple, fields
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -24,6 +25,8 @@ class Command(NamedTuple):
     kind: str                 # "cost", "jacobian", "stop" or "error"
     u: np.ndarray | None = None
     payload: Any = None       # the Outcome with "stop", the message with "error"
+    save: Any = None          # a Checkpoint to write before going on
+    stop: bool = False        # after writing it, stop (a stop signal was agreed)
 
 
 class Outcome(NamedTuple):
@@ -86,6 +89,28 @@ class LevenbergMarquardt:
     def _x_small(self, step_u: np.ndarray, u: np.ndarray) -> bool:
         return step_small(float(np.linalg.norm(self.norm.scale * step_u)),
                           float(np.linalg.norm(self.norm.to_theta(u))), self.opts.xtol)
+
+    def snapshot(self, state: LMState, cmd: Command) -> tuple[dict, dict]:
+        """The state at a boundary (``cmd`` is the cost pass of ``state.trial``) as checkpoint arrays and values."""
+        trial = state.trial
+        arrays = {"u": state.u, "jtj": state.jtj, "jtr": state.jtr, "d2": state.d2, "trial_step": trial.step,
+                  "trial_point": trial.trial}
+        values = {"cost": state.cost, "damping": state.damping, "growth": state.growth,
+                  "iteration": state.iteration, "rejected": state.rejected, "trial_predicted": trial.predicted,
+                  "trial_solver": trial.solver, "pending": None if state.pending is None else int(state.pending),
+                  "accepted": list(state.accepted), "solvers": dict(self.solvers), "elapsed": self._elapsed()}
+        return arrays, values
+
+    def restore(self, arrays: dict, values: dict, history: tuple) -> tuple[LMState, Command]:
+        """Inverse of :meth:`snapshot`: the state and the command to go on with."""
+        self.solvers = dict(values["solvers"])
+        self.t0 = time.perf_counter() - values["elapsed"]
+        trial = Step(arrays["trial_step"], arrays["trial_point"], values["trial_predicted"], values["trial_solver"])
+        pending = None if values["pending"] is None else Status(values["pending"])
+        state = LMState(arrays["u"], values["cost"], arrays["jtj"], arrays["jtr"], arrays["d2"], values["damping"],
+                        values["growth"], values["iteration"], values["rejected"], trial, pending,
+                        tuple(values["accepted"]), history)
+        return state, Command("cost", trial.trial)
 
     def init(self, u0: np.ndarray, jac) -> tuple[LMState, Command]:
         state = LMState(u0, jac.cost, jac.jtj, jac.jtr, None, self.opts.initial_damping, 2.0, 0, 0, None,
@@ -202,15 +227,54 @@ def _check_start(res) -> None:
                     "that their products overflow; check p0, the bounds and the model")
 
 
+PHASE = "trust_region"
+
+
+def history_array(history) -> np.ndarray:
+    """IterationRecords as rows of float64 (for checkpoints)."""
+    return np.array([astuple(rec) for rec in history], dtype=np.float64).reshape(len(history), len(fields(IterationRecord)))
+
+
+def history_records(rows: np.ndarray) -> tuple[IterationRecord, ...]:
+    """Inverse of :func:`history_array`."""
+    return tuple(IterationRecord(int(r[0]), *map(float, r[1:-1]), int(r[-1])) for r in rows)
+
+
+def _at_boundary(checkpoints, solver, evaluator, state: LMState, cmd: Command) -> Command:
+    """Rank 0, before a cost pass: attach a checkpoint (and the stop) to the command when due."""
+    write, stop = checkpoints.decide(PHASE, state.iteration)
+    if not write:
+        return cmd
+    arrays, values = solver.snapshot(state, cmd)
+    stats = evaluator.stats
+    values["passes"] = [stats.jacobian_passes, stats.cost_passes]
+    ckpt = checkpoints.make(PHASE, state.iteration, arrays, values, history_array(state.history),
+                            cursor=stats.jacobian_passes + stats.cost_passes)
+    return cmd._replace(save=ckpt, stop=stop)
+
+
 def run_trust_region(comm, evaluator, u0: np.ndarray, options, normalization, lower_u, upper_u,
-                     table) -> Outcome:
-    """Collective: phase 2 from ``u0``; every rank returns the same :class:`Outcome`."""
-    first = evaluator.jacobian_pass(u0)
-    _check_start(first)
+                     table, checkpoints=None) -> Outcome:
+    """Collective: phase 2 from ``u0`` (or from ``checkpoints.resumed`` when that is a phase 2 checkpoint);
+    every rank returns the same :class:`Outcome`. ``checkpoints``: a CheckpointSession or None."""
     solver = LevenbergMarquardt(options, normalization, lower_u, upper_u, table if comm.is_root else None)
-    state, cmd = _guarded(solver.init, None, u0, first) if comm.is_root else (None, None)
-    cmd = comm.bcast(cmd)
-    while cmd.kind in ("cost", "jacobian"):
+    resume = getattr(checkpoints, "resumed", None)
+    if resume is not None and resume.phase == PHASE:
+        evaluator.stats.jacobian_passes, evaluator.stats.cost_passes = resume.values["passes"]
+        state, cmd = (_guarded(solver.restore, None, resume.arrays, resume.values, history_records(resume.history))
+                      if comm.is_root else (None, None))
+    else:
+        first = evaluator.jacobian_pass(u0)
+        _check_start(first)
+        state, cmd = _guarded(solver.init, None, u0, first) if comm.is_root else (None, None)
+    while True:
+        if checkpoints is not None and comm.is_root and cmd.kind == "cost":
+            cmd = _guarded(lambda: (state, _at_boundary(checkpoints, solver, evaluator, state, cmd)), None)[1]
+        cmd = comm.bcast(cmd)
+        if checkpoints is not None:
+            checkpoints.commit(cmd.save, cmd.stop)
+        if cmd.kind not in ("cost", "jacobian"):
+            break
         if cmd.kind == "cost":
             res = evaluator.cost_pass(cmd.u)
             if comm.is_root:
@@ -219,7 +283,6 @@ def run_trust_region(comm, evaluator, u0: np.ndarray, options, normalization, lo
             res = evaluator.jacobian_pass(cmd.u)
             if comm.is_root:
                 state, cmd = _guarded(solver.after_jacobian, state, res, cmd.u)
-        cmd = comm.bcast(cmd)
     if cmd.kind == "error":
         raise FitError(cmd.payload)
     return cmd.payload

@@ -69,17 +69,28 @@ def not_run(reason: str) -> WarmupOutcome:
     return WarmupOutcome(None, WarmupReport(ran=False, reason=reason))
 
 
-def run_warmup(points, u0: np.ndarray, opts, norm, lower_u: np.ndarray, upper_u: np.ndarray, table) -> WarmupOutcome:
+PHASE = "warmup"
+
+
+def run_warmup(points, u0: np.ndarray, opts, norm, lower_u: np.ndarray, upper_u: np.ndarray, table,
+               checkpoints=None) -> WarmupOutcome:
     """Collective: phase 1 from ``u0``; every rank returns the same outcome.
 
     ``points`` is a :class:`~hpcfit.kernels.points.PointEvaluator`; ``table`` prints on rank 0.
     Overflow is not an error here: a non-finite value ends phase 1 and phase 2 reports it.
+    ``checkpoints`` (a CheckpointSession or None) is asked at every evaluation, where the whole
+    state is the locals below; a phase 1 checkpoint in ``checkpoints.resumed`` continues from there.
     """
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return _warmup(points, u0, opts, norm.offset / norm.scale, lower_u, upper_u, table)
+        return _warmup(points, u0, opts, norm.offset / norm.scale, lower_u, upper_u, table, checkpoints)
 
 
-def _warmup(points, u0, opts, theta_offset, lower_u, upper_u, table) -> WarmupOutcome:
+#: The warm-up state at an evaluation: arrays, and scalars (g0 is NaN before the first step).
+STATE_ARRAYS = ("u", "m", "v", "best_u", "best_history")
+STATE_VALUES = ("step", "rate", "g0", "best_loss", "evaluations", "last_eval", "counts")
+
+
+def _warmup(points, u0, opts, theta_offset, lower_u, upper_u, table, checkpoints) -> WarmupOutcome:
     t0 = time.perf_counter()
     subset = points.evaluation_set(opts.warmup_eval_points)
     variance = points.weighted_variance(subset)
@@ -113,13 +124,22 @@ def _warmup(points, u0, opts, theta_offset, lower_u, upper_u, table) -> WarmupOu
         counts["learning_rate"] += rate != current
         return rate
 
-    rate = pick_rate(rel0, np.nan)
-    u, m, v = u0.copy(), np.zeros_like(u0), np.zeros_like(u0)
-    best_u, best_loss, best_history = u0, loss0, [loss0]
-    g0 = None
+    resume = getattr(checkpoints, "resumed", None)
+    if resume is not None and resume.phase == PHASE:
+        a, val = resume.arrays, resume.values
+        u, m, v, best_u, best_history = a["u"], a["m"], a["v"], a["best_u"], list(a["best_history"])
+        step, rate, g0, best_loss, evaluations, last_eval = (val[k] for k in STATE_VALUES[:-1])
+        counts.update(val["counts"])
+        g0 = None if np.isnan(g0) else g0
+    else:
+        rate = pick_rate(rel0, np.nan)
+        u, m, v = u0.copy(), np.zeros_like(u0), np.zeros_like(u0)
+        best_u, best_loss, best_history = u0, loss0, [loss0]
+        g0 = None
+        step, evaluations, last_eval = 0, 0, 0
     # about ten progress lines on rank 0, at evaluations
     print_every = opts.warmup_eval_every * max(1, opts.warmup_max_steps // (10 * opts.warmup_eval_every))
-    reason, step, evaluations, last_eval = "max_steps", 0, 0, 0
+    reason = "max_steps"
     while step < opts.warmup_max_steps:
         batch_loss, grad, curvature, bad = points.gradient(u, points.minibatch(step))
         if bad or not (np.all(np.isfinite(grad)) and np.all(np.isfinite(curvature))):
@@ -165,6 +185,17 @@ def _warmup(points, u0, opts, theta_offset, lower_u, upper_u, table) -> WarmupOu
             reason = "plateau"
             break
         rate = pick_rate(relative(loss), rate)
+        if checkpoints is not None:
+            write, stop = checkpoints.decide(PHASE, step)
+            if write:
+                state = dict(zip(STATE_ARRAYS + STATE_VALUES, (u, m, v, best_u, np.array(best_history), step, rate,
+                                                               np.nan if g0 is None else g0, best_loss, evaluations,
+                                                               last_eval, dict(counts))))
+                checkpoints.commit(checkpoints.make(PHASE, step, {k: state[k] for k in STATE_ARRAYS},
+                                                    {k: state[k] for k in STATE_VALUES}, np.zeros((0, 9)), cursor=step),
+                                   stop)
+            else:
+                checkpoints.commit(None, False)
     if last_eval != step:                      # the last steps were not evaluated: do it now
         loss, bad = points.loss(u, subset)
         evaluations += 1

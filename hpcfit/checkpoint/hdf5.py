@@ -1,0 +1,158 @@
+"""Checkpoint files: one HDF5 layout, written serially (rank 0) or collectively (h5py's "mpio"
+driver), always to a temporary file that is flushed, fsynced and renamed over the newest one,
+whose predecessor is kept. Readable by plain h5py:
+
+    /                attrs: format, format_version, version, phase, iteration, values (JSON),
+                     options (JSON), options_hash, fingerprint (JSON), checksum, written_unix, writer
+    /state/NAME      float64 arrays of the phase's state (u, Adam moments, JᵀWJ, ...)
+    /history         (iterations, 9) float64, attr ``columns``
+    /ranks           (ranks, 6) int64, one row per rank, attr ``columns``
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..result import IterationRecord
+from .record import RANK_COLUMNS, Checkpoint, canonical_json
+
+FORMAT, FORMAT_VERSION = "hpcfit-checkpoint", 1
+HISTORY_COLUMNS = tuple(f for f in IterationRecord.__dataclass_fields__)
+
+
+class CorruptCheckpoint(Exception):
+    """A checkpoint file that cannot be read back whole (torn, truncated, edited, not a checkpoint)."""
+
+
+def previous_path(path) -> Path:
+    """Where the checkpoint before the newest is kept: ``fit.h5`` → ``fit.prev.h5``."""
+    p = Path(path)
+    return p.with_name(f"{p.stem}.prev{p.suffix}")
+
+
+def temporary_path(path) -> Path:
+    p = Path(path)
+    return p.with_name(f"{p.name}.tmp")
+
+
+def parallel_hdf5() -> bool:
+    """Whether this h5py was built with parallel HDF5 (the "mpio" driver)."""
+    return bool(h5py.get_config().mpi)
+
+
+def write(path, ckpt: Checkpoint, io=None) -> None:
+    """Write ``ckpt`` atomically to ``path``, keeping the previous file as :func:`previous_path`.
+
+    ``io`` None: this process writes everything (rank 0 of a fit, or serial). ``io`` a
+    :class:`~hpcfit.comm.Communicator`: collective over it with the "mpio" driver, each rank writing
+    its own row of ``/ranks``.
+    """
+    tmp = temporary_path(path)
+    rank = 0 if io is None else io.rank
+    kwargs = {} if io is None else {"driver": "mpio", "comm": io.mpi}
+    with h5py.File(tmp, "w", **kwargs) as f:
+        _fill(f, ckpt, rank, all_rows=io is None, writer="serial" if io is None else "mpio")
+    if rank == 0:
+        _replace_durably(tmp, Path(path))
+    if io is not None:
+        io.barrier()     # nobody re-creates the temporary file before rank 0 has renamed it
+
+
+def _fill(f, ckpt: Checkpoint, rank: int, all_rows: bool, writer: str) -> None:
+    """Create the layout (identical calls on every rank: structure is collective under "mpio") and
+    write the data: shared datasets from rank 0, each row of /ranks from its rank."""
+    attrs = {"format": FORMAT, "format_version": FORMAT_VERSION, "version": ckpt.version, "phase": ckpt.phase,
+             "iteration": int(ckpt.iteration), "values": canonical_json(ckpt.values),
+             "options": canonical_json(ckpt.options), "options_hash": ckpt.options_hash,
+             "fingerprint": canonical_json(ckpt.fingerprint), "checksum": np.int64(ckpt.checksum()),
+             "written_unix": float(ckpt.extra.get("written_unix", time.time())), "writer": writer}
+    for key, value in attrs.items():
+        f.attrs[key] = value
+    state = f.create_group("state")
+    shared = [(state.create_dataset(name, shape=np.shape(a), dtype="f8"), a) for name, a in sorted(ckpt.arrays.items())]
+    history = f.create_dataset("history", shape=ckpt.history.shape, dtype="f8")
+    history.attrs["columns"] = ",".join(HISTORY_COLUMNS)
+    shared.append((history, ckpt.history))
+    ranks = f.create_dataset("ranks", shape=ckpt.ranks.shape, dtype="i8")
+    ranks.attrs["columns"] = ",".join(RANK_COLUMNS)
+    if rank == 0:
+        for dset, data in shared:
+            if dset.size:
+                dset[...] = data
+    if all_rows:
+        ranks[...] = ckpt.ranks
+    else:
+        with ranks.collective:
+            ranks[rank] = ckpt.ranks[rank]
+
+
+def _replace_durably(tmp: Path, path: Path) -> None:
+    """fsync the new file, keep the newest as the previous one, rename the new one in, fsync the folder.
+
+    A crash between the two renames leaves the previous file and no newest: resume then falls back.
+    """
+    _fsync(tmp)
+    if path.exists():
+        os.replace(path, previous_path(path))
+    os.replace(tmp, path)
+    _fsync(path.parent, directory=True)
+
+
+def _fsync(path: Path, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read(path) -> Checkpoint:
+    """Read and verify one checkpoint file; :class:`CorruptCheckpoint` says why it cannot be used."""
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != FORMAT:
+                raise CorruptCheckpoint(f"{path} is not an hpcfit checkpoint (no format={FORMAT!r} attribute)")
+            if int(f.attrs["format_version"]) > FORMAT_VERSION:
+                raise CorruptCheckpoint(f"{path} has checkpoint format {int(f.attrs['format_version'])}; this hpcfit "
+                                        f"reads format {FORMAT_VERSION} or older")
+            a = f.attrs
+            ckpt = Checkpoint(phase=str(a["phase"]), iteration=int(a["iteration"]),
+                              arrays={name: f["state"][name][()] for name in f["state"]},
+                              values=json.loads(a["values"]), history=f["history"][()],
+                              options=json.loads(a["options"]), fingerprint=json.loads(a["fingerprint"]),
+                              ranks=f["ranks"][()], version=str(a["version"]),
+                              extra={"written_unix": float(a["written_unix"]), "writer": str(a["writer"])})
+            stored = int(a["checksum"])
+    except CorruptCheckpoint:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise CorruptCheckpoint(f"{path} cannot be read: {type(exc).__name__}: {exc}") from None
+    if ckpt.checksum() != stored:
+        raise CorruptCheckpoint(f"{path} fails its checksum (torn or modified)")
+    return ckpt
+
+
+def read_latest(path) -> tuple[Checkpoint, Path, list[str]]:
+    """The newest readable checkpoint at ``path``, else its previous one; also the warnings to show.
+
+    Raises FileNotFoundError when neither exists and CorruptCheckpoint when neither can be read.
+    """
+    candidates = [Path(path), previous_path(path)]
+    problems = []
+    for candidate in candidates:
+        if not candidate.exists():
+            problems.append(f"{candidate} does not exist")
+            continue
+        try:
+            return read(candidate), candidate, [f"newest checkpoint unusable ({problems[0]}); resuming from the "
+                                                f"previous one, {candidate}"] if problems else []
+        except CorruptCheckpoint as exc:
+            problems.append(str(exc))
+    if all("does not exist" in p for p in problems):
+        raise FileNotFoundError(f"no checkpoint at {candidates[0]} (nor its previous, {candidates[1]})")
+    raise CorruptCheckpoint("no usable checkpoint: " + "; ".join(problems))

@@ -1,0 +1,184 @@
+"""A fit's checkpointing: set up collectively, asked at every iteration boundary whether to write
+and whether to stop, and closed at the end. Decisions come from the flags every rank agreed on in
+the last reduction (:data:`hpcfit.comm.FLAGS`) and from iteration counts, so they are identical
+everywhere without a collective of their own."""
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .._version import __version__
+from ..errors import FitError, InputError, Preempted
+from . import hdf5
+from .record import Checkpoint, chunk_checksum, compare, fingerprint_chunks
+from .signals import StopSignals
+from .writer import CheckpointWriter
+
+
+class CheckpointWarning(UserWarning):
+    """Resume used the previous checkpoint, was forced past a mismatch, or a final write failed."""
+
+
+class CheckpointSession:
+    """Collective to build: fingerprints the data, reads the checkpoint to resume from (rank 0 reads,
+    every rank checks), starts the writer and the stop-signal handlers."""
+
+    def __init__(self, hc, opts, local, answer: dict, table):
+        self.hc, self.opts, self.table, self.answer = hc, opts, table, answer
+        self.path = opts.checkpoint
+        self.fingerprint = _fingerprint(hc, local)
+        runs = hc.allgather((local.first_leaf, local.n_local))
+        self._rows = np.array([(r, first, n, lo, hi - lo, 0) for r, ((first, n), (lo, hi))
+                               in enumerate(zip(runs, local.point_runs))], dtype=np.int64)
+        self.resumed: Checkpoint | None = self._load() if opts.resume else None
+        self.carry: dict = {}            # values every checkpoint of this fit holds (the warm-up report)
+        self._last = (None, 0)           # (phase, iteration) of the last checkpoint
+        self._last_time = time.monotonic()
+        self.writer = self._start_writer() if self.path else None
+        self.signals = StopSignals().__enter__() if self.path else None
+        hc.flag_source = self._local_flags
+
+    # -- setup --------------------------------------------------------------------------------
+
+    def _load(self) -> Checkpoint | None:
+        opts, hc = self.opts, self.hc
+        source = self.path if opts.resume in (True, "auto") else opts.resume
+        if source is None:
+            raise InputError("`resume=True` needs `checkpoint` (the file to resume from), or pass "
+                             "resume='path/to/checkpoint.h5'")
+
+        def read_on_root():
+            if not hc.is_root:
+                return None
+            try:
+                return hdf5.read_latest(source)
+            except FileNotFoundError as exc:
+                if opts.resume == "auto":
+                    return None
+                raise InputError(f"`resume`: {exc}") from None
+            except hdf5.CorruptCheckpoint as exc:
+                raise InputError(f"`resume`: {exc}") from None
+
+        found = hc.bcast(hc.agree(read_on_root))
+        if found is None:
+            self.table.line(f"no checkpoint at {source}: starting a new fit (resume='auto')")
+            return None
+        ckpt, used, notes = found
+        for note in notes:
+            warnings.warn(note, CheckpointWarning, stacklevel=4)
+        try:
+            compare(ckpt, self.answer, self.fingerprint, str(used))
+        except InputError as exc:
+            if not opts.resume_force:
+                raise
+            warnings.warn(f"resume_force=True: {exc}", CheckpointWarning, stacklevel=4)
+        self.table.line(f"resuming from {used}: {ckpt.phase} at iteration {ckpt.iteration} "
+                        f"(written by {len(ckpt.ranks)} rank(s), hpcfit {ckpt.version})")
+        return ckpt
+
+    def _start_writer(self) -> CheckpointWriter | None:
+        hc, path = self.hc, Path(self.path)
+        if hc.is_root:
+            hc.agree(_check_writable, path)
+        else:
+            hc.agree(lambda: None)
+        parallel = hc.size > 1 and hdf5.parallel_hdf5()
+        threaded = hc.threads_supported()
+        if parallel:
+            return CheckpointWriter(path, hc.duplicate(), threaded)
+        return CheckpointWriter(path, None, threaded) if hc.is_root else None
+
+    @property
+    def writer_kind(self) -> str:
+        return "none" if self.path is None else ("mpio" if self.hc.size > 1 and hdf5.parallel_hdf5() else "serial")
+
+    # -- at iteration boundaries --------------------------------------------------------------
+
+    def _local_flags(self):
+        stop = self.signals is not None and self.signals.received is not None
+        seconds = self.opts.checkpoint_seconds
+        due = bool(self.hc.is_root and seconds is not None and time.monotonic() - self._last_time >= seconds)
+        failed = self.writer is not None and self.writer.failure() is not None
+        return (float(stop), float(due), float(failed))
+
+    def decide(self, phase: str, iteration: int) -> tuple[bool, bool]:
+        """(write, stop) at a boundary; the same on every rank that calls it with the same arguments."""
+        if self.path is None:
+            return False, False
+        agreed, every = self.hc.agreed, self.opts.checkpoint_every
+        last_phase, last_iteration = self._last
+        since = iteration - (last_iteration if last_phase == phase else 0)
+        due = agreed["checkpoint_due"] or (every is not None and since >= every)
+        return bool(agreed["stop"] or due), agreed["stop"]
+
+    def make(self, phase: str, iteration: int, arrays: dict, values: dict, history: np.ndarray,
+             cursor: int) -> Checkpoint:
+        rows = self._rows.copy()
+        rows[:, -1] = cursor
+        return Checkpoint(phase, int(iteration), arrays, {**self.carry, **values}, history, self.answer,
+                          self.fingerprint, rows, __version__, {"written_unix": time.time()})
+
+    def commit(self, ckpt: Checkpoint | None, stop: bool) -> None:
+        """Collective in effect (every rank, same arguments): surface a failed write, queue ``ckpt``,
+        and on a stop request wait for it and end the fit with :class:`~hpcfit.errors.Preempted`."""
+        if self.hc.agreed["write_failed"]:
+            self._raise_failure()
+        if ckpt is not None:
+            self._last, self._last_time = (ckpt.phase, ckpt.iteration), time.monotonic()
+            if self.writer is not None:
+                self.writer.submit(ckpt)
+        if stop:
+            if self.writer is not None:
+                self.writer.flush()
+            self._raise_failure(always_collective=True)
+            name = self.signals.received or "a stop signal on another rank"
+            self.table.line(f"stopping on {name}: checkpoint {self.path} written ({ckpt.phase}, iteration "
+                            f"{ckpt.iteration}); exit code {Preempted(name, '', '', 0).code} asks for a requeue")
+            raise Preempted(name, str(self.path), ckpt.phase, ckpt.iteration)
+
+    def _raise_failure(self, always_collective: bool = False) -> None:
+        message = None if self.writer is None else self.writer.failure()
+        if always_collective or self.hc.agreed["write_failed"]:
+            self.hc.raise_if_any(None if message is None else FitError(message))
+
+    def close(self) -> None:
+        """Flush and stop the writer, restore the signal handlers. A failure of the last writes is a
+        warning (the fit itself has finished)."""
+        self.hc.flag_source = None
+        if self.signals is not None:
+            self.signals.__exit__(None, None, None)
+        if self.writer is not None:
+            self.writer.close()
+            if self.writer.failure():
+                warnings.warn(self.writer.failure(), CheckpointWarning, stacklevel=3)
+            if self.writer.io is not None:
+                self.writer.io.free()
+
+
+def _check_writable(path: Path) -> None:
+    probe = hdf5.temporary_path(path)
+    try:
+        with open(probe, "wb"):
+            pass
+        os.remove(probe)
+    except OSError as exc:
+        raise InputError(f"`checkpoint`: cannot write {path} ({type(exc).__name__}: {exc.strerror or exc}); "
+                         "the folder must exist and be writable") from None
+
+
+def _fingerprint(hc, local) -> dict:
+    """n, shapes, chunking and checksums of a fixed set of global chunks (independent of the rank count)."""
+    def mine():
+        first = local.first_leaf
+        return {str(c): chunk_checksum(local.read(c - first)) for c in fingerprint_chunks(local.n_leaves)
+                if first <= c < first + local.n_local}
+
+    checksums = {}
+    for part in hc.allgather(hc.agree(mine)):
+        checksums.update(part)
+    return {"n_points": int(local.n_points), "x_shape": list(local.x_shape), "chunk_size": int(local.chunk_size),
+            "n_chunks": int(local.n_leaves), "source": str(local.describe), "checksums": checksums}
