@@ -35,6 +35,7 @@ class CheckpointSession:
         self._rows = np.array([(r, first, n, lo, hi - lo, 0) for r, ((first, n), (lo, hi))
                                in enumerate(zip(runs, local.point_runs))], dtype=np.int64)
         self.resumed: Checkpoint | None = self._load() if opts.resume else None
+        self._reported = False           # a write failure was raised as an error
         self.carry: dict = {}            # values every checkpoint of this fit holds (the warm-up report)
         self._last = (None, 0)           # (phase, iteration) of the last checkpoint
         self._last_time = time.monotonic()
@@ -143,6 +144,7 @@ class CheckpointSession:
     def _raise_failure(self, always_collective: bool = False) -> None:
         message = None if self.writer is None else self.writer.failure()
         if always_collective or self.hc.agreed["write_failed"]:
+            self._reported = True
             self.hc.raise_if_any(None if message is None else FitError(message))
 
     def close(self) -> None:
@@ -153,7 +155,7 @@ class CheckpointSession:
             self.signals.__exit__(None, None, None)
         if self.writer is not None:
             self.writer.close()
-            if self.writer.failure():
+            if self.writer.failure() and not self._reported:
                 warnings.warn(self.writer.failure(), CheckpointWarning, stacklevel=3)
             if self.writer.io is not None:
                 self.writer.io.free()
