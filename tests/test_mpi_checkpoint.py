@@ -1,0 +1,158 @@
+"""Checkpoint/restart on 2 and 3 ranks. The default lane uses the serial writer (rank 0 writes what
+it gathered); the parallel-HDF5 lane (tests/run_phdf5.sh, HPCFIT_EXPECT_MPIO=1) runs the same tests
+with h5py's "mpio" driver and also compares the two writers' files."""
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import hpcfit
+from hpcfit.checkpoint import hdf5 as ckpt_hdf5
+from hpcfit.checkpoint.session import CheckpointWarning
+from hpcfit.comm import Communicator
+from test_checkpoint import X, fit, make_unwritable_on_write, same_bits, stop_after_writes
+
+pytestmark = pytest.mark.mpi(min_size=2)
+EXPECT_MPIO = os.environ.get("HPCFIT_EXPECT_MPIO") == "1"
+
+
+def folder(world, shared_dir, name):
+    path = Path(shared_dir) / name
+    if world.rank == 0:
+        path.mkdir()
+    world.Barrier()
+    return path
+
+
+def test_writer_is_mpio_exactly_when_h5py_is_parallel(world, shared_dir):
+    assert ckpt_hdf5.parallel_hdf5() == EXPECT_MPIO, "the parallel-HDF5 lane must run with parallel h5py"
+    path = folder(world, shared_dir, "kind") / "fit.h5"
+    fit(world, method="gn", checkpoint=path)
+    with h5py.File(path) as f:
+        assert f.attrs["writer"] == ("mpio" if EXPECT_MPIO else "serial")
+        ranks = f["ranks"][()]
+    assert ranks.shape == (world.size, 6)
+    np.testing.assert_array_equal(ranks[:, 0], np.arange(world.size))
+    assert ranks[:, 4].sum() == X.size and np.all(ranks[1:, 3] == ranks[:-1, 3] + ranks[:-1, 4])
+    assert np.all(ranks[1:, 1] == ranks[:-1, 1] + ranks[:-1, 2]) and ranks[:, 2].sum() == 8
+
+
+@pytest.mark.parametrize("method", ["gn", "hybrid"])
+def test_signal_on_the_last_rank_stops_all_and_resume_is_bitwise(world, shared_dir, monkeypatch, method):
+    """SIGUSR1 reaches one rank only; every rank stops at the same boundary, then the fit resumes."""
+    reference = fit(None, method=method)                    # serial, uninterrupted
+    path = folder(world, shared_dir, f"signal-{method}") / "fit.h5"
+    last = world.size - 1
+
+    def send_when_written():
+        while not path.exists():
+            time.sleep(0.001)
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    if world.rank == last:
+        threading.Thread(target=send_when_written, daemon=True).start()
+    with pytest.raises(hpcfit.Preempted) as stopped:
+        fit(world, method=method, checkpoint=path)
+    assert stopped.value.code == 75
+    info = world.allgather((stopped.value.phase, stopped.value.iteration))
+    assert len(set(info)) == 1                              # the same boundary on every rank
+    same_bits(fit(world, method=method, checkpoint=path, resume=True), reference)
+
+
+def test_resume_on_another_rank_count_matches(world, shared_dir, monkeypatch):
+    """A checkpoint written by this rank count, resumed in one process (and the other way round)."""
+    reference = fit(None, method="gn")
+    path = folder(world, shared_dir, "ranks") / "fit.h5"
+    stop_after_writes(monkeypatch, 2, rank=world.rank)
+    with pytest.raises(hpcfit.Preempted):
+        fit(world, method="gn", checkpoint=path)
+    monkeypatch.undo()
+    world.Barrier()
+    if world.rank == 0:
+        serial = fit(None, method="gn", resume=path)
+        np.testing.assert_allclose(serial.popt, reference.popt, rtol=1e-12, atol=0)
+        same_bits(serial, reference)                         # the global chunk grid makes it exact here
+    world.Barrier()
+    serial_path = folder(world, shared_dir, "ranks-serial") / "fit.h5"
+    if world.rank == 0:
+        stop_after_writes(monkeypatch, 2)
+        with pytest.raises(hpcfit.Preempted):
+            fit(None, method="gn", checkpoint=serial_path)
+        monkeypatch.undo()
+    world.Barrier()
+    resumed = fit(world, method="gn", resume=serial_path)
+    np.testing.assert_allclose(resumed.popt, reference.popt, rtol=1e-12, atol=0)
+    same_bits(resumed, reference)
+
+
+def test_truncated_newest_falls_back_on_every_rank(world, shared_dir, monkeypatch):
+    reference = fit(None, method="gn")
+    path = folder(world, shared_dir, "torn") / "fit.h5"
+    stop_after_writes(monkeypatch, 3, rank=world.rank)
+    with pytest.raises(hpcfit.Preempted):
+        fit(world, method="gn", checkpoint=path)
+    monkeypatch.undo()
+    world.Barrier()
+    if world.rank == 0:
+        with open(path, "r+b") as fh:
+            fh.truncate(path.stat().st_size // 3)
+    world.Barrier()
+    with pytest.warns(CheckpointWarning, match="previous one"):
+        resumed = fit(world, method="gn", checkpoint=path, resume=True)
+    same_bits(resumed, reference)
+
+
+def test_other_options_refused_on_every_rank(world, shared_dir):
+    path = folder(world, shared_dir, "refuse") / "fit.h5"
+    fit(world, method="gn", checkpoint=path)
+    with pytest.raises(hpcfit.InputError, match=r"resume refused: .*option `xtol`: checkpoint 1e-08, now 1e-06"):
+        fit(world, method="gn", checkpoint=path, resume=True, xtol=1e-6)
+
+
+def test_writer_failure_is_an_error_on_every_rank(world, shared_dir, monkeypatch):
+    base = folder(world, shared_dir, "fail")
+    (base / "ckpt").mkdir() if world.rank == 0 else None
+    world.Barrier()
+    make_unwritable_on_write(monkeypatch, 3)
+    with pytest.raises(hpcfit.FitError, match=r"writing checkpoint .*fit.h5 failed"):
+        fit(world, method="gn", checkpoint=base / "ckpt" / "fit.h5")
+    world.Barrier()
+    saved = base / "ckpt-saved" / "fit.h5"
+    assert ckpt_hdf5.read(saved).iteration == 2
+
+
+@pytest.mark.skipif(not ckpt_hdf5.parallel_hdf5() and not EXPECT_MPIO, reason="h5py without parallel HDF5: "
+                    "covered by the parallel-HDF5 lane (tests/run_phdf5.sh)")
+def test_parallel_and_serial_writers_give_the_same_file(world, shared_dir):
+    path = folder(world, shared_dir, "layouts") / "fit.h5"
+    fit(world, method="gn", checkpoint=path)
+    ckpt = ckpt_hdf5.read(path)                              # written with "mpio"
+    serial = path.with_name("serial.h5")
+    if world.rank == 0:
+        ckpt_hdf5.write(serial, ckpt)                        # the gathered, serial writer
+    world.Barrier()
+    with h5py.File(path) as a, h5py.File(serial) as b:
+        assert a.attrs["writer"] == "mpio" and b.attrs["writer"] == "serial"
+        assert _layout(a) == _layout(b)
+
+
+def _layout(f) -> list:
+    """Every object's name, kind, shape, dtype, attributes and data (bytes), writer attrs aside."""
+    out = []
+
+    def visit(name, obj):
+        attrs = {k: (v.tobytes() if isinstance(v, np.ndarray) else v) for k, v in obj.attrs.items()
+                 if k not in ("writer", "written_unix")}
+        if isinstance(obj, h5py.Dataset):
+            out.append((name, "dataset", obj.shape, obj.dtype.str, attrs, obj[()].tobytes()))
+        else:
+            out.append((name, "group", attrs))
+
+    visit("/", f)
+    f.visititems(visit)
+    return out
