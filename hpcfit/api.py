@@ -197,6 +197,8 @@ def fit(f, source, p0=None, *, absolute_sigma=False, bounds=(-np.inf, np.inf), m
             "source": local.describe, "normalize": norm.strategy, "linear_solves": outcome.solvers,
             "jacobian_points_per_second": _rate(local.n_points, stats.jacobian_passes, stats.jacobian_seconds),
             "cost_points_per_second": _rate(local.n_points, stats.cost_passes, stats.cost_seconds)})
+        if checkpoints is not None:
+            result.info["checkpoint"] = checkpoints.summary()
         result.compile_counts.update({k: TRACE_COUNTS[k] - traces_before.get(k, 0)
                                       for k in ("jacobian", "cost", "point_gradient", "point_cost")})
         return result

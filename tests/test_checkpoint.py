@@ -79,6 +79,10 @@ def test_stop_on_signal_then_resume_is_bitwise(tmp_path, monkeypatch, method, si
 
 def test_checkpointing_does_not_change_the_answer(tmp_path):
     same_bits(fit(checkpoint=tmp_path / "fit.h5"), fit())
+    res = fit(method="gn", checkpoint=tmp_path / "gn.h5")
+    # one before the trial step of every iteration after the first (the last one ends the fit)
+    assert res.info["checkpoint"] == {"path": str(tmp_path / "gn.h5"), "writer": "serial", "resumed_from": None,
+                                      "written": res.n_iterations - 1}
 
 
 def test_checkpoint_contents_are_readable_with_plain_h5py(tmp_path, monkeypatch):

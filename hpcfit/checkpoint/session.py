@@ -35,6 +35,7 @@ class CheckpointSession:
         self._rows = np.array([(r, first, n, lo, hi - lo, 0) for r, ((first, n), (lo, hi))
                                in enumerate(zip(runs, local.point_runs))], dtype=np.int64)
         self.resumed: Checkpoint | None = self._load() if opts.resume else None
+        self.submitted = 0               # checkpoints handed to the writer (the same count on every rank)
         self._reported = False           # a write failure was raised as an error
         self.carry: dict = {}            # values every checkpoint of this fit holds (the warm-up report)
         self._last = (None, 0)           # (phase, iteration) of the last checkpoint
@@ -93,9 +94,11 @@ class CheckpointSession:
             return CheckpointWriter(path, hc.duplicate(), threaded)
         return CheckpointWriter(path, None, threaded) if hc.is_root else None
 
-    @property
-    def writer_kind(self) -> str:
-        return "none" if self.path is None else ("mpio" if self.hc.size > 1 and hdf5.parallel_hdf5() else "serial")
+    def summary(self) -> dict:
+        """For ``FitResult.info["checkpoint"]``: the same on every rank."""
+        kind = "none" if self.path is None else ("mpio" if self.hc.size > 1 and hdf5.parallel_hdf5() else "serial")
+        resumed = None if self.resumed is None else {"phase": self.resumed.phase, "iteration": self.resumed.iteration}
+        return {"path": self.path, "writer": kind, "written": self.submitted, "resumed_from": resumed}
 
     # -- at iteration boundaries --------------------------------------------------------------
 
@@ -106,14 +109,16 @@ class CheckpointSession:
         failed = self.writer is not None and self.writer.failure() is not None
         return (float(stop), float(due), float(failed))
 
-    def decide(self, phase: str, iteration: int) -> tuple[bool, bool]:
-        """(write, stop) at a boundary; the same on every rank that calls it with the same arguments."""
+    def decide(self, phase: str, iteration: int, stride: int = 1) -> tuple[bool, bool]:
+        """(write, stop) at a boundary; the same on every rank that calls it with the same arguments.
+        ``stride``: iterations that count as one for ``checkpoint_every`` (phase 1 passes its steps
+        between progress lines: its steps are cheap, a checkpoint every ten steps would not be)."""
         if self.path is None:
             return False, False
         agreed, every = self.hc.agreed, self.opts.checkpoint_every
         last_phase, last_iteration = self._last
         since = iteration - (last_iteration if last_phase == phase else 0)
-        due = agreed["checkpoint_due"] or (every is not None and since >= every)
+        due = agreed["checkpoint_due"] or (every is not None and since >= every * stride)
         return bool(agreed["stop"] or due), agreed["stop"]
 
     def make(self, phase: str, iteration: int, arrays: dict, values: dict, history: np.ndarray,
@@ -129,6 +134,7 @@ class CheckpointSession:
         if self.hc.agreed["write_failed"]:
             self._raise_failure()
         if ckpt is not None:
+            self.submitted += 1
             self._last, self._last_time = (ckpt.phase, ckpt.iteration), time.monotonic()
             if self.writer is not None:
                 self.writer.submit(ckpt)

@@ -186,7 +186,7 @@ def _warmup(points, u0, opts, theta_offset, lower_u, upper_u, table, checkpoints
             break
         rate = pick_rate(relative(loss), rate)
         if checkpoints is not None:
-            write, stop = checkpoints.decide(PHASE, step)
+            write, stop = checkpoints.decide(PHASE, step, stride=print_every)
             if write:
                 state = dict(zip(STATE_ARRAYS + STATE_VALUES, (u, m, v, best_u, np.array(best_history), step, rate,
                                                                np.nan if g0 is None else g0, best_loss, evaluations,
