@@ -4,7 +4,11 @@
 
 With distribute="local" each rank passes its own part of the data (here: generated locally);
 with distribute="global" every rank would pass the same full arrays.
+Under slurm/fit.sbatch, HPCFIT_CHECKPOINT names a checkpoint file: the fit writes it every
+iteration and, when the job is requeued after a preemption, continues from it (resume="auto").
 """
+import os
+
 import jax.numpy as jnp
 import numpy as np
 from mpi4py import MPI
@@ -26,6 +30,7 @@ def model(x, amplitude, rate, offset):
 
 result = hpcfit.curve_fit(model, x, y, p0=[1.0, 1.0, 0.0], sigma=sigma, absolute_sigma=True,
                           bounds=([0.0, 0.0, -1.0], [10.0, 10.0, 1.0]), loss="soft_l1", f_scale=0.1,
-                          comm=comm, distribute="local")
+                          comm=comm, distribute="local", checkpoint=os.environ.get("HPCFIT_CHECKPOINT"),
+                          resume="auto" if os.environ.get("HPCFIT_CHECKPOINT") else None)
 if comm.rank == 0:
     print(result.report(["amplitude", "rate", "offset"]))

@@ -38,7 +38,8 @@ class CheckpointSession:
         self.submitted = 0               # checkpoints handed to the writer (the same count on every rank)
         self._reported = False           # a write failure was raised as an error
         self.carry: dict = {}            # values every checkpoint of this fit holds (the warm-up report)
-        self._last = (None, 0)           # (phase, iteration) of the last checkpoint
+        # (phase, iteration) of the last checkpoint: a resumed fit does not rewrite the one it read
+        self._last = (None, 0) if self.resumed is None else (self.resumed.phase, self.resumed.iteration)
         self._last_time = time.monotonic()
         self.writer = self._start_writer() if self.path else None
         self.signals = StopSignals().__enter__() if self.path else None
