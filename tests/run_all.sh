@@ -13,17 +13,7 @@ export PATH="$PWD/$venv/bin:$PATH"
 echo "== serial tests"
 timeout -k 30 1800 python -m pytest -q -m "not mpi" tests/
 
+source tests/mpi_lane.sh
 for n in 2 3; do
-  echo "== MPI tests, mpiexec -n $n"
-  logs=$(mktemp -d)
-  status=0
-  timeout -k 30 1200 mpiexec -n "$n" sh -c \
-    "exec python -m pytest --with-mpi -m mpi -q -p no:cacheprovider tests/ > $logs/rank\${PMI_RANK:-\${OMPI_COMM_WORLD_RANK:-0}}.log 2>&1" \
-    || status=$?
-  if [ "$status" -ne 0 ]; then
-    for f in "$logs"/rank*.log; do echo "-- $f"; tail -n 60 "$f"; done
-    echo "MPI tests with $n ranks failed (exit $status; 124 means the timeout was hit)"
-    exit "$status"
-  fi
-  grep -v -E '^(MPI|MPICH|mpi4py)' "$logs/rank0.log" | sed '/^\s*$/d' | tail -n 5
+  mpi_lane mpiexec "$n" 1200 "MPI tests" tests/
 done

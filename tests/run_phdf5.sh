@@ -43,17 +43,7 @@ fi
 "$py" -c "import h5py, sys; sys.exit(0 if h5py.get_config().mpi else 'h5py in $venv has no parallel HDF5')"
 
 export PATH="$PWD/$venv/bin:$PATH" HPCFIT_EXPECT_MPIO=1
+source tests/mpi_lane.sh
 for n in 2 3; do
-  echo "== checkpoint tests with parallel HDF5, mpiexec -n $n"
-  logs=$(mktemp -d)
-  status=0
-  timeout -k 30 900 "$mpiexec" -n "$n" sh -c \
-    "exec python -m pytest --with-mpi -m mpi -q -p no:cacheprovider tests/test_mpi_checkpoint.py > $logs/rank\${PMI_RANK:-0}.log 2>&1" \
-    || status=$?
-  if [ "$status" -ne 0 ]; then
-    for f in "$logs"/rank*.log; do echo "-- $f"; tail -n 60 "$f"; done
-    echo "parallel-HDF5 checkpoint tests with $n ranks failed (exit $status; 124 means the timeout was hit)"
-    exit "$status"
-  fi
-  grep -v -E '^(MPI|MPICH|mpi4py)' "$logs/rank0.log" | sed '/^\s*$/d' | tail -n 3
+  mpi_lane "$mpiexec" "$n" 900 "checkpoint tests with parallel HDF5" tests/test_mpi_checkpoint.py
 done

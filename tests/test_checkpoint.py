@@ -59,20 +59,29 @@ def stop_after_writes(monkeypatch, n: int, sig=signal.SIGUSR1, ranks=(0,), rank=
     return calls
 
 
+def interrupted_fit(monkeypatch, n: int, comm=None, sig=signal.SIGUSR1, threaded=False, **kw):
+    """Run a fit that is stopped by ``sig`` after its ``n``-th checkpoint (sent on rank 0); return the
+    :class:`hpcfit.Preempted` every rank raised. The monkeypatches are undone afterwards."""
+    stop_after_writes(monkeypatch, n, sig, rank=0 if comm is None else comm.rank, threaded=threaded)
+    with pytest.raises(hpcfit.Preempted) as stopped:
+        fit(comm, **kw)
+    monkeypatch.undo()
+    return stopped.value
+
+
 @pytest.mark.parametrize("method,sig", [("gn", signal.SIGUSR1), ("gn", signal.SIGTERM),
                                         ("hybrid", signal.SIGUSR1)])
 def test_stop_on_signal_then_resume_is_bitwise(tmp_path, monkeypatch, method, sig):
     reference = fit(method=method)
     path = tmp_path / "fit.h5"
-    stop_after_writes(monkeypatch, 1, sig, threaded=True)      # the background writer sends it
-    with pytest.raises(hpcfit.Preempted) as stopped:
-        fit(method=method, checkpoint=path)
-    assert stopped.value.code == hpcfit.REQUEUE_EXIT_CODE == 75
-    assert stopped.value.signal_name == sig.name
+    # the background writer sends it
+    stopped = interrupted_fit(monkeypatch, 1, sig=sig, threaded=True, method=method, checkpoint=path)
+    assert stopped.code == hpcfit.REQUEUE_EXIT_CODE == 75
+    assert stopped.signal_name == sig.name
     phase = "warmup" if method == "hybrid" else "trust_region"
-    assert stopped.value.phase == phase
+    assert stopped.phase == phase
     with h5py.File(path) as f:                       # the checkpoint of the stop is on disk
-        assert f.attrs["phase"] == phase and f.attrs["iteration"] == stopped.value.iteration
+        assert f.attrs["phase"] == phase and f.attrs["iteration"] == stopped.iteration
     assert signal.getsignal(sig) is signal.default_int_handler or signal.getsignal(sig) == signal.SIG_DFL
     same_bits(fit(method=method, checkpoint=path, resume=True), reference)
 
@@ -87,9 +96,7 @@ def test_checkpointing_does_not_change_the_answer(tmp_path):
 
 def test_checkpoint_contents_are_readable_with_plain_h5py(tmp_path, monkeypatch):
     path = tmp_path / "fit.h5"
-    stop_after_writes(monkeypatch, 3)
-    with pytest.raises(hpcfit.Preempted):
-        fit(method="gn", checkpoint=path)
+    interrupted_fit(monkeypatch, 3, method="gn", checkpoint=path)
     with h5py.File(path) as f:
         a = dict(f.attrs)
         assert a["format"] == "hpcfit-checkpoint" and a["version"] == hpcfit.__version__ and a["writer"] == "serial"
@@ -115,9 +122,7 @@ def test_checkpoint_contents_are_readable_with_plain_h5py(tmp_path, monkeypatch)
 
 def test_warmup_checkpoint_holds_adam_state(tmp_path, monkeypatch):
     path = tmp_path / "fit.h5"
-    stop_after_writes(monkeypatch, 2)
-    with pytest.raises(hpcfit.Preempted):
-        fit(method="hybrid", checkpoint=path)
+    interrupted_fit(monkeypatch, 2, method="hybrid", checkpoint=path)
     with h5py.File(path) as f:
         import json
         assert f.attrs["phase"] == "warmup" and f.attrs["iteration"] % 10 == 0
@@ -131,9 +136,7 @@ def test_warmup_checkpoint_holds_adam_state(tmp_path, monkeypatch):
 def test_truncated_newest_falls_back_to_previous(tmp_path, monkeypatch):
     reference = fit(method="gn")
     path = tmp_path / "fit.h5"
-    stop_after_writes(monkeypatch, 3)
-    with pytest.raises(hpcfit.Preempted):
-        fit(method="gn", checkpoint=path)
+    interrupted_fit(monkeypatch, 3, method="gn", checkpoint=path)
     size = path.stat().st_size
     with open(path, "r+b") as fh:
         fh.truncate(size // 2)
@@ -180,9 +183,10 @@ def test_resume_with_other_options_or_data_is_refused(tmp_path, change, message)
 def test_options_that_do_not_change_the_answer_may_change(tmp_path):
     path = tmp_path / "fit.h5"
     fit(method="gn", checkpoint=path)
-    other = tmp_path / "other.h5"
-    fit(method="gn", checkpoint=other, resume=path, verbose=1, max_time=100.0, checkpoint_every=3)
-    assert other.exists()
+    resumed = fit(method="gn", checkpoint=tmp_path / "other.h5", resume=path, verbose=1, max_time=100.0,
+                  checkpoint_every=3)
+    same_bits(resumed, fit(method="gn"))
+    assert resumed.info["checkpoint"]["resumed_from"]["phase"] == "trust_region"
 
 
 def test_resume_auto_starts_fresh_without_a_checkpoint(tmp_path):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import hpcfit
-from test_cli_and_processes import MPIEXEC, ROOT
+from test_cli_and_processes import MPIEXEC
 
 pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="mpiexec not installed (pip install '.[mpich]')")
 

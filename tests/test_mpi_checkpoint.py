@@ -14,8 +14,7 @@ import pytest
 import hpcfit
 from hpcfit.checkpoint import hdf5 as ckpt_hdf5
 from hpcfit.checkpoint.session import CheckpointWarning
-from hpcfit.comm import Communicator
-from test_checkpoint import X, fit, make_unwritable_on_write, same_bits, stop_after_writes
+from test_checkpoint import X, fit, interrupted_fit, make_unwritable_on_write, same_bits
 
 pytestmark = pytest.mark.mpi(min_size=2)
 EXPECT_MPIO = os.environ.get("HPCFIT_EXPECT_MPIO") == "1"
@@ -68,10 +67,7 @@ def test_resume_on_another_rank_count_matches(world, shared_dir, monkeypatch):
     """A checkpoint written by this rank count, resumed in one process (and the other way round)."""
     reference = fit(None, method="gn")
     path = folder(world, shared_dir, "ranks") / "fit.h5"
-    stop_after_writes(monkeypatch, 2, rank=world.rank)
-    with pytest.raises(hpcfit.Preempted):
-        fit(world, method="gn", checkpoint=path)
-    monkeypatch.undo()
+    interrupted_fit(monkeypatch, 2, world, method="gn", checkpoint=path)
     world.Barrier()
     if world.rank == 0:
         serial = fit(None, method="gn", resume=path)
@@ -80,10 +76,7 @@ def test_resume_on_another_rank_count_matches(world, shared_dir, monkeypatch):
     world.Barrier()
     serial_path = folder(world, shared_dir, "ranks-serial") / "fit.h5"
     if world.rank == 0:
-        stop_after_writes(monkeypatch, 2)
-        with pytest.raises(hpcfit.Preempted):
-            fit(None, method="gn", checkpoint=serial_path)
-        monkeypatch.undo()
+        interrupted_fit(monkeypatch, 2, method="gn", checkpoint=serial_path)
     world.Barrier()
     resumed = fit(world, method="gn", resume=serial_path)
     np.testing.assert_allclose(resumed.popt, reference.popt, rtol=1e-12, atol=0)
@@ -93,10 +86,7 @@ def test_resume_on_another_rank_count_matches(world, shared_dir, monkeypatch):
 def test_truncated_newest_falls_back_on_every_rank(world, shared_dir, monkeypatch):
     reference = fit(None, method="gn")
     path = folder(world, shared_dir, "torn") / "fit.h5"
-    stop_after_writes(monkeypatch, 3, rank=world.rank)
-    with pytest.raises(hpcfit.Preempted):
-        fit(world, method="gn", checkpoint=path)
-    monkeypatch.undo()
+    interrupted_fit(monkeypatch, 3, world, method="gn", checkpoint=path)
     world.Barrier()
     if world.rank == 0:
         with open(path, "r+b") as fh:
