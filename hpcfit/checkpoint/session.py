@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .._version import __version__
-from ..errors import FitError, InputError, Preempted
+from ..errors import REQUEUE_EXIT_CODE, FitError, InputError, Preempted
 from . import hdf5
 from .record import Checkpoint, chunk_checksum, compare, fingerprint_chunks
 from .signals import StopSignals
@@ -145,7 +145,7 @@ class CheckpointSession:
             self._raise_failure(always_collective=True)
             name = self.signals.received or "a stop signal on another rank"
             self.table.line(f"stopping on {name}: checkpoint {self.path} written ({ckpt.phase}, iteration "
-                            f"{ckpt.iteration}); exit code {Preempted(name, '', '', 0).code} asks for a requeue")
+                            f"{ckpt.iteration}); exit code {REQUEUE_EXIT_CODE} asks for a requeue")
             raise Preempted(name, str(self.path), ckpt.phase, ckpt.iteration)
 
     def _raise_failure(self, always_collective: bool = False) -> None:
