@@ -85,10 +85,7 @@ class CheckpointSession:
 
     def _start_writer(self) -> CheckpointWriter | None:
         hc, path = self.hc, Path(self.path)
-        if hc.is_root:
-            hc.agree(_check_writable, path)
-        else:
-            hc.agree(lambda: None)
+        hc.agree(lambda: _check_writable(path) if hc.is_root else None)
         parallel = hc.size > 1 and hdf5.parallel_hdf5()
         threaded = hc.threads_supported()
         if parallel:

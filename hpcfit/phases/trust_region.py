@@ -90,8 +90,8 @@ class LevenbergMarquardt:
         return step_small(float(np.linalg.norm(self.norm.scale * step_u)),
                           float(np.linalg.norm(self.norm.to_theta(u))), self.opts.xtol)
 
-    def snapshot(self, state: LMState, cmd: Command) -> tuple[dict, dict]:
-        """The state at a boundary (``cmd`` is the cost pass of ``state.trial``) as checkpoint arrays and values."""
+    def snapshot(self, state: LMState) -> tuple[dict, dict]:
+        """The state at a boundary (before the cost pass of ``state.trial``) as checkpoint arrays and values."""
         trial = state.trial
         arrays = {"u": state.u, "jtj": state.jtj, "jtr": state.jtr, "d2": state.d2, "trial_step": trial.step,
                   "trial_point": trial.trial}
@@ -240,17 +240,17 @@ def history_records(rows: np.ndarray) -> tuple[IterationRecord, ...]:
     return tuple(IterationRecord(int(r[0]), *map(float, r[1:-1]), int(r[-1])) for r in rows)
 
 
-def _at_boundary(checkpoints, solver, evaluator, state: LMState, cmd: Command) -> Command:
+def _at_boundary(checkpoints, solver, evaluator, state: LMState, cmd: Command) -> tuple[LMState, Command]:
     """Rank 0, before a cost pass: attach a checkpoint (and the stop) to the command when due."""
     write, stop = checkpoints.decide(PHASE, state.iteration)
     if not write:
-        return cmd
-    arrays, values = solver.snapshot(state, cmd)
+        return state, cmd
+    arrays, values = solver.snapshot(state)
     stats = evaluator.stats
     values["passes"] = [stats.jacobian_passes, stats.cost_passes]
     ckpt = checkpoints.make(PHASE, state.iteration, arrays, values, history_array(state.history),
                             cursor=stats.jacobian_passes + stats.cost_passes)
-    return cmd._replace(save=ckpt, stop=stop)
+    return state, cmd._replace(save=ckpt, stop=stop)
 
 
 def run_trust_region(comm, evaluator, u0: np.ndarray, options, normalization, lower_u, upper_u,
@@ -269,7 +269,7 @@ def run_trust_region(comm, evaluator, u0: np.ndarray, options, normalization, lo
         state, cmd = _guarded(solver.init, None, u0, first) if comm.is_root else (None, None)
     while True:
         if checkpoints is not None and comm.is_root and cmd.kind == "cost":
-            cmd = _guarded(lambda: (state, _at_boundary(checkpoints, solver, evaluator, state, cmd)), None)[1]
+            state, cmd = _guarded(_at_boundary, None, checkpoints, solver, evaluator, state, cmd)
         cmd = comm.bcast(cmd)
         if checkpoints is not None:
             checkpoints.commit(cmd.save, cmd.stop)

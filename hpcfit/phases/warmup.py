@@ -85,11 +85,6 @@ def run_warmup(points, u0: np.ndarray, opts, norm, lower_u: np.ndarray, upper_u:
         return _warmup(points, u0, opts, norm.offset / norm.scale, lower_u, upper_u, table, checkpoints)
 
 
-#: The warm-up state at an evaluation: arrays, and scalars (g0 is NaN before the first step).
-STATE_ARRAYS = ("u", "m", "v", "best_u", "best_history")
-STATE_VALUES = ("step", "rate", "g0", "best_loss", "evaluations", "last_eval", "counts")
-
-
 def _warmup(points, u0, opts, theta_offset, lower_u, upper_u, table, checkpoints) -> WarmupOutcome:
     t0 = time.perf_counter()
     subset = points.evaluation_set(opts.warmup_eval_points)
@@ -128,9 +123,10 @@ def _warmup(points, u0, opts, theta_offset, lower_u, upper_u, table, checkpoints
     if resume is not None and resume.phase == PHASE:
         a, val = resume.arrays, resume.values
         u, m, v, best_u, best_history = a["u"], a["m"], a["v"], a["best_u"], list(a["best_history"])
-        step, rate, g0, best_loss, evaluations, last_eval = (val[k] for k in STATE_VALUES[:-1])
+        step, rate, best_loss = val["step"], val["rate"], val["best_loss"]
+        evaluations, last_eval = val["evaluations"], val["last_eval"]
+        g0 = None if np.isnan(val["g0"]) else val["g0"]
         counts.update(val["counts"])
-        g0 = None if np.isnan(g0) else g0
     else:
         rate = pick_rate(rel0, np.nan)
         u, m, v = u0.copy(), np.zeros_like(u0), np.zeros_like(u0)
@@ -187,15 +183,13 @@ def _warmup(points, u0, opts, theta_offset, lower_u, upper_u, table, checkpoints
         rate = pick_rate(relative(loss), rate)
         if checkpoints is not None:
             write, stop = checkpoints.decide(PHASE, step, stride=print_every)
+            ckpt = None
             if write:
-                state = dict(zip(STATE_ARRAYS + STATE_VALUES, (u, m, v, best_u, np.array(best_history), step, rate,
-                                                               np.nan if g0 is None else g0, best_loss, evaluations,
-                                                               last_eval, dict(counts))))
-                checkpoints.commit(checkpoints.make(PHASE, step, {k: state[k] for k in STATE_ARRAYS},
-                                                    {k: state[k] for k in STATE_VALUES}, np.zeros((0, 9)), cursor=step),
-                                   stop)
-            else:
-                checkpoints.commit(None, False)
+                arrays = {"u": u, "m": m, "v": v, "best_u": best_u, "best_history": np.array(best_history)}
+                values = {"step": step, "rate": rate, "g0": np.nan if g0 is None else g0, "best_loss": best_loss,
+                          "evaluations": evaluations, "last_eval": last_eval, "counts": dict(counts)}
+                ckpt = checkpoints.make(PHASE, step, arrays, values, np.zeros((0, 9)), cursor=step)
+            checkpoints.commit(ckpt, stop)
     if last_eval != step:                      # the last steps were not evaluated: do it now
         loss, bad = points.loss(u, subset)
         evaluations += 1
