@@ -8,7 +8,8 @@ from __future__ import annotations
 import inspect
 import time
 import warnings
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
+from functools import partial
 
 import numpy as np
 
@@ -16,18 +17,25 @@ from .checkpoint.record import answer_options
 from .checkpoint.session import CheckpointSession
 from .comm import Communicator
 from .data.arrays import ArraySource
+from .data.sample import gather_sample, sample_chunks
 from .errors import InputError, RankDeficientWarning
-from .kernels.chunk import TRACE_COUNTS, model_output_shape
-from .kernels.coords import implicit_model
+from .kernels.chunk import TRACE_COUNTS, model_output_shape, residuals
+from .kernels.coords import IndexedX, implicit_model
 from .kernels.evaluator import PassEvaluator
 from .kernels.points import PointEvaluator
+from .models.wrappers import FixedParameters, UserJacobian
 from .options import FitOptions, make_options
 from .phases.covariance import covariance
+from .phases.explore import ExploreOutcome, not_run as not_explored, run_explore
 from .phases.normalize import make_normalization
 from .phases.trust_region import PHASE as TRUST_REGION, run_trust_region
-from .phases.warmup import WarmupOutcome, not_run, run_warmup
+from .phases.warmup import run_warmup
+from .problem import Problem
 from .report import IterationTable
-from .result import FitResult, WarmupReport
+from .result import ExploreReport, FitResult, WarmupReport
+
+#: scipy's finite-difference choices for ``jac``: accepted, and replaced by exact autodiff.
+SCIPY_JAC_STRINGS = ("2-point", "3-point", "cs")
 
 
 def _n_params_from_signature(f) -> int:
@@ -78,10 +86,15 @@ def _check_parameters(f, p0, bounds):
             raise InputError(f"`bounds` {name} contains NaN")
         out.append(arr)
     lower, upper = out
-    if np.any(lower >= upper):
-        i = int(np.argmax(lower >= upper))
-        raise InputError(f"`bounds`: each lower bound must be strictly less than its upper bound; "
-                         f"parameter {i} has lower {float(lower[i])!r} >= upper {float(upper[i])!r}")
+    if np.any(lower > upper):
+        i = int(np.argmax(lower > upper))
+        raise InputError(f"`bounds`: each lower bound must be less than or equal to its upper bound (equal bounds "
+                         f"fix the parameter); parameter {i} has lower {float(lower[i])!r} > upper "
+                         f"{float(upper[i])!r}")
+    if np.any((lower == upper) & ~np.isfinite(lower)):
+        i = int(np.argmax((lower == upper) & ~np.isfinite(lower)))
+        raise InputError(f"`bounds`: parameter {i} has equal infinite bounds {float(lower[i])!r}; equal bounds fix a "
+                         "parameter at a finite value")
     outside = (p0 < lower) | (p0 > upper)
     if np.any(outside):
         i = int(np.argmax(outside))
@@ -90,8 +103,12 @@ def _check_parameters(f, p0, bounds):
     return p0, lower, upper
 
 
-def _local_checks(f, source, p0, bounds, method, loss, f_scale, options):
-    """Everything that can be checked without data or communication (local; raises InputError)."""
+def _local_checks(f, source, p0, bounds, method, loss, f_scale, jac, options):
+    """Everything that can be checked without data or communication (local; raises InputError).
+
+    Returns the options, p0 and bounds, the mask of parameters fixed by equal bounds, and the
+    model the kernels will call (``f``, or ``f`` with the user's Jacobian).
+    """
     if not hasattr(source, "open") or not hasattr(source, "check_arguments"):
         raise InputError(f"`source` must be a data source from hpcfit.data (ArraySource, HDF5Source); "
                          f"got {type(source).__name__}")
@@ -100,7 +117,23 @@ def _local_checks(f, source, p0, bounds, method, loss, f_scale, options):
         options = {**options, "method": method}
     opts = make_options(loss=loss, f_scale=f_scale, **options)
     p0, lower, upper = _check_parameters(f, p0, bounds)
-    return opts, p0, lower, upper, make_normalization(opts.normalize, p0, lower, upper)
+    if opts.explore_starts is not None and any(len(row) != p0.size for row in opts.explore_starts):
+        raise InputError(f"`explore_starts`: every start must have {p0.size} values (the length of p0); got "
+                         f"lengths {sorted({len(row) for row in opts.explore_starts})}")
+    make_normalization(opts.normalize, p0, lower, upper)
+    return opts, p0, lower, upper, lower == upper, _with_jac(f, jac, p0.size)
+
+
+def _with_jac(f, jac, p: int):
+    """The model with the user's ``jac``: None or a scipy finite-difference name keep ``f`` (its
+    derivatives are exact by autodiff); a callable ``jac(x, *params) -> (n, p)`` is used."""
+    if jac is None or (isinstance(jac, str) and jac in SCIPY_JAC_STRINGS):
+        return f
+    if not callable(jac):
+        raise InputError(f"`jac` must be None, one of {SCIPY_JAC_STRINGS} (hpcfit's autodiff derivatives are exact "
+                         f"either way) or a callable jac(x, *params) returning the (n, p) Jacobian; got {jac!r}")
+    names = _parameter_names(f, p)
+    return UserJacobian(f, jac, None if names is None else tuple(names))
 
 
 def _same_everywhere(opts: FitOptions, p0, lower, upper, absolute_sigma, source) -> dict:
@@ -114,119 +147,224 @@ def _same_everywhere(opts: FitOptions, p0, lower, upper, absolute_sigma, source)
 
 def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds=(-np.inf, np.inf), *,
               method: str | None = None, loss: str = "linear", f_scale: float = 1.0, comm=None,
-              distribute: str = "global", **options) -> FitResult:
+              distribute: str = "global", full_output: bool = False, nan_policy: str | None = "raise",
+              jac=None, maxfev: int | None = None, **options):
     """Fit ``f(x, *params)`` to ``ydata`` by streaming nonlinear least squares.
 
     A drop-in for :func:`scipy.optimize.curve_fit`: ``f`` is any JAX-traceable function (write it
     with ``jax.numpy``), the points axis of ``xdata`` is its last axis, ``sigma`` is 1-D, and
-    ``popt, pcov = curve_fit(...)`` works. With ``comm`` (an mpi4py communicator) the fit is
-    collective: ``distribute="global"`` takes each rank's part of the same full arrays,
-    ``"local"`` fits the union of each rank's own arrays. Further keywords are
-    :class:`~hpcfit.options.FitOptions` fields. Returns a :class:`~hpcfit.result.FitResult`,
-    identical on every rank.
+    ``popt, pcov = curve_fit(...)``, ``curve_fit(...)[0]`` work. ``full_output=True`` returns
+    ``(popt, pcov, infodict, mesg, ier)`` as scipy does; ``nan_policy="omit"`` drops points with a
+    non-finite x, y or sigma (counted in ``result.info["n_omitted"]``); ``jac`` is a callable
+    ``jac(x, *params)`` written with jax.numpy, or scipy's finite-difference names (hpcfit's
+    derivatives are exact either way); ``maxfev`` is ``max_nfev``. Equal lower and upper bounds fix
+    a parameter. With ``comm`` (an mpi4py communicator) the fit is collective:
+    ``distribute="global"`` takes each rank's part of the same full arrays, ``"local"`` fits the
+    union of each rank's own arrays. Further keywords are :class:`~hpcfit.options.FitOptions`
+    fields. Returns a :class:`~hpcfit.result.FitResult`, identical on every rank.
     """
-    return fit(f, ArraySource(xdata, ydata, sigma, distribute=distribute), p0, absolute_sigma=absolute_sigma,
-               bounds=bounds, method=method, loss=loss, f_scale=f_scale, comm=comm, **options)
+    if maxfev is not None:
+        options = {**options, "max_nfev": maxfev}
+    source = ArraySource(xdata, ydata, sigma, distribute=distribute, nan_policy=nan_policy)
+    result = fit(f, source, p0, absolute_sigma=absolute_sigma, bounds=bounds, method=method, loss=loss,
+                 f_scale=f_scale, comm=comm, jac=jac, **options)
+    if not full_output:
+        return result
+    return (result.popt, result.pcov, {"nfev": result.nfev, "njev": result.njev,
+                                      "fvec": residuals(f, *source.finite_arrays(), result.popt)},
+            result.message, int(result.status) if result.success else 5)
 
 
 def fit(f, source, p0=None, *, absolute_sigma=False, bounds=(-np.inf, np.inf), method: str | None = None,
-        loss: str = "linear", f_scale: float = 1.0, comm=None, **options) -> FitResult:
+        loss: str = "linear", f_scale: float = 1.0, comm=None, jac=None, **options) -> FitResult:
     """Fit ``f(x, *params)`` to the points of a data source (:mod:`hpcfit.data`): in-memory
     arrays, or an HDF5 file streamed chunk by chunk with each rank reading only its own chunks.
     Arguments and result as :func:`curve_fit`; ``sigma`` and ``distribute`` belong to the source.
     """
     t_start = time.perf_counter()
     with Communicator(comm) as hc:
-        opts, p0, lower, upper, norm = hc.agree(_local_checks, f, source, p0, bounds, method, loss, f_scale,
-                                                options)
+        opts, p0, lower, upper, fixed, model = hc.agree(_local_checks, f, source, p0, bounds, method, loss,
+                                                        f_scale, jac, options)
         hc.check_same(_same_everywhere(opts, p0, lower, upper, absolute_sigma, source),
                       "every rank must call the fit with the same p0, bounds, options and kind of source")
-        p = p0.size
-        evaluator = checkpoints = None
-        try:
-            local = source.open(hc, opts.chunk_size_for(p))
-            if local.n_points <= p:                     # every rank knows the global n
-                raise InputError(f"the fit needs more points than parameters: n = {local.n_points} points, "
-                                 f"p = {p} parameters (n must be > p)")
-            model = implicit_model(f, local)
-            hc.agree(_check_model, model, local, p, opts)
-            traces_before = dict(TRACE_COUNTS)
-            evaluator = hc.agree(PassEvaluator, hc, local, f, opts.loss, opts.f_scale, norm.offset, norm.scale,
-                                 opts.jacobian_mode)
-            t_setup = time.perf_counter()
-            lower_u, upper_u = norm.to_u(lower), norm.to_u(upper)
-            u0 = np.clip(norm.to_u(p0), lower_u, upper_u)  # rounding of the map must not leave the box
-            table = IterationTable(bool(opts.verbose) and hc.is_root)
-            if opts.checkpoint is not None or opts.resume is not None:
-                checkpoints = CheckpointSession(hc, opts, local, answer_options(
-                    opts, p0=p0, lower=lower, upper=upper, absolute_sigma=absolute_sigma, model=f), table)
-            resumed = getattr(checkpoints, "resumed", None)
-            warm = not_run("method")
-            if resumed is not None and resumed.phase == TRUST_REGION:
-                warm = WarmupOutcome(None, WarmupReport(**resumed.values["warmup"]))
-            elif opts.method == "hybrid":
-                points = hc.agree(PointEvaluator, hc, local, f, opts.loss, opts.f_scale, norm.offset, norm.scale,
-                                  opts.warmup_dtype, opts.warmup_batch_size, opts.warmup_seed)
-                warm = run_warmup(points, u0, opts, norm, lower_u, upper_u, table, checkpoints)
-            if checkpoints is not None:
-                checkpoints.carry["warmup"] = asdict(warm.report)
-            t_warm = time.perf_counter()
-            outcome = run_trust_region(hc, evaluator, u0 if warm.u is None else warm.u, opts, norm, lower_u,
-                                       upper_u, table, checkpoints)
-        finally:
-            if checkpoints is not None:
-                checkpoints.close()
-            if evaluator is not None:
-                evaluator.close()
-            if hasattr(source, "close"):
-                source.close()
-        t_solve = time.perf_counter()
-        result = _finalize(f, outcome, norm, lower, upper, lower_u, upper_u, local, absolute_sigma, opts,
-                           evaluator.stats, warm.report)
-        t_end = time.perf_counter()
-        stats = evaluator.stats
-        table.line(f"{outcome.status.message} cost {outcome.cost:.8e} after {outcome.n_iterations} "
-                   f"iterations ({stats.jacobian_passes} Jacobian + {stats.cost_passes} cost passes, "
-                   f"{t_end - t_start:.3f} s)")
-        result.timings.update({"setup": t_setup - t_start, "phase1": t_warm - t_setup, "phase2": t_solve - t_warm,
-                               "covariance": t_end - t_solve, "total": t_end - t_start,
-                               "jacobian_passes": stats.jacobian_seconds, "cost_passes": stats.cost_seconds,
-                               "reductions": stats.reduction_seconds})
-        result.info.update({
-            "chunk_size": local.chunk_size, "n_chunks": local.n_leaves, "n_ranks": hc.size,
-            "source": local.describe, "normalize": norm.strategy, "linear_solves": outcome.solvers,
-            "jacobian_points_per_second": _rate(local.n_points, stats.jacobian_passes, stats.jacobian_seconds),
-            "cost_points_per_second": _rate(local.n_points, stats.cost_passes, stats.cost_seconds)})
+        if not fixed.any():
+            return _run(hc, model, source, opts, p0, lower, upper, absolute_sigma, t_start)
+    return _fit_free_parameters(model, source, p0, lower, upper, fixed, opts, absolute_sigma, comm)
+
+
+def _run(hc, f, source, opts, p0, lower, upper, absolute_sigma, t_start) -> FitResult:
+    """Collective: open the data, build the Problem, run phases 1–3."""
+    p = p0.size
+    norm = make_normalization(opts.normalize, p0, lower, upper)
+    evaluator = checkpoints = None
+    try:
+        local = source.open(hc, opts.chunk_size_for(p))
+        if local.n_points <= p:                     # every rank knows the global n
+            raise InputError(f"the fit needs more points than parameters: n = {local.n_points} points, "
+                             f"p = {p} parameters (n must be > p)")
+        hc.agree(_check_model, implicit_model(f, local), local, p, opts)
+        traces_before = dict(TRACE_COUNTS)
+        evaluator = hc.agree(PassEvaluator, hc, local, f, opts.loss, opts.f_scale, norm.offset, norm.scale,
+                             opts.jacobian_mode)
+        t_setup = time.perf_counter()
+        problem = Problem(hc, local, f, opts, norm, p0, lower, upper, norm.to_u(lower), norm.to_u(upper),
+                          bool(absolute_sigma), IterationTable(bool(opts.verbose) and hc.is_root))
+        if opts.checkpoint is not None or opts.resume is not None:
+            checkpoints = CheckpointSession(hc, opts, local, answer_options(
+                opts, p0=p0, lower=lower, upper=upper, absolute_sigma=absolute_sigma, model=f), problem.table)
+        explored = _explore(problem, checkpoints)
         if checkpoints is not None:
-            result.info["checkpoint"] = checkpoints.summary()
-        result.compile_counts.update({k: TRACE_COUNTS[k] - traces_before.get(k, 0)
-                                      for k in ("jacobian", "cost", "point_gradient", "point_cost")})
-        return result
+            checkpoints.carry["warmup"] = asdict(explored.warmup)
+            checkpoints.carry["explore"] = asdict(explored.report)
+        t_warm = time.perf_counter()
+        outcome = _solve(problem, evaluator, explored, checkpoints)
+    finally:
+        if checkpoints is not None:
+            checkpoints.close()
+        if evaluator is not None:
+            evaluator.close()
+        if hasattr(source, "close"):
+            source.close()
+    t_solve = time.perf_counter()
+    result = _finalize(problem, outcome, evaluator.stats, explored)
+    t_end = time.perf_counter()
+    stats = evaluator.stats
+    problem.table.line(f"{outcome.status.message} cost {outcome.cost:.8e} after {outcome.n_iterations} "
+                       f"iterations ({stats.jacobian_passes} Jacobian + {stats.cost_passes} cost passes, "
+                       f"{t_end - t_start:.3f} s)")
+    if not result.trustworthy:
+        problem.table.line("NOT TRUSTWORTHY: " + "; ".join(result.trust_issues))
+    result.timings.update({"setup": t_setup - t_start, "phase1": t_warm - t_setup, "phase2": t_solve - t_warm,
+                           "covariance": t_end - t_solve, "total": t_end - t_start,
+                           "jacobian_passes": stats.jacobian_seconds, "cost_passes": stats.cost_seconds,
+                           "reductions": stats.reduction_seconds})
+    result.info.update({
+        "chunk_size": local.chunk_size, "n_chunks": local.n_leaves, "n_ranks": hc.size,
+        "source": local.describe, "normalize": norm.strategy, "linear_solves": outcome.solvers,
+        "n_omitted": _omitted(hc, source),
+        "jacobian_points_per_second": _rate(local.n_points, stats.jacobian_passes, stats.jacobian_seconds),
+        "cost_points_per_second": _rate(local.n_points, stats.cost_passes, stats.cost_seconds)})
+    if checkpoints is not None:
+        result.info["checkpoint"] = checkpoints.summary()
+    result.compile_counts.update({k: TRACE_COUNTS[k] - traces_before.get(k, 0)
+                                  for k in ("jacobian", "cost", "point_gradient", "point_cost")})
+    return result
 
 
-def _finalize(f, outcome, norm, lower, upper, lower_u, upper_u, local, absolute_sigma, opts, stats,
-              warmup) -> FitResult:
-    """Phase 3: de-normalize, covariance, active set; warn about rank deficiency."""
-    p = lower.size
-    cov = covariance(outcome.jtj, norm.scale, outcome.cost, local.n_points, absolute_sigma, opts.cov_rcond)
+def _omitted(hc, source) -> int:
+    """Collective: points dropped by ``nan_policy="omit"`` over all ranks."""
+    mine = int(getattr(source, "n_omitted", 0))
+    if getattr(source, "distribute", None) == "local":
+        return int(sum(hc.allgather(mine)))
+    return mine
+
+
+def _explore(problem: Problem, checkpoints) -> ExploreOutcome:
+    """Collective: phase 1 (``method="hybrid"``), or its report from a phase 2 checkpoint."""
+    hc, opts = problem.comm, problem.options
+    resumed = getattr(checkpoints, "resumed", None)
+    if resumed is not None and resumed.phase == TRUST_REGION:
+        values = resumed.values
+        return ExploreOutcome(None, ExploreReport(**values["explore"]), WarmupReport(**values["warmup"]))
+    if opts.method != "hybrid":
+        return not_explored("method")
+    local, norm, f = problem.local, problem.norm, problem.model
+    sample = gather_sample(hc, local, opts.explore_sample_points, opts.warmup_seed)
+    sample_model = f if sample.coords is None else IndexedX(f, sample.coords)
+    serial = Communicator(None)
+    sample_pass = hc.agree(PassEvaluator, serial, sample_chunks(sample, local.chunk_size), sample_model, opts.loss,
+                           opts.f_scale, norm.offset, norm.scale, opts.jacobian_mode)
+    quiet = IterationTable(False)
+
+    def run_lm(evaluator, u, lm_opts):
+        return run_trust_region(serial, evaluator, u, lm_opts, norm, problem.lower_u, problem.upper_u, quiet)
+
+    def run_adam(u):
+        points = hc.agree(PointEvaluator, hc, local, f, opts.loss, opts.f_scale, norm.offset, norm.scale,
+                          opts.warmup_dtype, opts.warmup_batch_size, opts.warmup_seed)
+        return run_warmup(points, u, opts, norm, problem.lower_u, problem.upper_u, problem.table, checkpoints)
+
+    return run_explore(sample_pass, run_lm, run_adam, sample.weighted_variance(), problem.u0, opts, norm,
+                       problem.lower_u, problem.upper_u, problem.table)
+
+
+def _solve(problem: Problem, evaluator, explored: ExploreOutcome, checkpoints):
+    """Collective: phase 2 from phase 1's choice; if the full data's derivatives are not finite
+    there (the sample missed the points that make them so), from p0 instead."""
+    run = partial(run_trust_region, problem.comm, evaluator, options=problem.options, normalization=problem.norm,
+                  lower_u=problem.lower_u, upper_u=problem.upper_u, table=problem.table, checkpoints=checkpoints)
+    if explored.u is None or np.array_equal(explored.u, problem.u0):
+        return run(problem.u0, start_label=f"at p0 = {problem.p0.tolist()} (phase 2)")
+    theta = np.clip(problem.norm.to_theta(explored.u), problem.lower, problem.upper)
+    try:
+        return run(explored.u, start_label=f"at the start phase 1 chose (from {explored.report.chosen}: "
+                                           f"θ = {theta.tolist()}; phase 2)")
+    except InputError as exc:
+        problem.table.line(f"phase 2: {exc}; starting from p0 instead")
+        return run(problem.u0, start_label=f"at p0 = {problem.p0.tolist()} (phase 2)")
+
+
+def _fit_free_parameters(f, source, p0, lower, upper, fixed, opts, absolute_sigma, comm) -> FitResult:
+    """Equal lower and upper bounds fix a parameter: fit the others, report the fixed one with perr 0."""
+    free = ~fixed
+    if not free.any():
+        raise InputError("every parameter is fixed (lower bound == upper bound for all of them): nothing to fit")
+    names = _parameter_names(f, p0.size)
+    reduced = FixedParameters(f, tuple(fixed.tolist()), tuple(p0.tolist()),
+                              None if names is None else tuple(n for n, k in zip(names, free) if k))
+    kwargs = asdict(opts)
+    if opts.explore_starts is not None:
+        kwargs["explore_starts"] = tuple(tuple(v for v, k in zip(row, free) if k) for row in opts.explore_starts)
+    res = fit(reduced, source, p0[free], absolute_sigma=absolute_sigma, bounds=(lower[free], upper[free]), comm=comm,
+              **kwargs)
+    p = p0.size
+    idx = np.flatnonzero(free)
+    popt = p0.copy()
+    popt[idx] = res.popt
+    pcov = np.zeros((p, p))
+    pcov[np.ix_(idx, idx)] = res.pcov
+    perr, grad, active = np.zeros(p), np.zeros(p), np.zeros(p, dtype=int)
+    perr[idx], grad[idx], active[idx] = res.perr, res.grad, res.active_mask
+    return replace(res, popt=popt, pcov=pcov, perr=perr, grad=grad, active_mask=active, n_params=p,
+                   dof=res.n_points - int(free.sum()), names=names, fixed=fixed.copy(),
+                   info={**res.info, "fixed_parameters": [int(i) for i in np.flatnonzero(fixed)]})
+
+
+def _finalize(problem: Problem, outcome, stats, explored: ExploreOutcome) -> FitResult:
+    """Phase 3: de-normalize, covariance, active set; name what should not be trusted."""
+    p, norm, opts = problem.n_params, problem.norm, problem.options
+    lower, upper, lower_u, upper_u = problem.lower, problem.upper, problem.lower_u, problem.upper_u
+    cov = covariance(outcome.jtj, norm.scale, outcome.cost, problem.local.n_points, problem.absolute_sigma,
+                     opts.cov_rcond)
     active = np.where(outcome.u <= lower_u, -1, np.where(outcome.u >= upper_u, 1, 0))
     # The affine map can round a bound by an ulp: report active parameters exactly on it.
     popt = np.where(active < 0, lower, np.where(active > 0, upper, np.clip(norm.to_theta(outcome.u), lower, upper)))
-    rank_deficient = cov.rank < p
-    if rank_deficient:
-        warnings.warn(f"JᵀWJ is rank deficient at the solution (rank {cov.rank} of {p}); parameters "
-                      f"{cov.null_parameters} are not determined by the data. pcov is a pseudo-inverse "
-                      "(taken with unit-diagonal scaling) and carries no variance along the undetermined "
-                      "directions.", RankDeficientWarning, stacklevel=3)
+    names = _parameter_names(problem.model, p)
+    label = names or [f"p[{i}]" for i in range(p)]
+    undetermined = [label[i] for i in cov.null_parameters]
+    issues = []
+    if not outcome.status.success:
+        issues.append(f"it did not converge ({outcome.status.name}: {outcome.status.message})")
+    if cov.rank < p:
+        issues.append(f"the data do not determine {', '.join(undetermined)} (JᵀWJ rank {cov.rank} of {p}); "
+                      "their perr is inf")
+        if problem.comm.is_root:
+            warnings.warn(f"JᵀWJ is rank deficient at the solution (rank {cov.rank} of {p}): the data do not "
+                          f"determine {', '.join(undetermined)}; their perr is inf and their rows of pcov are NaN",
+                          RankDeficientWarning, stacklevel=4)
+    on_bound = [f"{label[i]} is on its {'lower' if a < 0 else 'upper'} bound" for i, a in enumerate(active) if a]
+    issues += on_bound
     return FitResult(
-        popt=popt, pcov=cov.pcov, perr=np.sqrt(np.maximum(np.diag(cov.pcov), 0.0)),
-        cost=outcome.cost, chi2=2.0 * outcome.cost, dof=local.n_points - p,
+        popt=popt, pcov=cov.pcov, perr=np.sqrt(np.diag(cov.pcov)),
+        cost=outcome.cost, chi2=2.0 * outcome.cost, dof=problem.local.n_points - p,
         success=outcome.status.success, status=outcome.status, message=outcome.status.message,
         n_iterations=outcome.n_iterations, nfev=stats.cost_passes + stats.jacobian_passes,
         njev=stats.jacobian_passes, history=outcome.history, timings={},
-        active_mask=active, rank=cov.rank, rank_deficient=rank_deficient, n_points=local.n_points, n_params=p,
+        active_mask=active, rank=cov.rank, rank_deficient=cov.rank < p, n_points=problem.local.n_points, n_params=p,
         method=opts.method, loss=opts.loss, grad=outcome.jtr / norm.scale, optimality=outcome.optimality,
-        info={"null_parameters": cov.null_parameters}, names=_parameter_names(f, p), warmup=warmup)
+        info={"null_parameters": cov.null_parameters, "undetermined": undetermined}, names=names,
+        warmup=explored.warmup, explore=explored.report, trustworthy=not issues, trust_issues=tuple(issues),
+        fixed=np.zeros(p, dtype=bool))
 
 
 def _parameter_names(f, p: int) -> list[str] | None:

@@ -14,6 +14,7 @@ from .kernels.points import DTYPES
 from .phases.normalize import STRATEGIES
 
 METHODS = ("hybrid", "gn")
+SCIPY_METHODS = ("lm", "trf", "dogbox")
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,8 @@ class FitOptions:
     ftol: float = 1e-8            # scipy's defaults for ftol, xtol, gtol
     xtol: float = 1e-8
     gtol: float = 1e-8
-    max_iterations: int = 100
+    max_iterations: int = 1000     # accepted steps; NIST's slowest problem (Bennett5) needs ~300
+    max_nfev: int | None = None   # passes over the data (cost and Jacobian) at most, scipy's name; None: no limit
     max_time: float | None = None  # seconds of phase 2 wall time; None: no limit
     chunk_size: int | None = None  # points per chunk; None: chosen from the parameter count
     normalize: str = "auto"
@@ -52,6 +54,9 @@ class FitOptions:
     warmup_plateau_rtol: float = 0.01
     warmup_seed: int = 0                 # key of the counter-based sampler
     warmup_dtype: str = "float64"        # "float32": phase 1 kernels in single precision
+    explore_sample_points: int = 32768   # phase 1's fixed sample (all data if n is smaller)
+    multistart: int = 0                  # quasi-random starts polished on the sample in phase 1
+    explore_starts: tuple | None = None  # further starts (in parameters θ, one row each) for phase 1
     # Checkpoint/restart (docs/usage.md#checkpoints): none of these changes the answer.
     checkpoint: str | None = None        # HDF5 file to write (its previous version is kept as NAME.prev.h5)
     checkpoint_every: int | None = 1     # write every this many iterations (warm-up: steps, at evaluations) ...
@@ -81,6 +86,20 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def _starts(value):
+    """None, or starts as a tuple of rows of floats (their length is checked against p0 later)."""
+    if value is None:
+        return None
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or arr.ndim not in (1, 2) or arr.size == 0 or not np.all(np.isfinite(arr)):
+        raise InputError(f"`explore_starts` must be a sequence of start vectors (one value per parameter each, "
+                         f"finite numbers); got {value!r}")
+    return tuple(tuple(float(v) for v in row) for row in np.atleast_2d(arr))
+
+
 def _resume(value):
     """None/False (a new fit), True, "auto", or the path of a checkpoint file."""
     if value is None or value is False:
@@ -106,6 +125,11 @@ def make_options(**kwargs) -> FitOptions:
         raise InputError(f"unknown option(s) {', '.join(map(repr, unknown))}; known options are "
                          f"{', '.join(sorted(known | {'preset'}))}")
     opts = FitOptions(**{**PRESETS[choice("preset", preset, tuple(PRESETS))], **kwargs})
+    if opts.method in SCIPY_METHODS:
+        raise InputError(f"`method` must be one of {', '.join(map(repr, METHODS))}; got {opts.method!r}, which is "
+                         "one of scipy's methods. hpcfit's 'gn' is a Levenberg–Marquardt trust region with bounds "
+                         "(like scipy's 'lm' and 'trf'); 'hybrid' (the default) first explores on a sample of "
+                         "the data and is never worse than 'gn' from the same start")
     checked = dict(
         method=choice("method", opts.method, METHODS),
         loss=choice("loss", opts.loss, LOSSES),
@@ -116,6 +140,7 @@ def make_options(**kwargs) -> FitOptions:
         xtol=number("xtol", opts.xtol, allow_zero=True),
         gtol=number("gtol", opts.gtol, allow_zero=True),
         max_iterations=integer("max_iterations", opts.max_iterations, 0),
+        max_nfev=None if opts.max_nfev is None else integer("max_nfev", opts.max_nfev, 1),
         max_time=None if opts.max_time is None else number("max_time", opts.max_time),
         chunk_size=None if opts.chunk_size is None else integer("chunk_size", opts.chunk_size, 1),
         initial_damping=number("initial_damping", opts.initial_damping),
@@ -136,6 +161,9 @@ def make_options(**kwargs) -> FitOptions:
         warmup_plateau_rtol=number("warmup_plateau_rtol", opts.warmup_plateau_rtol, allow_zero=True),
         warmup_seed=integer("warmup_seed", opts.warmup_seed, 0),
         warmup_dtype=choice("warmup_dtype", opts.warmup_dtype, DTYPES),
+        explore_sample_points=integer("explore_sample_points", opts.explore_sample_points, 1),
+        multistart=integer("multistart", opts.multistart, 0),
+        explore_starts=_starts(opts.explore_starts),
         checkpoint=None if opts.checkpoint is None else file_path("checkpoint", opts.checkpoint),
         checkpoint_every=None if opts.checkpoint_every is None else integer("checkpoint_every",
                                                                             opts.checkpoint_every, 1),

@@ -18,6 +18,12 @@ class Status(enum.IntEnum):
     FTOL_XTOL = 4
     TIME_LIMIT = 5
     NO_PROGRESS = 6
+    MAX_NFEV = 7
+
+    @property
+    def on_limit(self) -> bool:
+        """The fit was cut short by a limit the user set, not ended by a convergence test."""
+        return self in (Status.MAX_ITERATIONS, Status.TIME_LIMIT, Status.MAX_NFEV)
 
     @property
     def message(self) -> str:
@@ -37,6 +43,7 @@ _MESSAGES = {
     Status.TIME_LIMIT: "The wall-time limit (`max_time`) is exceeded.",
     Status.NO_PROGRESS: ("No step lowers the cost: the damping reached its limit (1e32). The point is converged "
                          "to machine precision, or the model is not smooth there; loosen ftol/xtol/gtol."),
+    Status.MAX_NFEV: "The maximum number of passes over the data (`max_nfev`) is exceeded.",
 }
 
 
@@ -81,6 +88,26 @@ class WarmupReport:
 
 
 @dataclass(frozen=True)
+class ExploreReport:
+    """What phase 1 did (:mod:`hpcfit.phases.explore`): the candidates polished on the sample and
+    the one handed to phase 2.
+
+    ``reason``: ``"method"`` (``method="gn"``: not run), ``"warm_start"`` (LM from p0 explained the
+    data, no Adam), ``"adam"`` (the Adam warm-up ran), ``"lm"`` (Adam was switched off),
+    ``"non_finite"`` (p0 is not usable on the sample; phase 2 reports why), ``"resumed"``.
+    Each candidate is a dict: origin, cost (on the sample), status, iterations, on_bound,
+    rank_deficient.
+    """
+
+    ran: bool
+    reason: str
+    sample_points: int = 0
+    candidates: tuple = ()
+    chosen: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class FitResult:
     """Result of a fit, identical on every rank. Unpacks as ``popt, pcov = result``."""
 
@@ -110,11 +137,22 @@ class FitResult:
     compile_counts: dict[str, int] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     names: list[str] | None = None   # parameter names (from the model, or f's signature)
-    warmup: WarmupReport | None = None   # phase 1 telemetry
+    warmup: WarmupReport | None = None   # phase 1's Adam warm-up telemetry
+    explore: ExploreReport | None = None  # phase 1's candidates and choice
+    trustworthy: bool = True           # False: see trust_issues (rank deficient, on a bound, ended on a limit)
+    trust_issues: tuple[str, ...] = ()
+    fixed: np.ndarray | None = None    # True where equal lower and upper bounds fixed the parameter
 
+    # scipy's curve_fit returns (popt, pcov): unpacking, indexing and len() behave the same.
     def __iter__(self):
         yield self.popt
         yield self.pcov
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index):
+        return (self.popt, self.pcov)[index]
 
     @property
     def reduced_chi2(self) -> float:
@@ -138,8 +176,14 @@ class FitResult:
                  f"  points {self.n_points}, parameters {self.n_params}, dof {self.dof}, "
                  f"chi2 {self.chi2:.6e}, reduced chi2 {self.reduced_chi2:.6e}, loss {self.loss}",
                  f"  JᵀWJ rank {self.rank}/{self.n_params}" + (" (RANK DEFICIENT)" if self.rank_deficient else "")]
-        for name, value, err, act in zip(names, self.popt, self.perr, self.active_mask):
+        if not self.trustworthy:
+            lines.append("  NOT TRUSTWORTHY: " + "; ".join(self.trust_issues))
+        fixed = self.fixed if self.fixed is not None else np.zeros(self.n_params, bool)
+        undetermined = set(self.info.get("undetermined", ()))
+        for name, value, err, act, fix in zip(names, self.popt, self.perr, self.active_mask, fixed):
             flag = {-1: "  at lower bound", 1: "  at upper bound"}.get(int(act), "")
+            flag += "  fixed" if fix else ""
+            flag += "  NOT DETERMINED by the data" if name in undetermined else ""
             lines.append(f"  {name:>{width}} = {value: .10e} ± {err:.3e}{flag}")
         lines.append("  timings: " + ", ".join(f"{k} {v:.4g}" for k, v in self.timings.items()))
         return "\n".join(lines)

@@ -35,8 +35,25 @@ def _check_finite(name: str, arr: np.ndarray) -> None:
                          f"{where if len(where) > 1 else where[0]}); all values must be finite")
 
 
-def check_arrays(xdata, ydata, sigma, *, allow_empty: bool):
-    """Validate and convert the user's arrays (local, not collective); raises InputError."""
+NAN_POLICIES = ("raise", "omit")
+
+
+def omit_non_finite(x: np.ndarray, y: np.ndarray, sig: np.ndarray | None):
+    """The points whose x (every row), y and sigma are all finite, and how many were dropped."""
+    keep = np.isfinite(y) & np.all(np.isfinite(x.reshape(-1, y.shape[0])), axis=0)
+    if sig is not None:
+        keep &= np.isfinite(sig)
+    dropped = int(keep.size - keep.sum())
+    if not dropped:
+        return x, y, sig, 0
+    return x[..., keep], y[keep], (None if sig is None else sig[keep]), dropped
+
+
+def check_arrays(xdata, ydata, sigma, *, allow_empty: bool, nan_policy: str = "raise"):
+    """Validate and convert the user's arrays (local, not collective); raises InputError.
+
+    ``nan_policy="omit"`` drops points with a non-finite x, y or sigma first (scipy's curve_fit
+    option); returns ``(x, y, sigma, dropped)``."""
     x = _as_real_array("xdata", xdata)
     y = _as_real_array("ydata", ydata)
     if x.ndim not in (1, 2):
@@ -56,13 +73,18 @@ def check_arrays(xdata, ydata, sigma, *, allow_empty: bool):
         if sig.shape != y.shape:
             raise InputError(f"`sigma` must be 1-D with one value per point, shape {y.shape}; got shape "
                              f"{sig.shape} (a 2-D covariance sigma is not supported)")
+    dropped = 0
+    if nan_policy == "omit":
+        x, y, sig, dropped = omit_non_finite(x, y, sig)
+        if y.shape[0] == 0 and not allow_empty:
+            raise InputError("`nan_policy='omit'` dropped every point: no point has a finite x, y and sigma")
     for name, arr in (("xdata", x), ("ydata", y), ("sigma", sig)):
         if arr is not None:
             _check_finite(name, arr)
     if sig is not None and np.any(sig <= 0):
         i = int(np.argmax(sig <= 0))
         raise InputError(f"`sigma` must be > 0 everywhere; sigma[{i}] = {float(sig[i])!r}")
-    return x, y, sig
+    return x, y, sig, dropped
 
 
 def checksum(arr: np.ndarray | None) -> tuple | None:
@@ -83,13 +105,22 @@ class ArraySource:
     fit, on top of the arrays passed in: about 1.5x its share of the data on CPU.
     """
 
-    def __init__(self, xdata, ydata, sigma=None, *, distribute: str = "global", grid=None):
+    def __init__(self, xdata, ydata, sigma=None, *, distribute: str = "global", grid=None,
+                 nan_policy: str | None = "raise"):
         self.xdata, self.ydata, self.sigma, self.distribute, self.grid = xdata, ydata, sigma, distribute, grid
+        self.nan_policy = "raise" if nan_policy is None else nan_policy
+        self.n_omitted = 0       # points dropped on this rank by nan_policy="omit" (known after open)
 
     def check_arguments(self) -> None:
         """Local checks that need no data (run before any collective)."""
         if self.distribute not in ("global", "local"):
             raise InputError(f"`distribute` must be 'global' or 'local'; got {self.distribute!r}")
+        if self.grid is not None and self.nan_policy == "omit":
+            raise InputError("`nan_policy='omit'` cannot drop points of a `grid` (implicit coordinates): their "
+                             "coordinates come from their position")
+        if self.nan_policy not in NAN_POLICIES:
+            raise InputError(f"`nan_policy` must be 'raise' (the default: a non-finite value is an error) or 'omit' "
+                             f"(drop points with a non-finite x, y or sigma); got {self.nan_policy!r}")
         if self.grid is not None and (self.xdata is not None or not hasattr(self.grid, "n_points")
                                       or not callable(self.grid)):
             raise InputError("with `grid` (implicit coordinates) `xdata` must be None and `grid` a coordinates "
@@ -99,8 +130,13 @@ class ArraySource:
         xdata = self.xdata
         if self.grid is not None:       # placeholder x with the points axis only, never read
             xdata = np.zeros((0, np.shape(self.ydata)[0]))
-        x, y, sig = check_arrays(xdata, self.ydata, self.sigma, allow_empty=self.distribute == "local")
+        x, y, sig, self.n_omitted = check_arrays(xdata, self.ydata, self.sigma, nan_policy=self.nan_policy,
+                                                 allow_empty=self.distribute == "local")
         return (None if self.grid is not None else x), y, sig
+
+    def finite_arrays(self) -> tuple:
+        """This rank's (x, y, sigma) as fitted: after ``nan_policy``, as float64 (local)."""
+        return self._check()
 
     def open(self, comm: Communicator, chunk_size: int) -> LocalChunks:
         """Collective: check the arrays on every rank, agree on errors, and lay out this rank's chunks.

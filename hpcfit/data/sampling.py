@@ -39,3 +39,21 @@ def position_runs(sample: np.ndarray, point_runs: list[tuple[int, int]]) -> list
     starts = np.searchsorted(sample, [lo for lo, _ in point_runs], side="left")
     stops = np.searchsorted(sample, [hi for _, hi in point_runs], side="left")
     return list(zip(starts.tolist(), stops.tolist()))
+
+
+#: Stream of phase 1's explore sample (stratified, see :func:`stratified_points`).
+EXPLORE_STREAM = 2 ** 64 - 2
+
+
+def stratified_points(seed: int, size: int, n_points: int) -> np.ndarray:
+    """``size`` distinct global indices, one drawn in each of ``size`` equal strata of [0, n): every
+    part of the data is represented (every angle of an XPCS map, every region of a curve), no point
+    twice. All points when ``size >= n_points``. Sorted; the same for any rank count."""
+    if size >= n_points:
+        return np.arange(n_points, dtype=np.int64)
+    edges = (np.arange(size + 1, dtype=np.float64) * (n_points / size)).astype(np.int64)
+    edges[-1] = n_points
+    width = (edges[1:] - edges[:-1]).astype(np.uint64)
+    key = np.array([seed % 2 ** 64, EXPLORE_STREAM], dtype=np.uint64)
+    raw = np.random.Philox(key=key).random_raw(size)
+    return edges[:-1] + (raw % width).astype(np.int64)

@@ -149,3 +149,15 @@ def model_output_shape(model: Callable, x_shape: tuple, n_params: int, implicit:
     theta = jax.ShapeDtypeStruct((n_params,), jnp.float64)
     out = jax.eval_shape(lambda xx, th: jnp.asarray(model(xx, *(th[i] for i in range(n_params)))), x, theta)
     return tuple(out.shape)
+
+
+def residuals(model: Callable, x, y, sigma, params, chunk_size: int = 1 << 16) -> np.ndarray:
+    """(f(x, *params) − y)/sigma at the given points, as scipy's ``fvec`` (computed a chunk at a
+    time so memory stays bounded by the chunk, not by the arrays)."""
+    fn = jax.jit(lambda xs, p: model(xs, *p))
+    p = tuple(jnp.asarray(v) for v in np.asarray(params, dtype=float))
+    out = np.empty(y.shape[0])
+    for lo in range(0, y.shape[0], chunk_size):
+        hi = min(lo + chunk_size, y.shape[0])
+        out[lo:hi] = np.asarray(fn(x[..., lo:hi], p)) - y[lo:hi]
+    return out if sigma is None else out / sigma

@@ -6,6 +6,9 @@ cutoff relative to its largest eigenvalue: the cutoff depends on conditioning on
 (scipy's curve_fit cutoff ε·max(n, p)·σ₁ grows with n); Ceres' dense-SVD covariance likewise cuts
 on a reciprocal condition number. When directions are dropped, pcov is D·(D·A·D)⁺·D with
 D = diag(A)^(-1/2): a generalized inverse that does not depend on the parameters' units.
+A parameter with a sizeable share in a dropped direction is not determined by the data: its
+variance is reported as inf and the rest of its row and column of pcov as NaN (scipy's
+convention for a covariance that cannot be estimated), never as a misleading 0.
 """
 from __future__ import annotations
 
@@ -36,4 +39,7 @@ def covariance(jtj_u: np.ndarray, scale: np.ndarray, cost: float, n_points: int,
         dof = n_points - p
         pcov = pcov * (2.0 * cost / dof)
     null = sorted({int(i) for col in v[:, ~keep].T for i in np.flatnonzero(np.abs(col) > 0.1)})
+    pcov[null, :] = np.nan
+    pcov[:, null] = np.nan
+    pcov[null, null] = np.inf
     return Covariance(pcov, int(keep.sum()), null)

@@ -55,6 +55,10 @@ class LMState(NamedTuple):
     pending: Status | None              # ftol/xtol met by the step just accepted
     accepted: tuple[float, float, float]  # (cost change, step norm, ratio) of the step just accepted
     history: tuple[IterationRecord, ...]
+    passes: int = 0                     # every pass so far (cost and Jacobian): what max_nfev bounds
+    # (damping, growth) before the step just accepted: a step taken back (its Jacobian is not
+    # finite) resumes from there, damped harder, so that λ grows over repeated take-backs
+    before_accept: tuple[float, float] | None = None
 
 
 # Damping limits: past MAX_DAMPING a step is ~1e-32 of the gradient step, so no step can reduce
@@ -98,7 +102,8 @@ class LevenbergMarquardt:
         values = {"cost": state.cost, "damping": state.damping, "growth": state.growth,
                   "iteration": state.iteration, "rejected": state.rejected, "trial_predicted": trial.predicted,
                   "trial_solver": trial.solver, "pending": None if state.pending is None else int(state.pending),
-                  "accepted": list(state.accepted), "solvers": dict(self.solvers), "elapsed": self._elapsed()}
+                  "accepted": list(state.accepted), "solvers": dict(self.solvers), "elapsed": self._elapsed(),
+                  "nfev": state.passes}
         return arrays, values
 
     def restore(self, arrays: dict, values: dict, history: tuple) -> tuple[LMState, Command]:
@@ -109,7 +114,7 @@ class LevenbergMarquardt:
         pending = None if values["pending"] is None else Status(values["pending"])
         state = LMState(arrays["u"], values["cost"], arrays["jtj"], arrays["jtr"], arrays["d2"], values["damping"],
                         values["growth"], values["iteration"], values["rejected"], trial, pending,
-                        tuple(values["accepted"]), history)
+                        tuple(values["accepted"]), history, values["nfev"])
         return state, Command("cost", trial.trial)
 
     def init(self, u0: np.ndarray, jac) -> tuple[LMState, Command]:
@@ -118,13 +123,16 @@ class LevenbergMarquardt:
         return self.after_jacobian(state, jac, u0)
 
     def after_jacobian(self, state: LMState, jac, u: np.ndarray) -> tuple[LMState, Command]:
+        state = state._replace(passes=state.passes + 1)
         if state.trial is not None and not _usable(jac):
             # The accepted point lowered the cost but its derivatives are not finite (e.g. sqrt at 0
-            # on a bound): Gauss–Newton cannot go on from there, so take the step back as rejected.
-            damping, growth = update_damping(state.damping, state.growth, -1.0, False)
+            # on a bound): Gauss–Newton cannot go on from there, so take the step back as rejected,
+            # damping harder than before it was accepted (not than after: an accept divides λ by up
+            # to 3 and a reject doubles it, so alternating the two would cycle forever).
+            damping, growth = update_damping(*state.before_accept, -1.0, False)
             state = state._replace(iteration=state.iteration - 1, pending=None, rejected=state.rejected + 1,
-                                   damping=damping, growth=growth, trial=None)
-            return self._stop(state, Status.TIME_LIMIT) if self._out_of_time() else self._propose(state)
+                                   damping=damping, growth=growth, trial=None, before_accept=None)
+            return self._propose(state)
         d2 = more_scaling(state.d2, jac.jtj)
         damping = state.damping
         growth = 1.0 if state.d2 is None else float(np.max(d2 / state.d2))
@@ -154,7 +162,8 @@ class LevenbergMarquardt:
         ratio = actual / trial.predicted if np.isfinite(actual) else -np.inf
         accepted = actual > 0.0
         damping, growth = update_damping(state.damping, state.growth, ratio, accepted)
-        state = state._replace(damping=max(damping, MIN_DAMPING), growth=growth)
+        state = state._replace(damping=max(damping, MIN_DAMPING), growth=growth, passes=state.passes + 1,
+                               before_accept=(state.damping, state.growth) if accepted else None)
         # As scipy's TRF: a step below xtol is still evaluated, taken if it lowers the cost, and ends the fit.
         x_ok = self._x_small(trial.step, state.u)
         if accepted:
@@ -167,13 +176,15 @@ class LevenbergMarquardt:
         state = state._replace(rejected=state.rejected + 1)
         if x_ok:
             return self._stop(state, Status.XTOL)
-        if self._out_of_time():
-            return self._stop(state, Status.TIME_LIMIT)
         return self._propose(state)
 
     def _propose(self, state: LMState) -> tuple[LMState, Command]:
+        """The next trial step, or a stop on a limit. Every path that spends a pass comes here, so
+        the limits below bound every loop of the solver."""
         if state.iteration >= self.opts.max_iterations:
             return self._stop(state, Status.MAX_ITERATIONS)
+        if self.opts.max_nfev is not None and state.passes >= self.opts.max_nfev:
+            return self._stop(state, Status.MAX_NFEV)
         if self._out_of_time():
             return self._stop(state, Status.TIME_LIMIT)
         while state.damping <= MAX_DAMPING:
@@ -212,9 +223,10 @@ def _usable(res) -> bool:
             and bool(np.all(np.isfinite(res.jtr))))
 
 
-def _check_start(res) -> None:
-    """Raise (identically on every rank: the values are reduced) if the pass at p0 is unusable."""
-    where, error = "at p0", InputError
+def _check_start(res, where: str) -> None:
+    """Raise (identically on every rank: the values are reduced) if the pass at the start is unusable;
+    ``where`` names the start and its parameter values."""
+    error = InputError
     if res.n_bad:
         raise error(f"the model returned non-finite values or derivatives {where} for {res.n_bad} points "
                     f"(first at global point index {res.first_bad}); check p0 and the model")
@@ -254,7 +266,7 @@ def _at_boundary(checkpoints, solver, evaluator, state: LMState, cmd: Command) -
 
 
 def run_trust_region(comm, evaluator, u0: np.ndarray, options, normalization, lower_u, upper_u,
-                     table, checkpoints=None) -> Outcome:
+                     table, checkpoints=None, start_label: str = "at the start") -> Outcome:
     """Collective: phase 2 from ``u0`` (or from ``checkpoints.resumed`` when that is a phase 2 checkpoint);
     every rank returns the same :class:`Outcome`. ``checkpoints``: a CheckpointSession or None."""
     solver = LevenbergMarquardt(options, normalization, lower_u, upper_u, table if comm.is_root else None)
@@ -265,7 +277,7 @@ def run_trust_region(comm, evaluator, u0: np.ndarray, options, normalization, lo
                       if comm.is_root else (None, None))
     else:
         first = evaluator.jacobian_pass(u0)
-        _check_start(first)
+        _check_start(first, start_label)
         state, cmd = _guarded(solver.init, None, u0, first) if comm.is_root else (None, None)
     while True:
         if checkpoints is not None and comm.is_root and cmd.kind == "cost":

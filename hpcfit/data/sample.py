@@ -1,0 +1,77 @@
+"""Phase 1's fixed sample: a few 10⁴ points of the global data, held in memory on every rank.
+
+Each rank reads the sampled points it owns and one gather gives every rank the whole sample in
+global index order, so phase 1's solvers run on it locally — the same numbers on every rank,
+whatever the rank count, with no collective per step. Pure numpy (the gather is the communicator's).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..comm import Communicator
+from .chunks import Chunk, LocalChunks, pad_chunk, reduction_slots
+from .sampling import position_runs, stratified_points
+
+
+class Sample(NamedTuple):
+    indices: np.ndarray        # global point indices, sorted
+    x: np.ndarray              # coordinates (k, m) / (m,), or the indices themselves (implicit coordinates)
+    y: np.ndarray
+    weight: np.ndarray         # 1/sigma
+    coords: object | None      # the source's implicit coordinates: x holds indices, the model maps them
+
+    @property
+    def size(self) -> int:
+        return int(self.y.size)
+
+    def weighted_variance(self) -> float:
+        """Σw²(y − ȳ)²/m with ȳ the w²-weighted mean: what a constant model leaves per point."""
+        with np.errstate(over="ignore", invalid="ignore"):    # huge y: inf, and phase 2 reports the overflow
+            w2 = self.weight * self.weight
+            mean = float(np.sum(w2 * self.y) / np.sum(w2))
+            return float(np.sum(w2 * (self.y - mean) ** 2) / self.size)
+
+
+def gather_sample(comm: Communicator, local: LocalChunks, size: int, seed: int) -> Sample:
+    """Collective: the stratified sample of ``size`` points (all points when n is smaller) on every rank.
+
+    A read error or a non-finite value on one rank is raised on every rank.
+    """
+    indices = stratified_points(seed, size, local.n_points)
+    first, stop = position_runs(indices, list(local.point_runs))[comm.rank]
+    mine = indices[first:stop]
+
+    def read():
+        if not mine.size:
+            return None, np.zeros(0), np.zeros(0)
+        return local.take(mine)
+
+    x, y, w = comm.agree(read)
+    parts = comm.allgather((x, y, w))
+    y = np.concatenate([p[1] for p in parts])
+    w = np.concatenate([p[2] for p in parts])
+    if local.coords is not None:
+        x = indices
+    else:
+        x = np.concatenate([p[0] for p in parts if p[1].size], axis=-1)
+    return Sample(indices, x, y, w, local.coords)
+
+
+def sample_chunks(sample: Sample, chunk_size: int) -> LocalChunks:
+    """The sample as the chunks of a serial fit (one rank, in memory), padded as any chunk is.
+
+    With the full data's chunk size (even if that pads a small sample) phase 1 calls the kernels
+    phase 2 compiles anyway: a fit compiles nothing extra for its sample."""
+    m = sample.size
+    n_chunks = -(-m // chunk_size)
+
+    def read(i: int) -> Chunk:
+        lo, hi = i * chunk_size, min((i + 1) * chunk_size, m)
+        x, y, w = pad_chunk(sample.x[..., lo:hi], sample.y[lo:hi], sample.weight[lo:hi], chunk_size)
+        return Chunk(x, y, w, hi - lo, lo)
+
+    runs = [(0, n_chunks)]
+    return LocalChunks(read, n_chunks, chunk_size, 0, n_chunks, reduction_slots(runs, n_chunks), m,
+                       sample.x.shape[:-1] + (chunk_size,), cacheable=True, describe="phase 1 sample")
