@@ -49,8 +49,8 @@ CASES = {
     "p0_length": (_with("p0", [1.0, 1.0]), r"len\(p0\) = 2|`p0` differs between ranks"),
     "p0_outside": (lambda bad: {**_good(), "bounds": ([0, 0, 0], [5, 5, 5]), "p0": [1.0, 9.0, 0.1] if bad
                                 else [1.0, 1.0, 0.1]}, r"`p0` is outside the bounds: p0\[1\] = 9.0"),
-    "lower_ge_upper": (lambda bad: {**_good(), "bounds": ([0, 2, 0], [5, 2, 5]) if bad else ([0, 0, -1], [5, 5, 5])},
-                       r"parameter 1 has lower 2.0 >= upper 2.0"),
+    "lower_gt_upper": (lambda bad: {**_good(), "bounds": ([0, 3, 0], [5, 2, 5]) if bad else ([0, 0, -1], [5, 5, 5])},
+                       r"parameter 1 has lower 3.0 > upper 2.0"),
     "too_few_points": (lambda bad: {**_good(), "xdata": np.arange(3.0), "ydata": np.ones(3)} if bad else
                        {**_good(), "xdata": np.arange(3.0), "ydata": np.ones(3)},
                        r"n = 3 points, p = 3 parameters"),

@@ -33,6 +33,7 @@ DATA = textwrap.dedent("""
     Y = 2.0 * np.exp(-1.3 * X) + 0.5 + 0.01 * np.sin(50.0 * X)
     # a long warm-up (no plateau stop) so that the job is killed in the middle of it
     OPTIONS = dict(p0=[1.0, 0.2, 0.0], method="hybrid", warmup_max_steps=2000, warmup_plateau_window=1000,
+                   warm_start_detection=False,
                    chunk_size=16384, verbose=0)
 """)
 

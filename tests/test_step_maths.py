@@ -94,12 +94,15 @@ def test_covariance_reports_rank_deficiency():
     assert cov.rank == 2
     assert cov.null_parameters == [1, 2]
     A, G = X.T @ X, cov.pcov
-    np.testing.assert_allclose(A @ G @ A, A, rtol=1e-8, atol=1e-8)       # a generalized inverse
-    np.testing.assert_allclose(G @ A @ G, G, rtol=1e-8, atol=1e-12)
-    # taken in the unit-diagonal (equilibrated) metric, so it does not depend on parameter units
+    # undetermined parameters: variance inf, the rest of their rows and columns NaN (scipy's convention)
+    assert np.all(np.isinf(np.diag(G)[1:])) and np.isnan(G[1, 2]) and np.isnan(G[2, 1])
+    assert np.all(np.isnan(G[0, 1:])) and np.all(np.isnan(G[1:, 0]))
+    # the determined one: the generalized inverse taken in the unit-diagonal (equilibrated) metric,
+    # so it does not depend on parameter units
     d = 1.0 / np.sqrt(np.diag(A))
-    np.testing.assert_allclose(G, d[:, None] * np.linalg.pinv(d[:, None] * A * d, rcond=1e-12) * d, rtol=1e-8,
-                               atol=1e-12)
+    reference = d[:, None] * np.linalg.pinv(d[:, None] * A * d, rcond=1e-12) * d
+    np.testing.assert_allclose(A @ reference @ A, A, rtol=1e-8, atol=1e-8)
+    assert G[0, 0] == pytest.approx(reference[0, 0], rel=1e-8)
 
 
 def test_covariance_cutoff_does_not_grow_with_n():

@@ -1,4 +1,5 @@
 """XPCS fits on simulated two-time data: the truth is recovered within 3σ for every parameter."""
+import warnings
 import numpy as np
 import pytest
 
@@ -137,8 +138,10 @@ def test_physical_bounds_only_and_start_values_kept_in_the_box():
     data = simulated("static", seed=6)
     shifted = TwoTimeData(c2=data.c2 - 1.0, phi=PHI, q=Q, dt=DT, frames=(1, N_T), path="<sim>", layout="simulated",
                           source_stamp=(0, 0))
-    res = fit(shifted, mode="static", scaling="shared", bounds=([1.0, -2.0, -1e4], [1e6, 2.0, 1e4]), verbose=0,
-              max_iterations=3)
+    with warnings.catch_warnings():    # 3 iterations with the offset held on its bound: may be degenerate
+        warnings.simplefilter("ignore", hpcfit.RankDeficientWarning)
+        res = fit(shifted, mode="static", scaling="shared", bounds=([1.0, -2.0, -1e4], [1e6, 2.0, 1e4]), verbose=0,
+                  max_iterations=3)
     assert res.n_params == 5 and res.popt[4] >= 0.5                     # offset kept in its default box
 
 

@@ -29,11 +29,6 @@ from .covariance import covariance
 
 #: Candidates whose sample costs differ by less than this (relative) are tied.
 TIE = 1e-4
-#: LM iterations at most for one candidate on the sample.
-POLISH_ITERATIONS = 200
-#: Tolerances of LM on the sample: the sample's optimum differs from the full data's by far more
-#: than this, so polishing further buys nothing; phase 2 applies the user's tolerances.
-POLISH_TOL = 1e-6
 _PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97)
 
 
@@ -109,9 +104,9 @@ def run_explore(polish_evaluator, run_lm: Callable, run_adam: Callable | None, s
     """
     t0 = time.perf_counter()
     size = polish_evaluator.local.n_points
-    lm_opts = replace(opts, max_iterations=min(opts.max_iterations, POLISH_ITERATIONS), max_nfev=None,
-                      max_time=None, ftol=max(opts.ftol, POLISH_TOL), xtol=max(opts.xtol, POLISH_TOL),
-                      gtol=max(opts.gtol, POLISH_TOL), checkpoint=None, resume=None)
+    # The user's tolerances and iteration limit: when the sample is all the data, LM from p0 is then
+    # exactly what method="gn" runs, and phase 2 starts where it ended.
+    lm_opts = replace(opts, max_nfev=None, max_time=None, checkpoint=None, resume=None)
     p = u0.size
 
     def relative(cost: float) -> float:
@@ -138,8 +133,10 @@ def run_explore(polish_evaluator, run_lm: Callable, run_adam: Callable | None, s
     if first is None:     # p0 is not usable on the sample: phase 2 reports the bad start in detail
         return _outcome(u0, "non_finite", [], None, size, t0, WarmupReport(ran=False, reason="non_finite"))
     candidates.append(first)
-    warm = WarmupReport(ran=False, reason="warm_start")
-    skip = opts.warm_start_detection and relative(first.cost) < opts.warm_start_threshold
+    rel = relative(first.cost)
+    skip = opts.warm_start_detection and rel < opts.warm_start_threshold
+    warm = WarmupReport(ran=False, reason="warm_start", relative_loss_start=rel, relative_loss_end=rel,
+                        layer_counts={"warm_start": 1})
     if not skip and run_adam is not None and opts.warmup_max_steps > 0:
         adam = run_adam(u0)
         warm = adam.report
