@@ -352,6 +352,10 @@ def _finalize(problem: Problem, outcome, stats, explored: ExploreOutcome) -> Fit
             warnings.warn(f"JᵀWJ is rank deficient at the solution (rank {cov.rank} of {p}): the data do not "
                           f"determine {', '.join(undetermined)}; their perr is inf and their rows of pcov are NaN",
                           RankDeficientWarning, stacklevel=4)
+    if outcome.taken_back:
+        issues.append(f"{outcome.taken_back} accepted step(s) were taken back because the model's derivatives were "
+                      "not finite there (e.g. a power of 0 with an exponent below 1): the fit may be held at the edge "
+                      "of that region rather than at a minimum")
     on_bound = [f"{label[i]} is on its {'lower' if a < 0 else 'upper'} bound" for i, a in enumerate(active) if a]
     issues += on_bound
     return FitResult(

@@ -23,6 +23,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 
 from .losses import loss_cost_terms, scale_rows  # noqa: E402
 

@@ -39,6 +39,7 @@ class Outcome(NamedTuple):
     history: list[IterationRecord]
     optimality: float
     solvers: dict[str, int]
+    taken_back: int = 0       # accepted steps taken back because the derivatives there were not finite
 
 
 class LMState(NamedTuple):
@@ -59,6 +60,7 @@ class LMState(NamedTuple):
     # (damping, growth) before the step just accepted: a step taken back (its Jacobian is not
     # finite) resumes from there, damped harder, so that λ grows over repeated take-backs
     before_accept: tuple[float, float] | None = None
+    taken_back: int = 0
 
 
 # Damping limits: past MAX_DAMPING a step is ~1e-32 of the gradient step, so no step can reduce
@@ -103,7 +105,7 @@ class LevenbergMarquardt:
                   "iteration": state.iteration, "rejected": state.rejected, "trial_predicted": trial.predicted,
                   "trial_solver": trial.solver, "pending": None if state.pending is None else int(state.pending),
                   "accepted": list(state.accepted), "solvers": dict(self.solvers), "elapsed": self._elapsed(),
-                  "nfev": state.passes}
+                  "nfev": state.passes, "taken_back": state.taken_back}
         return arrays, values
 
     def restore(self, arrays: dict, values: dict, history: tuple) -> tuple[LMState, Command]:
@@ -114,7 +116,7 @@ class LevenbergMarquardt:
         pending = None if values["pending"] is None else Status(values["pending"])
         state = LMState(arrays["u"], values["cost"], arrays["jtj"], arrays["jtr"], arrays["d2"], values["damping"],
                         values["growth"], values["iteration"], values["rejected"], trial, pending,
-                        tuple(values["accepted"]), history, values["nfev"])
+                        tuple(values["accepted"]), history, values["nfev"], None, values["taken_back"])
         return state, Command("cost", trial.trial)
 
     def init(self, u0: np.ndarray, jac) -> tuple[LMState, Command]:
@@ -131,7 +133,8 @@ class LevenbergMarquardt:
             # to 3 and a reject doubles it, so alternating the two would cycle forever).
             damping, growth = update_damping(*state.before_accept, -1.0, False)
             state = state._replace(iteration=state.iteration - 1, pending=None, rejected=state.rejected + 1,
-                                   damping=damping, growth=growth, trial=None, before_accept=None)
+                                   damping=damping, growth=growth, trial=None, before_accept=None,
+                                   taken_back=state.taken_back + 1)
             return self._propose(state)
         d2 = more_scaling(state.d2, jac.jtj)
         damping = state.damping
@@ -206,7 +209,8 @@ class LevenbergMarquardt:
     def _stop(self, state: LMState, status: Status) -> tuple[LMState, Command]:
         pg = projected_gradient(state.u, state.jtr, self.lower, self.upper)
         outcome = Outcome(state.u, state.cost, state.jtj, state.jtr, status, state.iteration,
-                          list(state.history), gradient_cosine(pg, state.jtj, state.cost), dict(self.solvers))
+                          list(state.history), gradient_cosine(pg, state.jtj, state.cost), dict(self.solvers),
+                          state.taken_back)
         return state, Command("stop", payload=outcome)
 
 
