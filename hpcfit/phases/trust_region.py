@@ -186,7 +186,8 @@ class LevenbergMarquardt:
         the limits below bound every loop of the solver."""
         if state.iteration >= self.opts.max_iterations:
             return self._stop(state, Status.MAX_ITERATIONS)
-        if self.opts.max_nfev is not None and state.passes >= self.opts.max_nfev:
+        # a trial step costs a cost pass and, if accepted, a Jacobian pass: never exceed max_nfev
+        if self.opts.max_nfev is not None and state.passes + 2 > self.opts.max_nfev:
             return self._stop(state, Status.MAX_NFEV)
         if self._out_of_time():
             return self._stop(state, Status.TIME_LIMIT)

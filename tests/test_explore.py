@@ -1,0 +1,142 @@
+"""Phase 1 (method="hybrid"): the fixed sample, the candidates polished by LM on it, the choice, and
+the guarantee that the default method is never worse than Gauss–Newton from the same start.
+References: scipy's least_squares from the true parameters, and method="gn" itself."""
+import warnings
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.optimize import least_squares
+
+import hpcfit
+from hpcfit.data.sampling import stratified_points
+from hpcfit.phases.explore import Candidate, choose, halton, multistart_points
+from test_warmup import GAUSS_HARD, GAUSS_TRUTH, _gauss_data, gauss3
+
+
+def exp_model(x, a, k, c):
+    return a * jnp.exp(-k * x) + c
+
+
+def box_bod(x, b1, b2):
+    return b1 * (1.0 - jnp.exp(-b2 * x))
+
+
+def mgh09(x, b1, b2, b3, b4):
+    return b1 * (x * x + x * b2) / (x * x + x * b3 + b4)
+
+
+def eckerle(x, b1, b2, b3):
+    return b1 / b2 * jnp.exp(-0.5 * ((x - b3) / b2) ** 2)
+
+
+# -- pure pieces --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("size, n", [(10, 1000), (1000, 1003), (7, 7), (50, 20), (4096, 10 ** 9)])
+def test_stratified_sample_has_one_distinct_point_per_stratum(size, n):
+    idx = stratified_points(3, size, n)
+    if size >= n:
+        assert idx.tolist() == list(range(n))
+        return
+    edges = (np.arange(size + 1) * (n / size)).astype(np.int64)
+    edges[-1] = n
+    assert idx.size == size and np.all(np.diff(idx) > 0)           # sorted, no point twice
+    assert np.all((idx >= edges[:-1]) & (idx < edges[1:]))          # one in each stratum
+    assert idx.tobytes() == stratified_points(3, size, n).tobytes() and \
+        idx.tobytes() != stratified_points(4, size, n).tobytes()
+
+
+def test_halton_points_are_the_radical_inverses():
+    h = halton(4, 2)
+    np.testing.assert_allclose(h[:, 0], [1 / 2, 1 / 4, 3 / 4, 1 / 8])
+    np.testing.assert_allclose(h[:, 1], [1 / 3, 2 / 3, 1 / 9, 4 / 9])
+
+
+def test_multistart_points_fill_the_box_and_scale_unbounded_parameters():
+    u0 = np.array([0.5, 1.0])
+    starts = multistart_points(64, u0, np.array([0.0, -np.inf]), np.array([1.0, np.inf]), np.zeros(2))
+    first = np.array([s[0] for s in starts])
+    second = np.array([s[1] for s in starts])
+    assert 0.0 <= first.min() < 0.05 and 0.95 < first.max() <= 1.0          # the box, covered
+    assert 0.1 <= second.min() < 0.15 and 7.0 < second.max() <= 10.0        # p0·10^(±1), log scale
+
+
+def _cand(origin, cost, on_bound=False, deficient=False):
+    return Candidate(origin, np.zeros(1), cost, "FTOL", 3, on_bound, deficient)
+
+
+def test_choice_is_the_lowest_cost_and_degenerate_candidates_lose_ties():
+    assert choose([_cand("p0", 2.0), _cand("adam", 1.0)]).origin == "adam"
+    # within 1e-4 relative: the candidate on a bound or rank deficient loses
+    assert choose([_cand("p0", 1.00005), _cand("adam", 1.0, on_bound=True)]).origin == "p0"
+    assert choose([_cand("p0", 1.00005, deficient=True), _cand("adam", 1.0)]).origin == "adam"
+    # a clear gain beats soundness; a full tie goes to p0's basin
+    assert choose([_cand("p0", 2.0), _cand("adam", 1.0, on_bound=True)]).origin == "adam"
+    assert choose([_cand("p0", 1.0), _cand("adam", 1.0)]).origin == "p0"
+
+
+# -- never worse than Gauss–Newton ----------------------------------------------------------------------
+
+def _never_worse_cases(n=5000):
+    u = np.linspace(0.0, 1.0, n)
+    rng = np.random.default_rng(0)
+
+    def case(model, truth, p0, x, noise, **kw):
+        return model, p0, x, np.asarray(model(x, *truth)) + noise * rng.standard_normal(n), kw
+
+    return {
+        "exp-rate-100x-high": case(exp_model, [2.5, 1.3, 0.5], [2.5, 130.0, 0.5], 5 * u, 0.05),
+        "gauss3-centres-off": case(gauss3, GAUSS_TRUTH, GAUSS_HARD, 10 * u, 0.02),
+        "eckerle-start-1": case(eckerle, [1.554, 4.089, 451.5], [1.0, 10.0, 500.0], 400 + 100 * u, 0.003),
+        "mgh09-start-1": case(mgh09, [0.1928, 0.1913, 0.1231, 0.1361], [25.0, 39.0, 41.5, 39.0],
+                              0.0625 + 3.9375 * u, 0.003),
+        "boxbod-start-1": case(box_bod, [213.8, 0.5472], [1.0, 1.0], 1 + 9 * u, 10.0),
+        "exp-well-started": case(exp_model, [2.5, 1.3, 0.5], [2.4, 1.25, 0.52], 5 * u, 0.05),
+    }
+
+
+@pytest.mark.parametrize("name", list(_never_worse_cases(10)))
+def test_default_method_is_never_worse_than_gauss_newton_from_the_same_start(name):
+    model, p0, x, y, kw = _never_worse_cases()[name]
+    with warnings.catch_warnings():          # wrong minima of gn can be degenerate: not what is tested here
+        warnings.simplefilter("ignore", hpcfit.RankDeficientWarning)
+        gn = hpcfit.curve_fit(model, x, y, p0=p0, method="gn", verbose=0, **kw)
+        default = hpcfit.curve_fit(model, x, y, p0=p0, verbose=0, **kw)
+    assert default.method == "hybrid" and default.explore.ran
+    assert default.cost <= gn.cost * (1 + 1e-6)
+    assert default.explore.candidates[0]["origin"] == "p0"      # p0's own basin is always a candidate
+
+
+def test_hybrid_finds_the_better_basin_where_gauss_newton_loses_it():
+    x, y = _gauss_data(20000)
+    ref = least_squares(lambda p: np.asarray(gauss3(x, *p)) - y, GAUSS_TRUTH, xtol=1e-12, ftol=1e-12, gtol=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hpcfit.RankDeficientWarning)
+        gn = hpcfit.curve_fit(gauss3, x, y, p0=GAUSS_HARD, method="gn", verbose=0)
+    res = hpcfit.curve_fit(gauss3, x, y, p0=GAUSS_HARD, verbose=0, explore_sample_points=4000)
+    assert gn.cost > 2 * ref.cost
+    np.testing.assert_allclose(res.cost, ref.cost, rtol=1e-8)
+    assert res.explore.chosen != "p0" and res.explore.sample_points == 4000 and res.trustworthy
+
+
+def test_multistart_and_given_starts_are_candidates():
+    model, p0, x, y, _ = _never_worse_cases()["boxbod-start-1"]
+    truth_start = [[200.0, 0.5]]
+    res = hpcfit.curve_fit(model, x, y, p0=p0, verbose=0, bounds=([0.0, 0.0], [1000.0, 10.0]), multistart=4,
+                           explore_starts=truth_start)
+    origins = [c["origin"] for c in res.explore.candidates]
+    assert origins[0] == "p0" and origins[-5:] == ["multistart 1", "multistart 2", "multistart 3", "multistart 4",
+                                                   "start 1"]
+    ref = least_squares(lambda p: np.asarray(model(x, *p)) - y, [213.8, 0.5472], xtol=1e-12, ftol=1e-12)
+    np.testing.assert_allclose(res.popt, ref.x, rtol=1e-6)
+    with pytest.raises(hpcfit.InputError, match=r"`explore_starts`: every start must have 2 values"):
+        hpcfit.curve_fit(model, x, y, p0=p0, verbose=0, explore_starts=[[1.0, 2.0, 3.0]])
+
+
+def test_a_sample_smaller_than_the_data_compiles_nothing_extra_and_gn_skips_phase_1():
+    x, y = _gauss_data(20000)
+    res = hpcfit.curve_fit(gauss3, x, y, p0=GAUSS_TRUTH, verbose=0, explore_sample_points=3000, chunk_size=4096)
+    assert res.explore.ran and res.explore.sample_points == 3000
+    assert res.compile_counts["jacobian"] <= 1 and res.compile_counts["cost"] <= 1   # the sample shares them
+    gn = hpcfit.curve_fit(gauss3, x, y, p0=GAUSS_TRUTH, verbose=0, method="gn")
+    assert not gn.explore.ran and gn.explore.reason == "method"

@@ -1,0 +1,59 @@
+"""MPI lane for phase 1's explore: the sample is drawn by global point index and gathered on every
+rank, so the candidates, the choice and the fit are the serial ones bit for bit on 2 and 3 ranks
+(from global arrays and from a streamed HDF5 file), and an error met by one rank's part of the
+sample is raised on every rank."""
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+import hpcfit
+from hpcfit.data import HDF5Source
+from test_warmup import GAUSS_HARD, _gauss_data, gauss3
+
+pytestmark = pytest.mark.mpi(min_size=2)
+EXPLORE = dict(verbose=0, chunk_size=2048, explore_sample_points=3000, multistart=2, warm_start_detection=False,
+               warmup_max_steps=40)
+
+
+def _same(a, b):
+    assert a.popt.tobytes() == b.popt.tobytes() and a.cost.hex() == b.cost.hex()
+    assert a.explore.candidates == b.explore.candidates and a.explore.chosen == b.explore.chosen
+    assert (a.warmup.steps, a.warmup.reason) == (b.warmup.steps, b.warmup.reason)
+
+
+def test_explore_is_bitwise_the_serial_one(world):
+    x, y = _gauss_data(20000)
+    serial = hpcfit.curve_fit(gauss3, x, y, p0=GAUSS_HARD, **EXPLORE)
+    par = hpcfit.curve_fit(gauss3, x, y, p0=GAUSS_HARD, comm=world, **EXPLORE)
+    assert [c["origin"] for c in par.explore.candidates] == ["p0", "adam", "multistart 1", "multistart 2"]
+    assert par.explore.sample_points == 3000
+    _same(par, serial)
+
+
+def test_streamed_explore_is_bitwise_the_serial_in_memory_one(world, shared_dir):
+    x, y = _gauss_data(20000)
+    path = os.path.join(shared_dir, "explore.h5")
+    if world.rank == 0:
+        with h5py.File(path, "w") as f:
+            f["x"], f["y"] = x, y
+    world.Barrier()
+    serial = hpcfit.curve_fit(gauss3, x, y, p0=GAUSS_HARD, **EXPLORE)
+    streamed = hpcfit.fit(gauss3, HDF5Source(path, x="x"), GAUSS_HARD, comm=world, **EXPLORE)
+    _same(streamed, serial)
+
+
+def test_a_nan_in_one_ranks_part_of_the_sample_is_raised_everywhere(world, shared_dir):
+    from hpcfit.data.sampling import stratified_points
+    x, y = _gauss_data(20000)
+    bad = int(stratified_points(0, 3000, x.size)[-1])          # sampled, and owned by the last rank
+    y = y.copy()
+    y[bad] = np.nan
+    path = os.path.join(shared_dir, "nan.h5")
+    if world.rank == 0:
+        with h5py.File(path, "w") as f:
+            f["x"], f["y"] = x, y
+    world.Barrier()
+    with pytest.raises(hpcfit.InputError, match=rf"contains NaN or Inf; first at global point index {bad}"):
+        hpcfit.fit(gauss3, HDF5Source(path, x="x"), GAUSS_HARD, comm=world, **EXPLORE)
