@@ -17,7 +17,7 @@ from hpcfit.data.grid import block_sums, combine_blocks, tree_sum
 from hpcfit.data.sampling import evaluation_points, position_runs, sample_points
 from hpcfit.kernels.points import PointEvaluator
 from hpcfit.options import PRESETS
-from hpcfit.phases.warmup import LEARNING_RATE_BANDS, clear_gain, learning_rate_band, natural_scale
+from hpcfit.phases.warmup import LEARNING_RATE_BANDS, learning_rate_band, natural_scale
 
 
 def exp_model(x, a, b, c):
@@ -101,11 +101,10 @@ def test_minibatch_gradient_matches_the_analytic_one():
     np.testing.assert_allclose(curvature, (jac ** 2).mean(axis=0), rtol=1e-12)
 
 
-def test_natural_scale_and_clear_gain():
+def test_natural_scale():
     # √(2·loss/curvature), capped at 1 and at the parameter's own magnitude
     np.testing.assert_allclose(natural_scale(2.0, np.array([16.0, 1e-6, 16.0, 0.0]), np.array([5.0, 5.0, 0.1, 0.0])),
                                [0.5, 1.0, 0.1, 1.0])
-    assert clear_gain(0.9, 1.0, 1.0) and clear_gain(3.0, 0.5, 1.0) and not clear_gain(1.5, 0.9, 1.0)
 
 
 # -- layers -----------------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""Phase 1: the Adam warm-up on minibatches, with its four-layer defense.
+"""Phase 1's Adam warm-up on minibatches, with its four-layer defense (one tool of the explore
+phase, :mod:`hpcfit.phases.explore`, which runs it when LM on the sample from p0 does not explain
+the data, and polishes its end with LM).
 
 Gauss–Newton converges fast from a good start and can stall or wander from a bad one; the warm-up
 brings p0 into its basin and gets out of the way. All of it works in normalized u.
@@ -65,10 +67,6 @@ class WarmupOutcome(NamedTuple):
     report: WarmupReport
 
 
-def not_run(reason: str) -> WarmupOutcome:
-    return WarmupOutcome(None, WarmupReport(ran=False, reason=reason))
-
-
 PHASE = "warmup"
 
 
@@ -95,7 +93,7 @@ def _warmup(points, u0, opts, theta_offset, lower_u, upper_u, table, checkpoints
         return 2.0 * loss / variance if variance > 0 else (0.0 if loss == 0 else np.inf)
 
     rel0 = relative(loss0)
-    counts = {"warm_start": 0, "learning_rate": 0, "cost_guard": 0, "step_clipping": 0, "no_gain": 0}
+    counts = {"warm_start": 0, "learning_rate": 0, "cost_guard": 0, "step_clipping": 0}
     report = dict(loss_start=loss0, relative_loss_start=rel0, eval_points=subset.size)
 
     def finish(u, reason, steps=0, evaluations=0, loss=loss0, rate=float("nan")):
@@ -195,15 +193,6 @@ def _warmup(points, u0, opts, theta_offset, lower_u, upper_u, table, checkpoints
         evaluations += 1
         if not bad and np.isfinite(loss) and loss < best_loss:
             best_u, best_loss = u, loss
-    if not clear_gain(relative(best_loss), best_loss, loss0):
-        counts["no_gain"] = 1
-        return finish(u0, reason, step, evaluations, loss0, rate)
+    # Phase 1 polishes this point with LM on the sample and keeps it only if it beats LM from p0
+    # (hpcfit.phases.explore), so no hand-off rule is needed here.
     return finish(best_u, reason, step, evaluations, best_loss, rate)
-
-
-def clear_gain(relative_loss: float, loss: float, loss0: float) -> bool:
-    """Whether the warm-up's best point is clearly better than p0: it explains the data better than a
-    constant would (ℓ_rel < 1) or halved the loss. A small gain on a point that still explains nothing
-    is usually a collapse (an amplitude sent to 0, a peak pushed off the data) from which Gauss–Newton
-    does worse than from p0."""
-    return relative_loss < 1.0 or loss <= 0.5 * loss0

@@ -168,22 +168,67 @@ def _start(points, model, p0, lower, upper) -> np.ndarray:
     return start
 
 
+#: Phase 1's scan of the physical parameters around the start (``scan=True``): changes of one
+#: parameter at a time, each polished by LM on the sample. Measured on the 23-angle laminar-flow
+#: set of docs/benchmarks.md, where LM from the default start ends in a wrong basin (φ0 2.9°,
+#: D_offset 800): φ0 + 30°, α − 0.5 and D0 × 10 each reach the true one.
+SCAN = {"phi0": (-60.0, -30.0, 30.0, 60.0, 90.0), "alpha": (-0.5, 0.5), "D0": (0.1, 10.0)}
+
+
+def scan_starts(model, start: np.ndarray) -> list[list[float]]:
+    """Physical start vectors of :data:`SCAN` around ``start`` (φ0 and α shifted, D0 scaled)."""
+    names = list(model.physical_names)
+    rows = []
+    for name, changes in SCAN.items():
+        if name not in names:
+            continue
+        i = names.index(name)
+        for change in changes:
+            row = [float(v) for v in start[:len(names)]]
+            row[i] = row[i] * change if name == "D0" else row[i] + change
+            rows.append(row)
+    return rows
+
+
+def _complete_starts(options: dict, start: np.ndarray, model, scan: bool) -> dict:
+    """Phase 1's further starts: the scan (unless the user gave starts, or ``scan`` is off, or
+    method="gn"), and any start that gives the physical parameters only completed with the
+    data-driven contrast/offset, as p0 is."""
+    starts = options.get("explore_starts")
+    n_phys = len(model.physical_names)
+    if starts is None and scan and options.get("method", "hybrid") != "gn" and options.get("preset") != "no_warmup":
+        starts = scan_starts(model, start)
+    if starts is None:
+        return options
+    rows = []
+    for row in starts:
+        row = [float(v) for v in row]
+        if len(row) not in (n_phys, model.n_params):
+            raise InputError(f"`explore_starts`: each start must have {n_phys} (physical) or {model.n_params} values; "
+                             f"got {len(row)}")
+        rows.append(tuple(row + list(start[len(row):])))
+    return {**options, "explore_starts": tuple(rows)}
+
+
 def fit(data, *, mode: str = "laminar_flow", scaling: str = "individual", p0=None, bounds=None, L=None,
         contrast=None, offset=None, triangle: str = "upper", form: str = "homodyne", comm=None,
-        **options) -> FitResult:
+        scan: bool = True, **options) -> FitResult:
     """Fit a two-time dataset with the ``static`` or ``laminar_flow`` transport model.
 
     ``p0``/``bounds``: for the physical parameters only (contrast/offset start from the data,
     :func:`initial_scaling`, clipped into their bounds) or for all of them; ``None`` takes
     :data:`DEFAULT_P0` and :data:`DEFAULT_BOUNDS`. ``L`` (Å) is needed for ``laminar_flow``.
     ``contrast``/``offset`` are the given values for ``scaling="fixed"``. Collective with ``comm``:
-    rank 0 reads the samples for the start values and shares them. The result carries parameter
+    rank 0 reads the samples for the start values and shares them. ``scan`` (default on) adds
+    :data:`SCAN`'s starts around p0 to phase 1's candidates (method="hybrid"), each polished by LM
+    on the sample; the best one is fitted to all the data. The result carries parameter
     names, and ``result.info["xpcs"]`` records mode, scaling, form, triangle, q, dt, L and angles.
     """
     with Communicator(comm) as hc:
         points, model, (lower, upper) = hc.agree(_setup, data, mode, scaling, p0, bounds, L, contrast, offset,
                                                  triangle, form)
         start = hc.bcast(hc.agree(lambda: _start(points, model, p0, lower, upper) if hc.is_root else None))
+        options = hc.agree(_complete_starts, options, start, model, scan)
     result = _fit(model, points.source, start, bounds=(lower, upper), comm=comm, **options)
     result.info["xpcs"] = {"mode": mode, "scaling": scaling, "form": form, "triangle": triangle, "q": points.q,
                            "dt": points.dt, "L": L, "phi": points.phi.tolist(), "n_t": points.n_t}
