@@ -14,10 +14,6 @@ import numpy as np
 from .errors import FitError, HpcfitError, InputError
 
 _ERROR_TYPES = {"InputError": InputError, "FitError": FitError}
-#: Flags that ride on every pass's single reduction, so that all ranks agree on them at no extra
-#: collective (hpcfit.checkpoint sets them): a stop signal seen on any rank, a checkpoint due by
-#: rank 0's clock, a checkpoint write that failed on any rank. Summed: > 0 means raised somewhere.
-FLAGS = ("stop", "checkpoint_due", "write_failed")
 # Tag of send_array/recv_array; the duplicated communicator carries no other point-to-point traffic.
 _ARRAY_TAG = 17
 
@@ -32,9 +28,6 @@ class Communicator:
         self._comm = None if comm is None else comm.Dup()
         self.rank = 0 if comm is None else self._comm.Get_rank()
         self.size = 1 if comm is None else self._comm.Get_size()
-        # this rank's FLAGS (a callable → sequence of 0/1), and what the last reduction agreed
-        self.flag_source = None
-        self.agreed = dict.fromkeys(FLAGS, False)
 
     @property
     def is_root(self) -> bool:
@@ -97,37 +90,34 @@ class Communicator:
         self.raise_if_any(error)
         return result
 
-    def reduce_slots(self, slots: np.ndarray, local_error: HpcfitError | None) -> np.ndarray:
-        """Collective: the single reduction of a pass.
+    def reduce_slots(self, slots: np.ndarray, local_error: HpcfitError | None,
+                     flags=()) -> tuple[np.ndarray, np.ndarray]:
+        """Collective: the single reduction of a pass; returns (reduced slots, summed flags).
 
         ``slots`` is a (n_slots, m) float64 array in which this rank filled only its own rows
         (others are zero), so the element-wise sum reproduces each row exactly: the result does
-        not depend on the reduction order MPI picks. An error on any rank is raised on all.
+        not depend on the reduction order MPI picks. ``flags`` (the same length on every rank)
+        ride in the same buffer, so callers agree on them at no extra collective. An error on any
+        rank is raised on all.
         """
-        flags = np.zeros(len(FLAGS) + 1)
-        flags[0] = 0.0 if local_error is None else 1.0
-        if self.flag_source is not None:
-            flags[1:] = self.flag_source()
+        extra = np.zeros(1 + len(flags))
+        extra[0] = 0.0 if local_error is None else 1.0
+        extra[1:] = flags
         if self._comm is None:
             if local_error is not None:
                 raise local_error
-            self._agree_flags(flags)
-            return slots
+            return slots, extra[1:]
         from mpi4py import MPI
 
         k = slots.size
-        send = np.empty(k + flags.size)
+        send = np.empty(k + extra.size)
         send[:k] = slots.ravel()
-        send[k:] = flags
+        send[k:] = extra
         recv = np.empty_like(send)
         self._comm.Allreduce(send, recv, op=MPI.SUM)
         if recv[k] > 0:
             self.raise_if_any(local_error)
-        self._agree_flags(recv[k:])
-        return recv[:k].reshape(slots.shape)
-
-    def _agree_flags(self, summed: np.ndarray) -> None:
-        self.agreed = {name: bool(value > 0) for name, value in zip(FLAGS, summed[1:])}
+        return recv[:k].reshape(slots.shape), recv[k + 1:]
 
     def duplicate(self) -> "Communicator":
         """Collective: a new Communicator on a duplicate of this one (for traffic on another

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from hpcfit.phases.covariance import covariance
-from hpcfit.phases.lm_step import (active_bounds, cost_converged, gradient_cosine, more_scaling, propose_step,
+from hpcfit.solvers.lm_step import (active_bounds, cost_converged, gradient_cosine, more_scaling, propose_step,
                                    solve_damped, step_small, update_damping)
 from hpcfit.phases.normalize import make_normalization
 

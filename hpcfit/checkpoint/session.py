@@ -1,7 +1,7 @@
 """A fit's checkpointing: set up collectively, asked at every iteration boundary whether to write
 and whether to stop, and closed at the end. Decisions come from the flags every rank agreed on in
-the last reduction (:data:`hpcfit.comm.FLAGS`) and from iteration counts, so they are identical
-everywhere without a collective of their own."""
+the last reduction (:data:`FLAGS`, which the driver hands to every pass and back here) and from
+iteration counts, so they are the same everywhere without a collective of their own."""
 from __future__ import annotations
 
 import os
@@ -17,6 +17,12 @@ from . import hdf5
 from .record import Checkpoint, chunk_checksum, compare, fingerprint_chunks
 from .signals import StopSignals
 from .writer import CheckpointWriter
+
+
+#: Flags that ride on every pass's single reduction, so that all ranks agree on them at no extra
+#: collective: a stop signal seen on any rank, a checkpoint due by rank 0's clock, a checkpoint
+#: write that failed on any rank. Summed: > 0 means raised somewhere.
+FLAGS = ("stop", "checkpoint_due", "write_failed")
 
 
 class CheckpointWarning(UserWarning):
@@ -43,7 +49,7 @@ class CheckpointSession:
         self._last_time = time.monotonic()
         self.writer = self._start_writer() if self.path else None
         self.signals = StopSignals().__enter__() if self.path else None
-        hc.flag_source = self._local_flags
+        self.agreed = dict.fromkeys(FLAGS, False)   # what the last reduction agreed on
 
     # -- setup --------------------------------------------------------------------------------
 
@@ -100,12 +106,17 @@ class CheckpointSession:
 
     # -- at iteration boundaries --------------------------------------------------------------
 
-    def _local_flags(self):
+    def local_flags(self) -> tuple[float, ...]:
+        """This rank's :data:`FLAGS`, to ride on the next pass's reduction (local)."""
         stop = self.signals is not None and self.signals.received is not None
         seconds = self.opts.checkpoint_seconds
         due = bool(self.hc.is_root and seconds is not None and time.monotonic() - self._last_time >= seconds)
         failed = self.writer is not None and self.writer.failure() is not None
         return (float(stop), float(due), float(failed))
+
+    def observe(self, summed) -> None:
+        """The flags as the reduction summed them over ranks: > 0 means raised somewhere."""
+        self.agreed = {name: bool(value > 0) for name, value in zip(FLAGS, summed)}
 
     def decide(self, phase: str, iteration: int, stride: int = 1) -> tuple[bool, bool]:
         """(write, stop) at a boundary; the same on every rank that calls it with the same arguments.
@@ -113,7 +124,7 @@ class CheckpointSession:
         between progress lines: its steps are cheap, a checkpoint every ten steps would not be)."""
         if self.path is None:
             return False, False
-        agreed, every = self.hc.agreed, self.opts.checkpoint_every
+        agreed, every = self.agreed, self.opts.checkpoint_every
         last_phase, last_iteration = self._last
         since = iteration - (last_iteration if last_phase == phase else 0)
         due = agreed["checkpoint_due"] or (every is not None and since >= every * stride)
@@ -129,7 +140,7 @@ class CheckpointSession:
     def commit(self, ckpt: Checkpoint | None, stop: bool) -> None:
         """Collective in effect (every rank, same arguments): surface a failed write, queue ``ckpt``,
         and on a stop request wait for it and end the fit with :class:`~hpcfit.errors.Preempted`."""
-        if self.hc.agreed["write_failed"]:
+        if self.agreed["write_failed"]:
             self._raise_failure()
         if ckpt is not None:
             self.submitted += 1
@@ -147,14 +158,13 @@ class CheckpointSession:
 
     def _raise_failure(self, always_collective: bool = False) -> None:
         message = None if self.writer is None else self.writer.failure()
-        if always_collective or self.hc.agreed["write_failed"]:
+        if always_collective or self.agreed["write_failed"]:
             self._reported = True
             self.hc.raise_if_any(None if message is None else FitError(message))
 
     def close(self) -> None:
         """Flush and stop the writer, restore the signal handlers. A failure of the last writes is a
         warning (the fit itself has finished)."""
-        self.hc.flag_source = None
         if self.signals is not None:
             self.signals.__exit__(None, None, None)
         if self.writer is not None:

@@ -40,6 +40,7 @@ class PassResult:
     first_bad: int | None           # global point index of the first non-finite residual
     jtj: np.ndarray | None = None   # (p, p) JᵀWJ in normalized space (Jacobian pass only)
     jtr: np.ndarray | None = None   # (p,)  JᵀWr
+    flags: np.ndarray = ()          # the callers' flags, summed over ranks by the same reduction
 
 
 @dataclass
@@ -52,10 +53,11 @@ class PassStats:
 
 
 def fill_and_reduce(comm: Communicator, slots: np.ndarray, fill: Callable[[], None], what: str,
-                    stats: PassStats | None = None) -> np.ndarray:
-    """Collective: run this rank's ``fill`` of its rows of ``slots``, then the single reduction. A
-    failure in ``fill`` (a NaN read from a file, a model error) travels with the reduction, so every
-    rank raises it and none is left waiting."""
+                    stats: PassStats | None = None, flags=()) -> tuple[np.ndarray, np.ndarray]:
+    """Collective: run this rank's ``fill`` of its rows of ``slots``, then the single reduction, which
+    also sums ``flags``; returns (reduced slots, summed flags). A failure in ``fill`` (a NaN read
+    from a file, a model error) travels with the reduction, so every rank raises it and none is
+    left waiting."""
     local_error = None
     try:
         fill()
@@ -64,10 +66,10 @@ def fill_and_reduce(comm: Communicator, slots: np.ndarray, fill: Callable[[], No
     except Exception as exc:  # noqa: BLE001 - a failure on this rank must not leave the others waiting
         local_error = FitError(f"evaluating {what} failed: {type(exc).__name__}: {exc}")
     t0 = time.perf_counter()
-    reduced = comm.reduce_slots(slots, local_error)
+    reduced, summed = comm.reduce_slots(slots, local_error, flags)
     if stats is not None:
         stats.reduction_seconds += time.perf_counter() - t0
-    return reduced
+    return reduced, summed
 
 
 class PassEvaluator:
@@ -106,37 +108,47 @@ class PassEvaluator:
             self._reader.shutdown(wait=True)
         self._cache.clear()
 
-    def jacobian_pass(self, u: np.ndarray) -> PassResult:
+    def evaluate(self, cmd, flags=()) -> PassResult:
+        """Collective: the pass a driver command asks for ("jacobian" or "cost") at ``cmd.u``."""
+        return (self.jacobian_pass if cmd.kind == "jacobian" else self.cost_pass)(cmd.u, flags)
+
+    def counters(self) -> tuple[int, int]:
+        return self.stats.jacobian_passes, self.stats.cost_passes
+
+    def restore_counters(self, counters) -> None:
+        self.stats.jacobian_passes, self.stats.cost_passes = (int(c) for c in counters)
+
+    def jacobian_pass(self, u: np.ndarray, flags=()) -> PassResult:
         """Collective: JᵀWJ, JᵀWr and cost at ``u`` (normalized parameters)."""
         t0 = time.perf_counter()
-        vec = self._run(self._jac, u, self.p * (self.p + 1) // 2 + self.p + 3)
+        vec, summed = self._run(self._jac, u, self.p * (self.p + 1) // 2 + self.p + 3, flags)
         self.stats.jacobian_passes += 1
         self.stats.jacobian_seconds += time.perf_counter() - t0
         jtj = np.zeros((self.p, self.p))
         rows, cols = np.triu_indices(self.p)
         jtj[rows, cols] = vec[: rows.size]
         jtj[cols, rows] = vec[: rows.size]
-        return PassResult(*self._flags(vec), jtj=jtj, jtr=vec[rows.size: rows.size + self.p].copy())
+        return PassResult(*self._flags(vec), jtj=jtj, jtr=vec[rows.size: rows.size + self.p].copy(), flags=summed)
 
-    def cost_pass(self, u: np.ndarray) -> PassResult:
+    def cost_pass(self, u: np.ndarray, flags=()) -> PassResult:
         """Collective: cost at ``u``."""
         t0 = time.perf_counter()
-        vec = self._run(self._cost, u, 3)
+        vec, summed = self._run(self._cost, u, 3, flags)
         self.stats.cost_passes += 1
         self.stats.cost_seconds += time.perf_counter() - t0
-        return PassResult(*self._flags(vec))
+        return PassResult(*self._flags(vec), flags=summed)
 
     @staticmethod
     def _flags(vec: np.ndarray):
         n_bad = int(vec[-2])
         return float(vec[-3]), n_bad, (int(vec[-1]) if n_bad else None)
 
-    def _run(self, kernel, u: np.ndarray, width: int) -> np.ndarray:
+    def _run(self, kernel, u: np.ndarray, width: int, flags) -> tuple[np.ndarray, np.ndarray]:
         slots = np.zeros((len(self.local.slots), width))
-        reduced = fill_and_reduce(self.comm, slots, lambda: self._fill_blocks(kernel, jnp.asarray(u, dtype=jnp.float64),
-                                                                             slots), "the model", self.stats)
+        reduced, summed = fill_and_reduce(self.comm, slots, lambda: self._fill_blocks(
+            kernel, jnp.asarray(u, dtype=jnp.float64), slots), "the model", self.stats, flags)
         values = {blk: reduced[i] for i, blk in enumerate(self.local.slots)}
-        return combine_blocks(values, self.local.n_leaves, _add)
+        return combine_blocks(values, self.local.n_leaves, _add), summed
 
     def _to_device(self, i: int) -> tuple:
         c = self.local.read(i)

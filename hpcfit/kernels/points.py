@@ -84,6 +84,16 @@ class PointSet(NamedTuple):
     w: np.ndarray | None = None
 
 
+class PointResult(NamedTuple):
+    """Reduced values of one sampled-points evaluation, identical on every rank (means per point)."""
+
+    loss: float
+    grad: np.ndarray | None         # ("gradient" only)
+    curvature: np.ndarray | None    # mean diagonal of JᵀWJ ("gradient" only)
+    n_bad: int
+    flags: np.ndarray = ()
+
+
 class PointEvaluator:
     """Collective evaluations on sampled points: minibatch gradients and the evaluation-subset loss.
 
@@ -104,6 +114,8 @@ class PointEvaluator:
         share = (hi - lo) / local.n_points
         self.batch_size, self.seed = batch_size, seed
         self._batch_capacity = _capacity(batch_size * share, batch_size)
+        self.subset: PointSet | None = None      # the evaluation subset of "loss" commands
+        self.steps = 0                           # minibatch gradients evaluated
 
     # -- samples -------------------------------------------------------------------------------
 
@@ -128,33 +140,51 @@ class PointEvaluator:
         return self._layout(sample_points(self.seed, step, self.batch_size, self.local.n_points))
 
     def evaluation_set(self, size: int) -> PointSet:
-        """Collective: the fixed evaluation subset (all points when ``size`` >= n), read once."""
+        """Collective: the fixed evaluation subset (all points when ``size`` >= n), read once; it is
+        what "loss" commands evaluate."""
         points = self._layout(evaluation_points(self.seed, size, self.local.n_points))
-        return self.comm.agree(self._read, points, _capacity(points.indices.size, points.indices.size))
+        self.subset = self.comm.agree(self._read, points, _capacity(points.indices.size, points.indices.size))
+        return self.subset
 
     # -- collective evaluations ------------------------------------------------------------------
+
+    def evaluate(self, cmd, flags=()) -> PointResult:
+        """Collective: a driver command: "gradient" on step ``cmd.payload``'s minibatch, or "loss" on
+        the evaluation subset, at ``cmd.u``."""
+        if cmd.kind == "gradient":
+            self.steps += 1
+            return self._gradient_result(cmd.u, self.minibatch(cmd.payload), flags)
+        total, summed = self._run(self._cost, cmd.u, self.subset, 2, flags)
+        return PointResult(total[0] / self.subset.size, None, None, int(total[-1]), summed)
+
+    def counters(self) -> tuple[int]:
+        return (self.steps,)
+
+    def _gradient_result(self, u, points: PointSet, flags=()) -> PointResult:
+        p = self.p
+        total, summed = self._run(self._gradient, u, points, 2 * p + 2, flags)
+        return PointResult(total[2 * p] / points.size, total[:p] / points.size, total[p:2 * p] / points.size,
+                           int(total[-1]), summed)
 
     def gradient(self, u: np.ndarray, points: PointSet) -> tuple[float, np.ndarray, np.ndarray, int]:
         """Collective: mean cost, mean gradient in u, mean diagonal of JᵀWJ in u, and the number
         of bad points, over the sample."""
-        p = self.p
-        total = self._run(self._gradient, u, points, 2 * p + 2)
-        return total[2 * p] / points.size, total[:p] / points.size, total[p:2 * p] / points.size, int(total[-1])
+        return tuple(self._gradient_result(u, points)[:4])
 
     def loss(self, u: np.ndarray, points: PointSet) -> tuple[float, int]:
         """Collective: (mean cost, number of bad points) over the sample."""
-        total = self._run(self._cost, u, points, 2)
+        total, _ = self._run(self._cost, u, points, 2)
         return total[0] / points.size, int(total[-1])
 
     def weighted_variance(self, points: PointSet) -> float:
         """Collective: Σw²(y − ȳ)²/size with ȳ the w²-weighted mean — what a constant model leaves
         (two reductions, so a large mean does not cancel the variance)."""
         w2 = points.w * points.w
-        sums = self._reduce(points, lambda: np.stack([w2, w2 * points.y], axis=1), 2)
+        sums, _ = self._reduce(points, lambda: np.stack([w2, w2 * points.y], axis=1), 2)
         mean = sums[1] / sums[0]
-        return self._reduce(points, lambda: (w2 * (points.y - mean) ** 2)[:, None], 1)[0] / points.size
+        return self._reduce(points, lambda: (w2 * (points.y - mean) ** 2)[:, None], 1)[0][0] / points.size
 
-    def _run(self, kernel, u: np.ndarray, points: PointSet, width: int) -> np.ndarray:
+    def _run(self, kernel, u: np.ndarray, points: PointSet, width: int, flags=()) -> tuple[np.ndarray, np.ndarray]:
         def rows():
             ready = points if points.slices is not None else self._read(points, self._batch_capacity)
             u_dev = jnp.asarray(u, dtype=jnp.float64)
@@ -163,10 +193,12 @@ class PointEvaluator:
                 return np.zeros((0, width))
             return np.concatenate([np.asarray(o)[: int(s[3])] for o, s in zip(outs, ready.slices)])
 
-        return self._reduce(points, rows, width)
+        return self._reduce(points, rows, width, flags)
 
-    def _reduce(self, points: PointSet, rows: Callable[[], np.ndarray], width: int) -> np.ndarray:
-        """Collective: the canonical tree sum over all sample positions of this rank's ``rows()``."""
+    def _reduce(self, points: PointSet, rows: Callable[[], np.ndarray], width: int,
+                flags=()) -> tuple[np.ndarray, np.ndarray]:
+        """Collective: the canonical tree sum over all sample positions of this rank's ``rows()``,
+        and the summed ``flags``."""
         layout = reduction_slots(points.runs, points.size)
         slots = np.zeros((len(layout), width))
 
@@ -177,8 +209,8 @@ class PointEvaluator:
                 for blk, value in block_sums(local, points.first, points.size).items():
                     slots[index[blk]] = value
 
-        reduced = fill_and_reduce(self.comm, slots, fill, "the model on sampled points")
-        return combine_blocks(dict(zip(layout, reduced)), points.size, np.add)
+        reduced, summed = fill_and_reduce(self.comm, slots, fill, "the model on sampled points", flags=flags)
+        return combine_blocks(dict(zip(layout, reduced)), points.size, np.add), summed
 
 
 def _padded(x: np.ndarray, y: np.ndarray, w: np.ndarray, capacity: int) -> tuple:

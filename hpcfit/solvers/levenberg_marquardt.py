@@ -1,0 +1,239 @@
+"""Levenberg–Marquardt as an explicit, immutable state: rank 0's solver, no JAX, no MPI.
+
+Moré scaling, Nielsen damping and a projected box (maths in :mod:`hpcfit.solvers.lm_step`).
+Per iteration the driver runs a cost pass at the trial point and, if the step is accepted, a
+Jacobian pass there: a rejected step costs a cost pass, never a Jacobian pass. The same solver
+polishes phase 1's candidates on the sample and runs phase 2 on all the data.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import astuple, fields
+from typing import NamedTuple
+
+import numpy as np
+
+from ..result import IterationRecord, Status
+from .driver import Command
+from .lm_step import (Step, cost_converged, gradient_cosine, more_scaling, projected_gradient,
+                      propose_step, step_small, update_damping)
+
+PHASE = "trust_region"
+
+
+class Outcome(NamedTuple):
+    u: np.ndarray
+    cost: float
+    jtj: np.ndarray
+    jtr: np.ndarray
+    status: Status
+    n_iterations: int
+    history: list[IterationRecord]
+    optimality: float
+    solvers: dict[str, int]
+    taken_back: int = 0       # accepted steps taken back because the derivatives there were not finite
+
+
+class LMState(NamedTuple):
+    u: np.ndarray
+    cost: float
+    jtj: np.ndarray
+    jtr: np.ndarray
+    d2: np.ndarray
+    damping: float
+    growth: float
+    iteration: int
+    rejected: int                       # rejections since the last accepted step
+    trial: Step | None
+    pending: Status | None              # ftol/xtol met by the step just accepted
+    accepted: tuple[float, float, float]  # (cost change, step norm, ratio) of the step just accepted
+    history: tuple[IterationRecord, ...]
+    passes: int = 0                     # every pass so far (cost and Jacobian): what max_nfev bounds
+    # (damping, growth) before the step just accepted: a step taken back (its Jacobian is not
+    # finite) resumes from there, damped harder, so that λ grows over repeated take-backs
+    before_accept: tuple[float, float] | None = None
+    taken_back: int = 0
+
+
+# Damping limits: past MAX_DAMPING a step is ~1e-32 of the gradient step, so no step can reduce
+# the cost any more; the floor keeps Nielsen's multiplicative update from reaching exactly 0.
+MAX_DAMPING = 1e32
+MIN_DAMPING = 1e-20
+# Growth of Moré's D² between two accepted points beyond which λ is rescaled (see after_jacobian);
+# smooth least-squares problems change diag(JᵀJ) by far less between accepted steps.
+SCALE_JUMP = 1e6
+
+
+class LevenbergMarquardt:
+    """Rank 0's LM solver with Moré scaling, Nielsen damping and a projected box.
+
+    ``xtol`` is tested in user parameters θ = offset + scale·u, as scipy tests it in x.
+    """
+
+    def __init__(self, options, normalization, lower_u: np.ndarray, upper_u: np.ndarray, table=None):
+        self.opts = options
+        self.norm = normalization
+        self.lower, self.upper = lower_u, upper_u
+        self.table = table
+        self.t0 = time.perf_counter()
+        self.solvers = {"cholesky": 0, "eigen": 0}
+
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def _out_of_time(self) -> bool:
+        return self.opts.max_time is not None and self._elapsed() > self.opts.max_time
+
+    def _x_small(self, step_u: np.ndarray, u: np.ndarray) -> bool:
+        return step_small(float(np.linalg.norm(self.norm.scale * step_u)),
+                          float(np.linalg.norm(self.norm.to_theta(u))), self.opts.xtol)
+
+    # -- the driver's protocol -------------------------------------------------------------------
+
+    def step(self, state: LMState | None, cmd: Command, res) -> tuple[LMState, Command]:
+        """The next command after the evaluation ``cmd`` asked for (``state`` None: ``res`` is the
+        Jacobian pass at the start)."""
+        if state is None:
+            return self.init(cmd.u, res)
+        if cmd.kind == "cost":
+            return self.after_cost(state, res.cost, res.n_bad)
+        return self.after_jacobian(state, res, cmd.u)
+
+    def boundary(self, state: LMState, cmd: Command):
+        """Checkpoints are taken before a trial step's cost pass."""
+        return (PHASE, state.iteration, 1) if cmd.kind == "cost" else None
+
+    def snapshot(self, state: LMState) -> tuple[dict, dict, np.ndarray, int]:
+        """The state at a boundary (before the cost pass of ``state.trial``) as checkpoint arrays,
+        values, history rows and the pass cursor."""
+        trial = state.trial
+        arrays = {"u": state.u, "jtj": state.jtj, "jtr": state.jtr, "d2": state.d2, "trial_step": trial.step,
+                  "trial_point": trial.trial}
+        values = {"cost": state.cost, "damping": state.damping, "growth": state.growth,
+                  "iteration": state.iteration, "rejected": state.rejected, "trial_predicted": trial.predicted,
+                  "trial_solver": trial.solver, "pending": None if state.pending is None else int(state.pending),
+                  "accepted": list(state.accepted), "solvers": dict(self.solvers), "elapsed": self._elapsed(),
+                  "nfev": state.passes, "taken_back": state.taken_back}
+        return arrays, values, history_array(state.history), state.passes
+
+    def restore(self, arrays: dict, values: dict, rows: np.ndarray) -> tuple[LMState, Command]:
+        """Inverse of :meth:`snapshot`: the state and the command to go on with."""
+        history = history_records(rows)
+        self.solvers = dict(values["solvers"])
+        self.t0 = time.perf_counter() - values["elapsed"]
+        trial = Step(arrays["trial_step"], arrays["trial_point"], values["trial_predicted"], values["trial_solver"])
+        pending = None if values["pending"] is None else Status(values["pending"])
+        state = LMState(arrays["u"], values["cost"], arrays["jtj"], arrays["jtr"], arrays["d2"], values["damping"],
+                        values["growth"], values["iteration"], values["rejected"], trial, pending,
+                        tuple(values["accepted"]), history, values["nfev"], None, values["taken_back"])
+        return state, Command("cost", trial.trial)
+
+    def init(self, u0: np.ndarray, jac) -> tuple[LMState, Command]:
+        state = LMState(u0, jac.cost, jac.jtj, jac.jtr, None, self.opts.initial_damping, 2.0, 0, 0, None,
+                        None, (np.nan, np.nan, np.nan), ())
+        return self.after_jacobian(state, jac, u0)
+
+    def after_jacobian(self, state: LMState, jac, u: np.ndarray) -> tuple[LMState, Command]:
+        state = state._replace(passes=state.passes + 1)
+        if state.trial is not None and not _usable(jac):
+            # The accepted point lowered the cost but its derivatives are not finite (e.g. sqrt at 0
+            # on a bound): Gauss–Newton cannot go on from there, so take the step back as rejected,
+            # damping harder than before it was accepted (not than after: an accept divides λ by up
+            # to 3 and a reject doubles it, so alternating the two would cycle forever).
+            damping, growth = update_damping(*state.before_accept, -1.0, False)
+            state = state._replace(iteration=state.iteration - 1, pending=None, rejected=state.rejected + 1,
+                                   damping=damping, growth=growth, trial=None, before_accept=None,
+                                   taken_back=state.taken_back + 1)
+            return self._propose(state)
+        d2 = more_scaling(state.d2, jac.jtj)
+        damping = state.damping
+        growth = 1.0 if state.d2 is None else float(np.max(d2 / state.d2))
+        if growth > SCALE_JUMP:
+            # A jump in D² by many orders (robust losses: points leaving the linear zone lift their
+            # row scale from the √ε floor to 1, up to 1e16) would turn λD² into a wall and freeze the
+            # fit: keep λD² continuous instead. Ordinary growth keeps Moré's behaviour.
+            damping = max(damping / growth, MIN_DAMPING)
+        state = state._replace(u=u, cost=jac.cost, jtj=jac.jtj, jtr=jac.jtr, d2=d2, damping=damping, trial=None)
+        pg = projected_gradient(u, jac.jtr, self.lower, self.upper)
+        change, step_norm, ratio = state.accepted
+        rec = IterationRecord(state.iteration, jac.cost, change, float(np.max(np.abs(pg), initial=0.0)),
+                              step_norm, ratio, state.damping, self._elapsed(), state.rejected)
+        if self.table is not None:
+            self.table.row(rec)
+        state = state._replace(history=state.history + (rec,), rejected=0)
+        if gradient_cosine(pg, jac.jtj, jac.cost) <= self.opts.gtol:   # MINPACK's test is <=
+            return self._stop(state, Status.GTOL)
+        if state.pending is not None:
+            return self._stop(state, state.pending)
+        return self._propose(state)
+
+    def after_cost(self, state: LMState, trial_cost: float, n_bad: int) -> tuple[LMState, Command]:
+        trial = state.trial
+        new_cost = trial_cost if (n_bad == 0 and np.isfinite(trial_cost)) else np.inf
+        actual = state.cost - new_cost
+        ratio = actual / trial.predicted if np.isfinite(actual) else -np.inf
+        accepted = actual > 0.0
+        damping, growth = update_damping(state.damping, state.growth, ratio, accepted)
+        state = state._replace(damping=max(damping, MIN_DAMPING), growth=growth, passes=state.passes + 1,
+                               before_accept=(state.damping, state.growth) if accepted else None)
+        # As scipy's TRF: a step below xtol is still evaluated, taken if it lowers the cost, and ends the fit.
+        x_ok = self._x_small(trial.step, state.u)
+        if accepted:
+            f_ok = cost_converged(actual, state.cost, ratio, self.opts.ftol)
+            pending = {(True, True): Status.FTOL_XTOL, (True, False): Status.FTOL,
+                       (False, True): Status.XTOL}.get((f_ok, x_ok))
+            state = state._replace(iteration=state.iteration + 1, pending=pending,
+                                   accepted=(-actual, float(np.linalg.norm(trial.step)), ratio))
+            return state, Command("jacobian", trial.trial)
+        state = state._replace(rejected=state.rejected + 1)
+        if x_ok:
+            return self._stop(state, Status.XTOL)
+        return self._propose(state)
+
+    def _propose(self, state: LMState) -> tuple[LMState, Command]:
+        """The next trial step, or a stop on a limit. Every path that spends a pass comes here, so
+        the limits below bound every loop of the solver."""
+        if state.iteration >= self.opts.max_iterations:
+            return self._stop(state, Status.MAX_ITERATIONS)
+        # a trial step costs a cost pass and, if accepted, a Jacobian pass: never exceed max_nfev
+        if self.opts.max_nfev is not None and state.passes + 2 > self.opts.max_nfev:
+            return self._stop(state, Status.MAX_NFEV)
+        if self._out_of_time():
+            return self._stop(state, Status.TIME_LIMIT)
+        while state.damping <= MAX_DAMPING:
+            step = propose_step(state.u, state.jtj, state.jtr, state.d2, state.damping, self.lower, self.upper)
+            self.solvers[step.solver] += 1
+            if not np.any(step.step):
+                # u + δ rounds back to u: the step is below the resolution of the parameters
+                return self._stop(state, Status.XTOL if self.opts.xtol > 0 else Status.NO_PROGRESS)
+            if step.predicted > 0.0:
+                return state._replace(trial=step), Command("cost", step.trial)
+            if self._x_small(step.step, state.u):
+                return self._stop(state, Status.XTOL)
+            # The projected model predicts no decrease: damp harder without spending a pass; for
+            # large damping the step turns to projected steepest descent, which does decrease it.
+            damping, growth = update_damping(state.damping, state.growth, -1.0, False)
+            state = state._replace(damping=damping, growth=growth)
+        return self._stop(state, Status.NO_PROGRESS)
+
+    def _stop(self, state: LMState, status: Status) -> tuple[LMState, Command]:
+        pg = projected_gradient(state.u, state.jtr, self.lower, self.upper)
+        outcome = Outcome(state.u, state.cost, state.jtj, state.jtr, status, state.iteration,
+                          list(state.history), gradient_cosine(pg, state.jtj, state.cost), dict(self.solvers),
+                          state.taken_back)
+        return state, Command("stop", payload=outcome)
+
+
+def _usable(res) -> bool:
+    return (res.n_bad == 0 and np.isfinite(res.cost) and bool(np.all(np.isfinite(res.jtj)))
+            and bool(np.all(np.isfinite(res.jtr))))
+
+
+def history_array(history) -> np.ndarray:
+    """IterationRecords as rows of float64 (for checkpoints)."""
+    return np.array([astuple(rec) for rec in history], dtype=np.float64).reshape(len(history), len(fields(IterationRecord)))
+
+
+def history_records(rows: np.ndarray) -> tuple[IterationRecord, ...]:
+    """Inverse of :func:`history_array`."""
+    return tuple(IterationRecord(int(r[0]), *map(float, r[1:-1]), int(r[-1])) for r in rows)
