@@ -271,28 +271,21 @@ def _explore(problem: Problem, checkpoints) -> ExploreOutcome:
     local, norm, f = problem.local, problem.norm, problem.model
     sample = gather_sample(hc, local, opts.explore_sample_points, opts.warmup_seed)
     sample_model = f if sample.coords is None else IndexedX(f, sample.coords)
-    serial = Communicator(None)
-    sample_pass = hc.agree(PassEvaluator, serial, sample_chunks(sample, local.chunk_size), sample_model, opts.loss,
-                           opts.f_scale, norm.offset, norm.scale, opts.jacobian_mode)
-    quiet = IterationTable(False)
-
-    def run_lm(evaluator, u, lm_opts):
-        return run_trust_region(serial, evaluator, u, lm_opts, norm, problem.lower_u, problem.upper_u, quiet)
+    sample_pass = hc.agree(PassEvaluator, Communicator(None), sample_chunks(sample, local.chunk_size), sample_model,
+                           opts.loss, opts.f_scale, norm.offset, norm.scale, opts.jacobian_mode)
 
     def run_adam(u):
         points = hc.agree(PointEvaluator, hc, local, f, opts.loss, opts.f_scale, norm.offset, norm.scale,
                           opts.warmup_dtype, opts.warmup_batch_size, opts.warmup_seed)
-        return run_warmup(points, u, opts, norm, problem.lower_u, problem.upper_u, problem.table, checkpoints)
+        return run_warmup(problem, points, u, checkpoints)
 
-    return run_explore(sample_pass, run_lm, run_adam, sample.weighted_variance(), problem.u0, opts, norm,
-                       problem.lower_u, problem.upper_u, problem.table)
+    return run_explore(problem, sample, sample_pass, run_adam)
 
 
 def _solve(problem: Problem, evaluator, explored: ExploreOutcome, checkpoints):
     """Collective: phase 2 from phase 1's choice; if the full data's derivatives are not finite
     there (the sample missed the points that make them so), from p0 instead."""
-    run = partial(run_trust_region, problem.comm, evaluator, options=problem.options, normalization=problem.norm,
-                  lower_u=problem.lower_u, upper_u=problem.upper_u, table=problem.table, checkpoints=checkpoints)
+    run = partial(run_trust_region, problem, evaluator, checkpoints=checkpoints)
     if explored.u is None or np.array_equal(explored.u, problem.u0):
         return run(problem.u0, start_label=f"at p0 = {problem.p0.tolist()} (phase 2)")
     theta = np.clip(problem.norm.to_theta(explored.u), problem.lower, problem.upper)

@@ -50,21 +50,9 @@ def test_float32_warmup_matches_serial(world):
     _same(par, serial)
 
 
-def test_streamed_hdf5_warmup_matches_serial(world, shared_dir):
-    x, y = _gauss_data(20000)
-    path = os.path.join(shared_dir, "warmup.h5")
-    if world.rank == 0:
-        with h5py.File(path, "w") as f:
-            f["x"], f["y"] = x, y
-    world.Barrier()
-    serial = hpcfit.curve_fit(gauss3, x, y, p0=GAUSS_HARD, verbose=0, chunk_size=2048)
-    par = hpcfit.fit(gauss3, HDF5Source(path, x="x"), GAUSS_HARD, verbose=0, chunk_size=2048, comm=world)
-    _same(par, serial)
-
-
 def test_nan_met_by_one_ranks_minibatch_is_raised_everywhere(world, shared_dir):
     x, y = _gauss_data(20000)
-    y[19000] = np.nan                 # on the last rank; only a minibatch or the subset can meet it
+    y[19000] = np.nan                 # on the last rank: phase 1 reads it (sample or minibatch) before any pass
     path = os.path.join(shared_dir, "warmup-nan.h5")
     if world.rank == 0:
         with h5py.File(path, "w") as f:

@@ -23,9 +23,13 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from ..comm import Communicator
+from ..data.sample import Sample
 from ..errors import HpcfitError
+from ..report import IterationTable
 from ..result import ExploreReport, WarmupReport
 from .covariance import covariance
+from .trust_region import run_trust_region
 
 #: Candidates whose sample costs differ by less than this (relative) are tied.
 TIE = 1e-4
@@ -95,26 +99,29 @@ def choose(candidates: list[Candidate]) -> Candidate:
     return min(sound, key=lambda c: c.cost) if sound else best
 
 
-def run_explore(polish_evaluator, run_lm: Callable, run_adam: Callable | None, sample_variance: float,
-                u0: np.ndarray, opts, norm, lower_u: np.ndarray, upper_u: np.ndarray, table) -> ExploreOutcome:
-    """Phase 1 (same on every rank; no collective except inside ``run_adam``).
+def run_explore(problem, sample: Sample, sample_evaluator, run_adam: Callable | None) -> ExploreOutcome:
+    """Phase 1 (the same on every rank; no collective except inside ``run_adam``).
 
-    ``run_lm(evaluator, u, opts)`` runs LM and returns its Outcome; ``run_adam(u0)`` runs the Adam
-    warm-up (collective) and returns a WarmupOutcome.
+    ``sample_evaluator`` evaluates passes over ``sample`` (serially, on every rank); LM polishes the
+    candidates over it through the same driver as phase 2. ``run_adam(u0)`` runs the Adam warm-up
+    (collective) and returns a WarmupOutcome.
     """
     t0 = time.perf_counter()
-    size = polish_evaluator.local.n_points
+    opts, norm, table, u0 = problem.options, problem.norm, problem.table, problem.u0
+    lower_u, upper_u = problem.lower_u, problem.upper_u
+    size, p = sample.size, u0.size
+    sample_variance = sample.weighted_variance()
     # The user's tolerances and iteration limit: when the sample is all the data, LM from p0 is then
-    # exactly what method="gn" runs, and phase 2 starts where it ended.
-    lm_opts = replace(opts, max_nfev=None, max_time=None, checkpoint=None, resume=None)
-    p = u0.size
+    # exactly what method="gn" runs, and phase 2 starts where it ended. Serial and quiet.
+    on_sample = replace(problem, comm=Communicator(None), local=sample_evaluator.local, table=IterationTable(False),
+                        options=replace(opts, max_nfev=None, max_time=None, checkpoint=None, resume=None))
 
     def relative(cost: float) -> float:
         return 2.0 * cost / (size * sample_variance) if sample_variance > 0 else (0.0 if cost == 0 else np.inf)
 
     def polish(origin: str, start: np.ndarray) -> Candidate | None:
         try:
-            out = run_lm(polish_evaluator, start, lm_opts)
+            out = run_trust_region(on_sample, sample_evaluator, start)
         except HpcfitError as exc:        # the same on every rank: the sample and the numbers are
             table.line(f"phase 1: {origin}: not usable ({exc})")
             return None

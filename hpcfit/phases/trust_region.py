@@ -31,11 +31,14 @@ def _check_start(res, where: str) -> None:
                     "that their products overflow; check p0, the bounds and the model")
 
 
-def run_trust_region(comm, evaluator, u0: np.ndarray, options, normalization, lower_u, upper_u,
-                     table, checkpoints=None, start_label: str = "at the start") -> Outcome:
-    """Collective: phase 2 from ``u0`` (or from ``checkpoints.resumed`` when that is a phase 2 checkpoint);
-    every rank returns the same :class:`Outcome`. ``checkpoints``: a CheckpointSession or None."""
-    solver = LevenbergMarquardt(options, normalization, lower_u, upper_u, table if comm.is_root else None)
+def run_trust_region(problem, evaluator, u0: np.ndarray, checkpoints=None, start_label: str = "at the start") -> Outcome:
+    """Collective: LM over ``evaluator`` from ``u0`` (or from ``checkpoints.resumed`` when that is a
+    phase 2 checkpoint); every rank returns the same :class:`Outcome`. ``problem``: the
+    :class:`~hpcfit.problem.Problem` (phase 1 passes its sample's); ``checkpoints``: a
+    CheckpointSession or None."""
+    comm = problem.comm
+    solver = LevenbergMarquardt(problem.options, problem.norm, problem.lower_u, problem.upper_u,
+                                problem.table if comm.is_root else None)
     resume = getattr(checkpoints, "resumed", None)
     if resume is not None and resume.phase == PHASE:
         evaluator.restore_counters(resume.values["counters"])

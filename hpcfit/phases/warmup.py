@@ -37,20 +37,21 @@ from ..solvers.driver import drive, guarded
 __all__ = ["LEARNING_RATE_BANDS", "PHASE", "WarmupOutcome", "learning_rate_band", "natural_scale", "run_warmup"]
 
 
-def run_warmup(points, u0: np.ndarray, opts, norm, lower_u: np.ndarray, upper_u: np.ndarray, table,
-               checkpoints=None) -> WarmupOutcome:
+def run_warmup(problem, points, u0: np.ndarray, checkpoints=None) -> WarmupOutcome:
     """Collective: the Adam warm-up from ``u0``; every rank returns the same outcome.
 
-    ``points`` is a :class:`~hpcfit.kernels.points.PointEvaluator`; ``table`` prints on rank 0.
+    ``points`` is a :class:`~hpcfit.kernels.points.PointEvaluator` over ``problem``'s data.
     Overflow is not an error here: a non-finite value ends the warm-up and phase 2 reports it.
     A warm-up checkpoint in ``checkpoints.resumed`` continues from there.
     """
     t0 = time.perf_counter()
+    opts, norm = problem.options, problem.norm
     subset = points.evaluation_set(opts.warmup_eval_points)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         variance = points.weighted_variance(subset)
         loss0, bad0 = points.loss(u0, subset)
-    solver = AdamWarmup(opts, norm.offset / norm.scale, lower_u, upper_u, loss0, variance, subset.size, table)
+    solver = AdamWarmup(opts, norm.offset / norm.scale, problem.lower_u, problem.upper_u, loss0, variance,
+                        subset.size, problem.table)
     rel0 = solver.relative(loss0)
     if bad0 or not (np.isfinite(loss0) and np.isfinite(variance)):      # phase 2 reports the bad start
         return WarmupOutcome(u0, WarmupReport(False, "non_finite", loss_start=loss0, relative_loss_start=rel0,
