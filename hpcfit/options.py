@@ -55,7 +55,8 @@ class FitOptions:
     warmup_seed: int = 0                 # key of the counter-based sampler
     warmup_dtype: str = "float64"        # "float32": phase 1 kernels in single precision
     explore_sample_points: int = 32768   # phase 1's fixed sample (all data if n is smaller)
-    multistart: int = 0                  # quasi-random starts polished on the sample in phase 1
+    multistart: int | str = "auto"       # quasi-random starts polished on the sample in phase 1; "auto": 32
+                                         # when neither p0 nor Adam gives a sound, converged candidate
     explore_starts: tuple | None = None  # further starts (in parameters θ, one row each) for phase 1
     # Checkpoint/restart (docs/usage.md#checkpoints): none of these changes the answer.
     checkpoint: str | None = None        # HDF5 file to write (its previous version is kept as NAME.prev.h5)
@@ -84,6 +85,13 @@ PRESETS: dict[str, dict] = {
     "robust": {"warm_start_threshold": 0.001, "warmup_max_steps": 2000, "warmup_batch_size": 16384,
                "warmup_plateau_window": 10, "warmup_plateau_rtol": 0.001, "max_step_norm": 0.05},
 }
+
+
+def _multistart(value) -> int:
+    try:
+        return integer("multistart", value, 0)
+    except InputError:
+        raise InputError(f"`multistart` must be 'auto' or an integer >= 0; got {value!r}") from None
 
 
 def _starts(value):
@@ -162,7 +170,7 @@ def make_options(**kwargs) -> FitOptions:
         warmup_seed=integer("warmup_seed", opts.warmup_seed, 0),
         warmup_dtype=choice("warmup_dtype", opts.warmup_dtype, DTYPES),
         explore_sample_points=integer("explore_sample_points", opts.explore_sample_points, 1),
-        multistart=integer("multistart", opts.multistart, 0),
+        multistart=opts.multistart if opts.multistart == "auto" else _multistart(opts.multistart),
         explore_starts=_starts(opts.explore_starts),
         checkpoint=None if opts.checkpoint is None else file_path("checkpoint", opts.checkpoint),
         checkpoint_every=None if opts.checkpoint_every is None else integer("checkpoint_every",

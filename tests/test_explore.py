@@ -140,3 +140,21 @@ def test_a_sample_smaller_than_the_data_compiles_nothing_extra_and_gn_skips_phas
     assert res.compile_counts["jacobian"] <= 1 and res.compile_counts["cost"] <= 1   # the sample shares them
     gn = hpcfit.curve_fit(gauss3, x, y, p0=GAUSS_TRUTH, verbose=0, method="gn")
     assert not gn.explore.ran and gn.explore.reason == "method"
+
+
+def test_auto_multistart_runs_only_when_p0_gives_no_sound_candidate():
+    model, p0, x, y, _ = _never_worse_cases()["boxbod-start-1"]
+    ref = least_squares(lambda p: np.asarray(model(x, *p)) - y, [213.8, 0.5472], xtol=1e-12, ftol=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hpcfit.RankDeficientWarning)
+        gn = hpcfit.curve_fit(model, x, y, p0=p0, method="gn", verbose=0)
+        off = hpcfit.curve_fit(model, x, y, p0=p0, verbose=0, multistart=0)
+    res = hpcfit.curve_fit(model, x, y, p0=p0, verbose=0)                  # multistart="auto"
+    assert gn.cost > 2 * ref.cost and off.cost > 2 * ref.cost               # the flat region b2 → ∞
+    origins = [c["origin"] for c in res.explore.candidates]
+    assert "multistart 32" in origins and "multistart 33" not in origins
+    np.testing.assert_allclose(res.popt, ref.x, rtol=1e-6)
+    well = hpcfit.curve_fit(model, x, y, p0=[200.0, 0.5], verbose=0)
+    assert not any(c["origin"].startswith("multistart") for c in well.explore.candidates)
+    with pytest.raises(hpcfit.InputError, match=r"`multistart` must be 'auto' or an integer >= 0"):
+        hpcfit.curve_fit(model, x, y, p0=p0, verbose=0, multistart=-1)

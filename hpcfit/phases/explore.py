@@ -6,8 +6,9 @@ and each is polished by the same Levenberg–Marquardt solver that phase 2 runs 
 1. LM on the sample from p0 — p0's own basin, always a candidate;
 2. when that does not explain the data (relative loss ≥ ``warm_start_threshold``), the Adam
    warm-up with its four layers (:mod:`hpcfit.phases.warmup`) from p0, and LM from its end;
-3. ``multistart`` quasi-random starts in the normalized box and the caller's ``explore_starts``,
-   each polished by LM.
+3. ``multistart`` quasi-random starts in the normalized box (``"auto"``: 32 of them, only when
+   neither p0 nor Adam gave a converged, sound candidate that explains the data) and the
+   caller's ``explore_starts``, each polished by LM.
 
 The candidate with the lowest sample cost wins; within a relative ``TIE`` of the best, a
 candidate that sits on a bound or at which JᵀWJ is rank deficient loses to one that does not.
@@ -33,6 +34,15 @@ from .trust_region import run_trust_region
 
 #: Candidates whose sample costs differ by less than this (relative) are tied.
 TIE = 1e-4
+#: ``multistart="auto"``: this many quasi-random starts when neither LM from p0 nor from Adam's end
+#: gives a sound candidate (converged, not degenerate, relative loss below :data:`POOR_FIT`).
+#: Measured on NIST StRD at tight tolerances: 8 starts solve BoxBOD from start 1, 32 solve MGH10
+#: from start 1 (docs/benchmarks.md).
+AUTO_MULTISTART = 32
+#: A relative loss (1 − R² for the linear loss) above this: the model explains less than half of
+#: what a constant leaves.
+POOR_FIT = 0.5
+CONVERGED = ("GTOL", "FTOL", "XTOL", "FTOL_XTOL")
 _PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97)
 
 
@@ -152,8 +162,13 @@ def run_explore(problem, sample: Sample, sample_evaluator, run_adam: Callable | 
     elif not skip:
         warm = WarmupReport(ran=False, reason="max_steps")
     theta_offset = norm.offset / norm.scale
+    count = opts.multistart
+    if count == "auto":
+        sound = [c for c in candidates if c is not None and c.status in CONVERGED and not c.on_bound
+                 and not c.rank_deficient and relative(c.cost) < POOR_FIT]
+        count = 0 if sound else AUTO_MULTISTART
     starts = [(f"multistart {k + 1}", s) for k, s in
-              enumerate(multistart_points(opts.multistart, u0, lower_u, upper_u, theta_offset))]
+              enumerate(multistart_points(count, u0, lower_u, upper_u, theta_offset))]
     starts += [(f"start {k + 1}", np.clip(norm.to_u(np.asarray(s, dtype=float)), lower_u, upper_u))
                for k, s in enumerate(opts.explore_starts or ())]
     for origin, start in starts:
