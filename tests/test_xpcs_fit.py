@@ -163,3 +163,22 @@ def test_prepare_stream_reconverts_for_another_selection_or_a_corrupt_file(tmp_p
         f.attrs["n_t"] = "thirty"                                          # a corrupt file is not reused
     prepare_stream(src, q=Q, dt=2.0, frames=(1, 10), out=out)
     assert read_stream_meta(out).n_t == 10
+
+
+def test_phase_1_scans_the_start_and_the_scan_can_be_replaced_or_switched_off(laminar):
+    from hpcfit.xpcs.fit import SCAN, scan_starts
+    origins = [c["origin"] for c in laminar.explore.candidates]
+    n_scan = sum(len(v) for v in SCAN.values())
+    assert origins[0] == "p0" and [o for o in origins if o.startswith("start")] == \
+        [f"start {k + 1}" for k in range(n_scan)]
+    model = hpcfit.xpcs.TwoTimeModel(tuple(PHI), N_T, DT, Q, L, mode="laminar_flow")
+    rows = scan_starts(model, np.array([1000.0, 0.0, 0.0, 1e-3, 0.0, 0.0, 10.0]))
+    assert rows[0][6] == -50.0 and rows[5] == [1000.0, -0.5, 0.0, 1e-3, 0.0, 0.0, 10.0] and rows[-1][0] == 1e4
+    data = simulated()
+    own = fit(data, mode="laminar_flow", L=L, verbose=0, max_iterations=2, explore_starts=[TRUTH])
+    assert [c["origin"] for c in own.explore.candidates][-1] == "start 1"
+    assert not any(c["origin"] == "start 2" for c in own.explore.candidates)
+    off = fit(data, mode="laminar_flow", L=L, verbose=0, max_iterations=2, scan=False)
+    assert not any(c["origin"].startswith("start") for c in off.explore.candidates)
+    with pytest.raises(hpcfit.InputError, match=r"`explore_starts`: each start must have 7 \(physical\) or 21"):
+        fit(data, mode="laminar_flow", L=L, verbose=0, explore_starts=[[1.0, 2.0]])
