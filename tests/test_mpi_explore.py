@@ -57,3 +57,22 @@ def test_a_nan_in_one_ranks_part_of_the_sample_is_raised_everywhere(world, share
     world.Barrier()
     with pytest.raises(hpcfit.InputError, match=rf"contains NaN or Inf; first at global point index {bad}"):
         hpcfit.fit(gauss3, HDF5Source(path, x="x"), GAUSS_HARD, comm=world, **EXPLORE)
+
+
+def test_an_undetermined_parameter_is_warned_once_on_rank_0_and_flagged_everywhere(world):
+    import warnings
+
+    import jax.numpy as jnp
+    x = np.linspace(0.0, 4.0, 6000)
+    y = 2.5 * np.exp(-1.3 * x) + 0.5 + 0.05 * np.random.default_rng(0).standard_normal(x.size)
+
+    def model(x, a, k, c, unused):
+        return a * jnp.exp(-k * x) + c + 0.0 * unused
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = hpcfit.curve_fit(model, x, y, p0=[1.0, 1.0, 0.0, 3.0], verbose=0, comm=world)
+    count = sum(issubclass(w.category, hpcfit.RankDeficientWarning) for w in caught)
+    assert count == (1 if world.rank == 0 else 0)
+    assert np.isinf(res.perr[3]) and not res.trustworthy and res.info["undetermined"] == ["unused"]
+    assert world.allgather(res.trust_issues) == [res.trust_issues] * world.size
