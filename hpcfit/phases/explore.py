@@ -54,7 +54,6 @@ class Candidate(NamedTuple):
     iterations: int
     on_bound: bool            # a parameter sits on a finite bound
     rank_deficient: bool      # JᵀWJ on the sample is rank deficient at u
-    degenerate_names: tuple = ()
 
     def describe(self) -> dict:
         return {"origin": self.origin, "cost": float(self.cost), "status": self.status,
