@@ -40,6 +40,47 @@ def temporary_path(path) -> Path:
     return p.with_name(f"{p.name}.tmp")
 
 
+def lock_path(path) -> Path:
+    """The lock file beside a checkpoint: ``fit.h5`` → ``fit.h5.lock``."""
+    p = Path(path)
+    return p.with_name(f"{p.name}.lock")
+
+
+def is_checkpoint(path) -> bool:
+    """Whether ``path`` is a regular file that HDF5 opens and that carries hpcfit's checkpoint marker."""
+    p = Path(path)
+    if p.is_symlink() or not p.is_file():
+        return False
+    try:
+        with h5py.File(p, "r") as f:
+            return f.attrs.get("format") == FORMAT
+    except Exception:  # noqa: BLE001 - anything h5py cannot open as a checkpoint is not one
+        return False
+
+
+def foreign_file(path) -> str | None:
+    """Why writing a checkpoint at ``path`` (or keeping its previous one) would destroy something
+    that is not an hpcfit checkpoint; None when it is safe (the paths are absent or checkpoints).
+
+    A damaged file at ``path`` next to a valid previous checkpoint is this pair's torn newest
+    checkpoint (resume already fell back to the previous one), so it may be replaced."""
+    prev = previous_path(path)
+    if Path(path).is_file() and not Path(path).is_symlink() and is_checkpoint(prev):
+        return None
+    for target in (Path(path), prev):
+        if not (target.exists() or target.is_symlink()):
+            continue
+        if target.is_symlink():
+            return f"{target} is a symbolic link"
+        if target.is_dir():
+            return f"{target} is a directory"
+        if not target.is_file():
+            return f"{target} is not a regular file"
+        if not is_checkpoint(target):
+            return f"{target} exists and is not an hpcfit checkpoint (no format={FORMAT!r} attribute)"
+    return None
+
+
 def parallel_hdf5() -> bool:
     """Whether this h5py was built with parallel HDF5 (the "mpio" driver)."""
     return bool(h5py.get_config().mpi)
@@ -97,7 +138,10 @@ def _replace_durably(tmp: Path, path: Path) -> None:
     A crash between the two renames leaves the previous file and no newest: resume then falls back.
     """
     _fsync(tmp)
-    if path.exists():
+    foreign = foreign_file(path)
+    if foreign is not None:            # replaced by something else since the fit began: keep it
+        raise FileExistsError(f"refusing to replace it: {foreign}")
+    if is_checkpoint(path):            # a torn newest is not kept: the previous one stays the valid one
         os.replace(path, previous_path(path))
     os.replace(tmp, path)
     _fsync(path.parent, directory=True)

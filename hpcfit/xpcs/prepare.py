@@ -17,7 +17,7 @@ from ..comm import Communicator
 from ..errors import InputError
 from .load import MapReader, select
 from .rounds import write_rounds
-from .stream import converted_path, is_current, open_stream_writer, read_stream_meta
+from .stream import converted_path, is_current, is_stream_file, open_stream_writer, read_stream_meta
 
 
 def prepare_stream(path, *, q, dt, phi_ranges=None, frames=None, triangle: str = "upper", out=None,
@@ -64,6 +64,21 @@ def _reusable(target: Path, sel, dt: float, triangle: str) -> bool:
 def _target(path, q, phi_ranges, frames, triangle, out) -> Path:
     if triangle not in ("upper", "both"):
         raise InputError(f"`triangle` must be 'upper' or 'both'; got {triangle!r}")
-    if out is not None:
-        return Path(os.fspath(out))
-    return converted_path(path, q, phi_ranges, frames, triangle)
+    target = Path(os.fspath(out)) if out is not None else converted_path(path, q, phi_ranges, frames, triangle)
+    _refuse_to_destroy(target, Path(os.fspath(path)))
+    return target
+
+
+def _refuse_to_destroy(target: Path, source: Path) -> None:
+    """The output may be new or an hpcfit stream file; never the source (or a link to it), a folder,
+    or any other existing file."""
+    if not (target.exists() or target.is_symlink()):
+        return
+    if source.exists() and os.path.samefile(target, source):
+        raise InputError(f"`out` {target} is the source file {source} (or a link to it): converting would replace "
+                         "the beamline data; choose another output path")
+    if target.is_dir() or not target.is_file():
+        raise InputError(f"`out` {target} exists and is not a regular file; choose another output path")
+    if not is_stream_file(target):
+        raise InputError(f"`out` {target} exists and is not an hpcfit stream file; prepare_stream writes only to new "
+                         "paths or over its own stream files, so it will not touch it: choose another output path")

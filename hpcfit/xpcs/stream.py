@@ -191,6 +191,15 @@ class StreamMeta:
         return self.dt * np.arange(self.n_t)
 
 
+def is_stream_file(path) -> bool:
+    """Whether ``path`` carries hpcfit's stream-file marker (even if the rest of it is damaged)."""
+    try:
+        with _open(Path(path)) as f:
+            return f.attrs.get("format") == STREAM_FORMAT
+    except Exception:  # noqa: BLE001 - anything HDF5 cannot open is not one of ours
+        return False
+
+
 def read_stream_meta(path) -> StreamMeta:
     """The metadata of a stream file (``y`` itself is not read)."""
     p = _existing_file(path)

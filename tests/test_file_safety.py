@@ -1,0 +1,109 @@
+"""Nothing a user gave is destroyed: a checkpoint path that holds anything but an hpcfit checkpoint
+is refused (the file is byte for byte unchanged), a second live fit on one checkpoint path is
+refused by the lock, and prepare_stream never writes over its source or a foreign file."""
+import fcntl
+import hashlib
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+import hpcfit
+from hpcfit.checkpoint import hdf5 as ckpt_hdf5
+from hpcfit.data import HDF5Source
+
+X = np.linspace(0.0, 5.0, 20_000)
+Y = 2.0 * np.exp(-1.3 * X) + 0.5 + 0.01 * np.sin(50.0 * X)
+KW = dict(p0=[1.0, 0.2, 0.0], verbose=0, chunk_size=4096, method="gn")
+
+
+def digest(path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def fit(**kw):
+    return hpcfit.curve_fit(hpcfit.models.exponential_decay, X, Y, **{**KW, **kw})
+
+
+def test_the_data_file_being_fitted_is_refused_as_a_checkpoint(tmp_path):
+    data = tmp_path / "data.h5"
+    with h5py.File(data, "w") as f:
+        f["x"], f["y"] = X, Y
+    before = digest(data)
+    with pytest.raises(hpcfit.InputError, match=r"data\.h5 exists and is not an hpcfit checkpoint.*will not touch"):
+        hpcfit.fit(hpcfit.models.exponential_decay, HDF5Source(data, x="x"), checkpoint=data, **KW)
+    assert digest(data) == before and not (tmp_path / "data.prev.h5").exists()
+    assert sorted(os.listdir(tmp_path)) == ["data.h5"]                  # no lock, no .tmp left behind
+
+
+@pytest.mark.parametrize("what", ["folder", "text", "previous"])
+def test_folders_foreign_files_and_a_foreign_previous_file_are_refused(tmp_path, what):
+    path = tmp_path / "fit.h5"
+    victim = {"folder": path, "text": path, "previous": tmp_path / "fit.prev.h5"}[what]
+    if what == "folder":
+        path.mkdir()
+        (path / "inside.txt").write_text("mine")
+    else:
+        victim.write_text("my notes")
+    with pytest.raises(hpcfit.InputError, match=r"`checkpoint`: .*(is a directory|not an hpcfit checkpoint)"):
+        fit(checkpoint=path)
+    if what == "folder":
+        assert (path / "inside.txt").read_text() == "mine"
+    else:
+        assert victim.read_text() == "my notes"
+
+
+def test_own_checkpoints_are_rewritten_and_the_lock_is_released(tmp_path):
+    path = tmp_path / "fit.h5"
+    first = fit(checkpoint=path)
+    assert ckpt_hdf5.is_checkpoint(path)
+    again = fit(checkpoint=path)                              # over its own checkpoint: allowed
+    assert again.popt.tobytes() == first.popt.tobytes()
+    assert not ckpt_hdf5.lock_path(path).exists() and not ckpt_hdf5.temporary_path(path).exists()
+
+
+def test_a_second_live_fit_on_the_same_path_is_refused(tmp_path):
+    path = tmp_path / "fit.h5"
+    lock = ckpt_hdf5.lock_path(path)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    os.write(fd, b"pid 4242 on node7")
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)           # what the first fit holds while it runs
+    try:
+        with pytest.raises(hpcfit.InputError, match=r"another fit is writing .*fit\.h5.*pid 4242 on node7"):
+            fit(checkpoint=path)
+    finally:
+        os.close(fd)
+    assert not path.exists()
+    fit(checkpoint=path)                                      # once the first one ended: fine
+
+
+def test_a_stale_temporary_file_of_a_dead_fit_is_removed(tmp_path):
+    path = tmp_path / "fit.h5"
+    tmp = ckpt_hdf5.temporary_path(path)
+    tmp.write_bytes(b"half a checkpoint")
+    fit(checkpoint=path)
+    assert not tmp.exists() and ckpt_hdf5.is_checkpoint(path)
+
+
+def test_prepare_stream_never_writes_over_its_source_or_a_foreign_file(tmp_path):
+    from hpcfit.xpcs import prepare_stream, simulate
+    src = tmp_path / "raw.h5"
+    simulate(src, layout="aps-u", n_phi=2, n_t=20, mode="static", dt=0.5, q=0.0054, L=2e6,
+             params=[1500.0, -0.25, 20.0], contrast=0.25, offset=1.0, noise=0.002, seed=5)
+    before = digest(src)
+    link = tmp_path / "link.h5"
+    link.symlink_to(src)
+    hard = tmp_path / "hard.h5"
+    os.link(src, hard)
+    for out in (src, link, hard):
+        with pytest.raises(hpcfit.InputError, match=r"`out` .* is the source file .*replace the beamline data"):
+            prepare_stream(src, q=0.0054, dt=0.5, out=out)
+    notes = tmp_path / "notes.h5"
+    notes.write_text("not a stream file")
+    with pytest.raises(hpcfit.InputError, match=r"`out` .*notes\.h5 exists and is not an hpcfit stream file"):
+        prepare_stream(src, q=0.0054, dt=0.5, out=notes)
+    assert digest(src) == before and notes.read_text() == "not a stream file"
+    out = prepare_stream(src, q=0.0054, dt=0.5, out=tmp_path / "s.h5")
+    assert prepare_stream(src, q=0.0054, dt=0.5, out=out) == out          # its own stream file: reused
