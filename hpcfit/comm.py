@@ -18,13 +18,28 @@ _ERROR_TYPES = {"InputError": InputError, "FitError": FitError}
 _ARRAY_TAG = 17
 
 
+def _check_communicator(comm) -> None:
+    """Local, before the first collective: what cannot work is refused the same way on every rank
+    (an intercommunicator would pass a duck test and hang in the first broadcast)."""
+    if not all(hasattr(comm, a) for a in ("Dup", "Get_rank", "Allreduce", "Is_inter")):
+        raise InputError(f"`comm` must be an mpi4py communicator (an intracommunicator such as MPI.COMM_WORLD) or None; "
+                         f"got {type(comm).__name__}")
+    from mpi4py import MPI
+
+    if comm == MPI.COMM_NULL:
+        raise InputError("`comm` is MPI.COMM_NULL (this process is not in the communicator it was given); pass an "
+                         "intracommunicator that contains it, such as MPI.COMM_WORLD, or None")
+    if comm.Is_inter():
+        raise InputError("`comm` is an intercommunicator; hpcfit needs an intracommunicator (e.g. MPI.COMM_WORLD, "
+                         "or comm.Merge() of the intercommunicator)")
+
+
 class Communicator:
     """hpcfit's view of a communicator. ``Communicator(None)`` is serial."""
 
     def __init__(self, comm=None):
-        if comm is not None and not all(hasattr(comm, a) for a in ("Dup", "Get_rank", "Allreduce")):
-            raise InputError(f"`comm` must be an mpi4py communicator (e.g. MPI.COMM_WORLD) or None; "
-                             f"got {type(comm).__name__}")
+        if comm is not None:
+            _check_communicator(comm)
         self._comm = None if comm is None else comm.Dup()
         self.rank = 0 if comm is None else self._comm.Get_rank()
         self.size = 1 if comm is None else self._comm.Get_size()

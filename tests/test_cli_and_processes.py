@@ -44,6 +44,9 @@ def test_comm_must_be_a_communicator():
     import hpcfit
     with pytest.raises(hpcfit.InputError, match="`comm` must be an mpi4py communicator"):
         hpcfit.curve_fit(hpcfit.models.exponential_decay, np.arange(10.0), np.arange(10.0), comm="world")
+    from mpi4py import MPI
+    with pytest.raises(hpcfit.InputError, match=r"`comm` is MPI.COMM_NULL"):
+        hpcfit.curve_fit(hpcfit.models.exponential_decay, np.arange(10.0), np.arange(10.0), comm=MPI.COMM_NULL)
 
 
 @pytest.mark.skipif(MPIEXEC is None, reason="mpiexec not installed (pip install '.[mpich]')")

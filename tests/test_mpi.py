@@ -163,3 +163,18 @@ def test_unexpected_exception_on_one_rank_is_raised_everywhere(world):
     messages = world.allgather(str(info.value))
     assert all(m == messages[0] for m in messages)
     assert "OSError: disk read failed" in messages[0] and f"rank {world.size - 1}" in messages[0]
+
+
+def test_an_intercommunicator_is_refused_on_every_rank_without_a_hang(world):
+    low = world.rank < world.size // 2 or world.size == 1
+    local = world.Split(0 if low else 1, world.rank)
+    remote_leader = world.size // 2 if low else 0
+    inter = local.Create_intercomm(0, world, remote_leader, tag=7)
+    try:
+        with pytest.raises(hpcfit.InputError, match=r"`comm` is an intercommunicator; hpcfit needs an intracommunicator"):
+            hpcfit.curve_fit(hpcfit.models.exponential_decay, np.linspace(0, 1, 1000), np.ones(1000), p0=[1, 1, 0],
+                             comm=inter, verbose=0)
+    finally:
+        inter.Free()
+        local.Free()
+    world.Barrier()
