@@ -62,7 +62,7 @@ def wait_for_checkpoint(path, job, step: int, timeout=120.0):
 
 
 @pytest.mark.parametrize("how,first,second", [("SIGKILL", 2, 2), ("SIGKILL", 2, 3), ("SIGTERM", 3, 3),
-                                              ("SIGUSR1", 3, 2)])
+                                              ("SIGUSR1", 3, 2), ("SIGTERM twice", 2, 2)])
 def test_killed_or_stopped_job_resumes_to_the_same_bits(tmp_path, how, first, second):
     (tmp_path / "job.py").write_text(JOB)
     (tmp_path / "job_data.py").write_text(DATA)
@@ -80,7 +80,10 @@ def test_killed_or_stopped_job_resumes_to_the_same_bits(tmp_path, how, first, se
             os.killpg(job.pid, signal.SIGKILL)          # the whole job: launcher and every rank
             job.communicate(timeout=60)
         else:
-            os.kill(job.pid, getattr(signal, how))     # to mpiexec, which forwards it to the ranks
+            os.kill(job.pid, getattr(signal, how.split()[0]))   # to mpiexec, which forwards it to the ranks
+            if how.endswith("twice"):                  # a second one during the stop keeps exit code 75
+                time.sleep(0.05)
+                os.kill(job.pid, signal.SIGTERM)
             out = job.communicate(timeout=120)[0]
             assert job.returncode == hpcfit.REQUEUE_EXIT_CODE, out
     finally:

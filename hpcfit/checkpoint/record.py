@@ -13,8 +13,9 @@ import numpy as np
 from ..errors import InputError
 
 #: Options that do not change the answer: excluded from the options hash.
-NOT_IN_ANSWER = ("verbose", "max_time", "checkpoint", "checkpoint_every", "checkpoint_seconds", "resume",
-                 "resume_force")
+# Limits decide where a fit stops, not the path it takes: a fit stopped on one resumes with another.
+NOT_IN_ANSWER = ("verbose", "max_time", "max_iterations", "max_nfev", "checkpoint", "checkpoint_every",
+                 "checkpoint_seconds", "resume", "resume_force")
 #: Columns of the per-rank table ``/ranks``.
 RANK_COLUMNS = ("rank", "first_chunk", "n_chunks", "first_point", "n_points", "cursor")
 #: Global chunks whose checksums make the data fingerprint (evenly spaced, first and last included).

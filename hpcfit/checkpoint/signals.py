@@ -29,6 +29,11 @@ class StopSignals:
         self.received = self.received or signal.Signals(signum).name
 
     def __exit__(self, *exc) -> None:
+        """Restore the previous handlers — unless a stop was received: then the process is on its
+        way out with exit code 75 (:class:`~hpcfit.errors.Preempted`), and a second signal (SLURM
+        and schedulers often send SIGTERM twice, or SIGUSR1 then SIGTERM) must not turn that into
+        a kill by the default action. They are ignored from then on: SIG_IGN, not a Python handler,
+        since Python resets its own handlers to the default while the interpreter shuts down."""
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, handler if self.received is None else signal.SIG_IGN)
         self._previous.clear()

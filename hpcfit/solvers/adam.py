@@ -114,7 +114,7 @@ class AdamWarmup:
     def boundary(self, state: AdamState, cmd: Command):
         """After an evaluation, before the next gradient."""
         if cmd.kind == "gradient" and state.step > 0 and state.last_eval == state.step:
-            return PHASE, state.step, self.print_every
+            return PHASE, state.step, self.print_every, False
         return None
 
     def snapshot(self, state: AdamState) -> tuple[dict, dict, np.ndarray, int]:

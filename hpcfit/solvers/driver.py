@@ -8,7 +8,7 @@ command. Solvers never call MPI and keep their state explicit and immutable, so 
 the solver's state plus the evaluator's counters.
 
 A solver provides ``step(state, command, result) -> (state, command)`` (rank 0),
-``boundary(state, command) -> (phase, iteration, stride) | None`` and
+``boundary(state, command) -> (phase, iteration, stride, always) | None`` and
 ``snapshot(state) -> (arrays, values, history, cursor)``. An evaluator provides
 ``evaluate(command, flags) -> result`` (collective; ``result.flags`` are the summed flags) and
 ``counters()`` (what a resume restores).
@@ -46,8 +46,9 @@ def _attach_checkpoint(state, cmd: Command, checkpoints, solver, evaluator):
     where = solver.boundary(state, cmd)
     if where is None:
         return state, cmd
-    phase, iteration, stride = where
+    phase, iteration, stride, always = where
     write, stop = checkpoints.decide(phase, iteration, stride)
+    write, stop = write or always, stop and cmd.kind != "stop"
     if not write:
         return state, cmd
     arrays, values, history, cursor = solver.snapshot(state)
@@ -59,7 +60,7 @@ def drive(comm, solver, evaluator, state, cmd: Command | None, checkpoints=None)
     """Collective: run ``solver`` over ``evaluator`` from rank 0's ``(state, cmd)`` (ignored on other
     ranks) until it stops; every rank returns the solver's outcome (the "stop" command's payload)."""
     while True:
-        if comm.is_root and checkpoints is not None and cmd.kind not in ("stop", "error"):
+        if comm.is_root and checkpoints is not None and cmd.kind != "error":
             state, cmd = guarded(_attach_checkpoint, state, cmd, checkpoints, solver, evaluator)
         cmd = comm.bcast(cmd if comm.is_root else None)
         if checkpoints is not None:

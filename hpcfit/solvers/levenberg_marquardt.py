@@ -100,18 +100,27 @@ class LevenbergMarquardt:
         return self.after_jacobian(state, res, cmd.u)
 
     def boundary(self, state: LMState, cmd: Command):
-        """Checkpoints are taken before a trial step's cost pass."""
-        return (PHASE, state.iteration, 1) if cmd.kind == "cost" else None
+        """Checkpoints are taken before a trial step's cost pass, and always when a limit the user
+        set (max_iterations, max_nfev, max_time) ends the fit: a rerun with a higher limit and
+        ``resume`` goes on from there instead of redoing the work."""
+        if cmd.kind == "cost":
+            return PHASE, state.iteration, 1, False
+        if cmd.kind == "stop" and cmd.payload.status.on_limit:
+            return PHASE, state.iteration, 1, True
+        return None
 
     def snapshot(self, state: LMState) -> tuple[dict, dict, np.ndarray, int]:
         """The state at a boundary (before the cost pass of ``state.trial``) as checkpoint arrays,
         values, history rows and the pass cursor."""
-        trial = state.trial
-        arrays = {"u": state.u, "jtj": state.jtj, "jtr": state.jtr, "d2": state.d2, "trial_step": trial.step,
-                  "trial_point": trial.trial}
+        trial = state.trial             # None: stopped on a limit, the next step is still to propose
+        arrays = {"u": state.u, "jtj": state.jtj, "jtr": state.jtr, "d2": state.d2}
+        if trial is not None:
+            arrays.update(trial_step=trial.step, trial_point=trial.trial)
         values = {"cost": state.cost, "damping": state.damping, "growth": state.growth,
-                  "iteration": state.iteration, "rejected": state.rejected, "trial_predicted": trial.predicted,
-                  "trial_solver": trial.solver, "pending": None if state.pending is None else int(state.pending),
+                  "iteration": state.iteration, "rejected": state.rejected,
+                  "trial_predicted": None if trial is None else trial.predicted,
+                  "trial_solver": None if trial is None else trial.solver,
+                  "pending": None if state.pending is None else int(state.pending),
                   "accepted": list(state.accepted), "solvers": dict(self.solvers), "elapsed": self._elapsed(),
                   "nfev": state.passes, "taken_back": state.taken_back}
         return arrays, values, history_array(state.history), state.passes
@@ -121,11 +130,14 @@ class LevenbergMarquardt:
         history = history_records(rows)
         self.solvers = dict(values["solvers"])
         self.t0 = time.perf_counter() - values["elapsed"]
-        trial = Step(arrays["trial_step"], arrays["trial_point"], values["trial_predicted"], values["trial_solver"])
+        trial = (Step(arrays["trial_step"], arrays["trial_point"], values["trial_predicted"], values["trial_solver"])
+                 if "trial_step" in arrays else None)
         pending = None if values["pending"] is None else Status(values["pending"])
         state = LMState(arrays["u"], values["cost"], arrays["jtj"], arrays["jtr"], arrays["d2"], values["damping"],
                         values["growth"], values["iteration"], values["rejected"], trial, pending,
                         tuple(values["accepted"]), history, values["nfev"], None, values["taken_back"])
+        if trial is None:             # written when a limit stopped the fit: propose the next step now
+            return self._propose(state)
         return state, Command("cost", trial.trial)
 
     def init(self, u0: np.ndarray, jac) -> tuple[LMState, Command]:
@@ -217,6 +229,8 @@ class LevenbergMarquardt:
         return self._stop(state, Status.NO_PROGRESS)
 
     def _stop(self, state: LMState, status: Status) -> tuple[LMState, Command]:
+        if status.on_limit:
+            state = state._replace(trial=None)      # what a resume with a higher limit proposes anew
         pg = projected_gradient(state.u, state.jtr, self.lower, self.upper)
         outcome = Outcome(state.u, state.cost, state.jtj, state.jtr, status, state.iteration,
                           list(state.history), gradient_cosine(pg, state.jtj, state.cost), dict(self.solvers),
