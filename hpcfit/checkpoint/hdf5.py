@@ -10,6 +10,7 @@ whose predecessor is kept. Readable by plain h5py:
 """
 from __future__ import annotations
 
+import io as io_module
 import json
 import os
 import time
@@ -94,14 +95,32 @@ def write(path, ckpt: Checkpoint, io=None) -> None:
     its own row of ``/ranks``.
     """
     tmp = temporary_path(path)
-    rank = 0 if io is None else io.rank
-    kwargs = {} if io is None else {"driver": "mpio", "comm": io.mpi}
-    with h5py.File(tmp, "w", **kwargs) as f:
-        _fill(f, ckpt, rank, all_rows=io is None, writer="serial" if io is None else "mpio")
-    if rank == 0:
+    if io is None:
+        # The file is built in memory and written with plain file I/O: a full disk or a lost folder
+        # is an OSError here, never an error inside HDF5's own close (which could crash the process).
+        image = io_module.BytesIO()
+        with h5py.File(image, "w") as f:
+            _fill(f, ckpt, 0, all_rows=True, writer="serial")
+        try:
+            with open(tmp, "wb") as out:
+                out.write(image.getbuffer())
+        except BaseException:
+            _remove_quietly(tmp)
+            raise
         _replace_durably(tmp, Path(path))
-    if io is not None:
-        io.barrier()     # nobody re-creates the temporary file before rank 0 has renamed it
+        return
+    with h5py.File(tmp, "w", driver="mpio", comm=io.mpi) as f:
+        _fill(f, ckpt, io.rank, all_rows=False, writer="mpio")
+    if io.rank == 0:
+        _replace_durably(tmp, Path(path))
+    io.barrier()     # nobody re-creates the temporary file before rank 0 has renamed it
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def _fill(f, ckpt: Checkpoint, rank: int, all_rows: bool, writer: str) -> None:
@@ -136,14 +155,19 @@ def _replace_durably(tmp: Path, path: Path) -> None:
     """fsync the new file, keep the newest as the previous one, rename the new one in, fsync the folder.
 
     A crash between the two renames leaves the previous file and no newest: resume then falls back.
+    On any failure the temporary file is removed.
     """
-    _fsync(tmp)
-    foreign = foreign_file(path)
-    if foreign is not None:            # replaced by something else since the fit began: keep it
-        raise FileExistsError(f"refusing to replace it: {foreign}")
-    if is_checkpoint(path):            # a torn newest is not kept: the previous one stays the valid one
-        os.replace(path, previous_path(path))
-    os.replace(tmp, path)
+    try:
+        _fsync(tmp)
+        foreign = foreign_file(path)
+        if foreign is not None:        # replaced by something else since the fit began: keep it
+            raise FileExistsError(f"refusing to replace it: {foreign}")
+        if is_checkpoint(path):        # a torn newest is not kept: the previous one stays the valid one
+            os.replace(path, previous_path(path))
+        os.replace(tmp, path)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
     _fsync(path.parent, directory=True)
 
 
@@ -174,7 +198,7 @@ def read(path) -> Checkpoint:
             stored = int(a["checksum"])
     except CorruptCheckpoint:
         raise
-    except (OSError, KeyError, ValueError, TypeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - h5py raises OSError, KeyError, RuntimeError ("Link iteration failed"), ...
         raise CorruptCheckpoint(f"{path} cannot be read: {type(exc).__name__}: {exc}") from None
     if ckpt.checksum() != stored:
         raise CorruptCheckpoint(f"{path} fails its checksum (torn or modified)")
