@@ -19,7 +19,7 @@ from .comm import Communicator
 from .data.arrays import ArraySource
 from .data.sample import gather_sample, sample_chunks
 from .errors import InputError, RankDeficientWarning
-from .kernels.chunk import TRACE_COUNTS, model_output_shape, residuals
+from .kernels.chunk import TRACE_COUNTS, model_fingerprint, model_output_shape, residuals
 from .kernels.coords import IndexedX, implicit_model
 from .kernels.evaluator import PassEvaluator
 from .kernels.points import PointEvaluator
@@ -211,7 +211,10 @@ def _run(hc, f, source, opts, p0, lower, upper, absolute_sigma, t_start) -> FitR
                           bool(absolute_sigma), IterationTable(bool(opts.verbose) and hc.is_root))
         if opts.checkpoint is not None or opts.resume is not None:
             checkpoints = CheckpointSession(hc, opts, local, answer_options(
-                opts, p0=p0, lower=lower, upper=upper, absolute_sigma=absolute_sigma, model=f), problem.table)
+                opts, p0=p0, lower=lower, upper=upper, absolute_sigma=absolute_sigma, model=f,
+                model_hash=hc.agree(model_fingerprint, f if local.coords is None else IndexedX(f, local.coords),
+                                    local.x_shape[:-1] + (8,) if local.coords is None else (8,), p,
+                                    implicit=local.coords is not None)), problem.table)
         explored = _explore(problem, checkpoints)
         if checkpoints is not None:
             checkpoints.carry["warmup"] = asdict(explored.warmup)

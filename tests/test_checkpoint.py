@@ -19,10 +19,10 @@ Y = 2.0 * np.exp(-1.3 * X) + 0.5 + 0.01 * np.sin(50.0 * X)
 START = dict(p0=[1.0, 0.2, 0.0], verbose=0, chunk_size=8192)
 
 
-def fit(comm=None, y=Y, **kw):
+def fit(comm=None, y=Y, f=hpcfit.models.exponential_decay, **kw):
     if kw.get("method", "hybrid") == "hybrid":   # LM on the sample alone would explain these data: run Adam too
         kw.setdefault("warm_start_detection", False)
-    return hpcfit.curve_fit(hpcfit.models.exponential_decay, X, y, comm=comm, **{**START, **kw})
+    return hpcfit.curve_fit(f, X, y, comm=comm, **{**START, **kw})
 
 
 def same_bits(a, b):
@@ -271,3 +271,26 @@ def test_a_fit_stopped_on_a_limit_checkpoints_and_a_higher_limit_resumes_it(tmp_
     resumed = fit(method="gn", checkpoint=path, resume=True)
     assert resumed.info["checkpoint"]["resumed_from"]["phase"] == "trust_region"
     same_bits(resumed, reference)
+
+
+def test_a_changed_model_of_the_same_name_is_not_resumed(tmp_path, monkeypatch):
+    import jax.numpy as jnp
+    path = tmp_path / "fit.h5"
+
+    def make(rate_scale):
+        def model(x, a, k, c):                      # the same name, an edited body
+            return a * jnp.exp(-rate_scale * k * x) + c
+        return model
+
+    interrupted_fit(monkeypatch, 2, method="gn", checkpoint=path, f=make(1.0))
+    monkeypatch.undo()
+    with pytest.raises(hpcfit.InputError, match=r"the model: .*model.* now computes something else"):
+        fit(method="gn", checkpoint=path, resume=True, f=make(2.0))
+    lambdas = [lambda x, a, k, c: a * jnp.exp(-k * x) + c, lambda x, a, k, c: a * jnp.exp(-k * x) - c]
+    path2 = tmp_path / "lambda.h5"
+    interrupted_fit(monkeypatch, 2, method="gn", checkpoint=path2, f=lambdas[0])
+    monkeypatch.undo()
+    with pytest.raises(hpcfit.InputError, match=r"now computes something else"):
+        fit(method="gn", checkpoint=path2, resume=True, f=lambdas[1])
+    same = fit(method="gn", checkpoint=path2, resume=True, f=lambda x, a, k, c: a * jnp.exp(-k * x) + c)
+    assert same.info["checkpoint"]["resumed_from"] is not None      # a new lambda that computes the same

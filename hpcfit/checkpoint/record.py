@@ -61,12 +61,13 @@ def canonical_json(value) -> str:
     return json.dumps(value, sort_keys=True, allow_nan=True)
 
 
-def answer_options(opts, *, p0, lower, upper, absolute_sigma: bool, model) -> dict[str, Any]:
-    """The options, start and bounds that change the answer, JSON-able (floats exact)."""
+def answer_options(opts, *, p0, lower, upper, absolute_sigma: bool, model, model_hash: str) -> dict[str, Any]:
+    """The options, start and bounds that change the answer, JSON-able (floats exact); the model by
+    its name (for the message) and by what it computes (``model_hash``, for the comparison)."""
     record = {f.name: getattr(opts, f.name) for f in fields(opts) if f.name not in NOT_IN_ANSWER}
     record.update(p0=[float(v) for v in p0], lower=[float(v) for v in lower], upper=[float(v) for v in upper],
                   absolute_sigma=bool(absolute_sigma),
-                  model=getattr(model, "__qualname__", None) or type(model).__name__)
+                  model=getattr(model, "__qualname__", None) or type(model).__name__, model_hash=model_hash)
     return record
 
 
@@ -84,7 +85,11 @@ def chunk_checksum(chunk) -> int:
 def compare(saved: Checkpoint, options: dict, fingerprint: dict, where: str) -> None:
     """Raise InputError naming every option and every data property that differs from the checkpoint."""
     problems = [f"option `{k}`: checkpoint {saved.options.get(k, '(absent)')!r}, now {options.get(k, '(absent)')!r}"
-                for k in sorted(set(saved.options) | set(options)) if saved.options.get(k) != options.get(k)]
+                for k in sorted(set(saved.options) | set(options))
+                if saved.options.get(k) != options.get(k) and k != "model_hash"]
+    if saved.options.get("model_hash") != options.get("model_hash"):
+        problems.append(f"the model: {options.get('model')!r} now computes something else than the checkpoint's "
+                        f"{saved.options.get('model')!r} (its code, constants or configuration changed)")
     for key in ("n_points", "x_shape", "chunk_size", "n_chunks"):
         if saved.fingerprint.get(key) != fingerprint.get(key):
             problems.append(f"data {key}: checkpoint {saved.fingerprint.get(key)!r}, now {fingerprint.get(key)!r}")

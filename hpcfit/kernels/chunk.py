@@ -16,6 +16,7 @@ is none).
 from __future__ import annotations
 
 import collections
+import hashlib
 from typing import Callable
 
 import jax
@@ -150,6 +151,23 @@ def model_output_shape(model: Callable, x_shape: tuple, n_params: int, implicit:
     theta = jax.ShapeDtypeStruct((n_params,), jnp.float64)
     out = jax.eval_shape(lambda xx, th: jnp.asarray(model(xx, *(th[i] for i in range(n_params)))), x, theta)
     return tuple(out.shape)
+
+
+def model_fingerprint(model: Callable, x_shape: tuple, n_params: int, implicit: bool = False) -> str:
+    """SHA-256 of what the model computes on points of shape ``x_shape`` (a few: the chunk size must
+    not count): its jaxpr (the operations, with every literal) and the values of the arrays it
+    closes over. Two models with the same name but other
+    code or other configuration (a built-in model's angles, dt, q, ...) differ; the same model in a
+    new process is the same. Found by tracing only."""
+    x = jax.ShapeDtypeStruct(x_shape, jnp.int64 if implicit else jnp.float64)
+    theta = jax.ShapeDtypeStruct((n_params,), jnp.float64)
+    closed = jax.make_jaxpr(lambda xx, th: jnp.asarray(model(xx, *(th[i] for i in range(n_params)))))(x, theta)
+    digest = hashlib.sha256(str(closed.jaxpr).encode())
+    for const in closed.consts:
+        arr = np.asarray(const)
+        digest.update(f"{arr.dtype}{arr.shape}".encode())
+        digest.update(np.ascontiguousarray(arr).tobytes())
+    return digest.hexdigest()
 
 
 def residuals(model: Callable, x, y, sigma, params, chunk_size: int = 1 << 16) -> np.ndarray:
