@@ -107,3 +107,33 @@ def test_prepare_stream_never_writes_over_its_source_or_a_foreign_file(tmp_path)
     assert digest(src) == before and notes.read_text() == "not a stream file"
     out = prepare_stream(src, q=0.0054, dt=0.5, out=tmp_path / "s.h5")
     assert prepare_stream(src, q=0.0054, dt=0.5, out=out) == out          # its own stream file: reused
+
+
+@pytest.mark.parametrize("how", ["written", "truncated", "replaced"])
+def test_a_data_file_that_changes_under_the_fit_is_an_error_naming_it(tmp_path, monkeypatch, how):
+    from hpcfit.kernels.evaluator import PassEvaluator
+    data = tmp_path / "data.h5"
+    with h5py.File(data, "w") as f:
+        f["x"], f["y"] = X, Y
+    real, calls = PassEvaluator.jacobian_pass, []
+
+    def jacobian_pass(self, u, flags=()):
+        out = real(self, u, flags)
+        calls.append(1)
+        if len(calls) == 2 and self.local.describe.startswith("HDF5"):   # another program touches the file
+            if how == "written":                          # bytes of y overwritten in place
+                with open(data, "r+b") as fh:
+                    fh.seek(os.path.getsize(data) - 4096)
+                    fh.write(b"\x00" * 64)
+            elif how == "truncated":
+                os.truncate(data, os.path.getsize(data) // 2)
+            else:
+                other = tmp_path / "other.h5"
+                with h5py.File(other, "w") as f:
+                    f["x"], f["y"] = X, Y + 1.0
+                os.replace(other, data)
+        return out
+
+    monkeypatch.setattr(PassEvaluator, "jacobian_pass", jacobian_pass)
+    with pytest.raises(hpcfit.InputError, match=r"HDF5Source: file .*data\.h5.* changed while the fit was reading it"):
+        hpcfit.fit(hpcfit.models.exponential_decay, HDF5Source(data, x="x"), **KW)

@@ -60,6 +60,9 @@ class LocalChunks:
     # indices inside this rank's range (repeats allowed).
     point_runs: tuple[tuple[int, int], ...] = ()
     take: Callable[[np.ndarray], tuple] | None = None
+    # Raises if the data changed since they were opened (a file written, truncated or replaced
+    # under the fit); called at every pass boundary, so a pass never mixes two versions of the data.
+    verify: Callable[[], None] | None = None
 
     @property
     def local_blocks(self) -> list[tuple[int, int]]:

@@ -65,6 +65,7 @@ class HDF5Source:
         if not os.path.exists(path):
             raise InputError(f"HDF5Source: file {path!r} does not exist")
         try:
+            self._stamp = _file_stamp(path)
             self._file = h5py.File(path, "r")
         except OSError as exc:
             raise InputError(f"HDF5Source: cannot open {path!r} as HDF5: {exc}") from None
@@ -148,7 +149,24 @@ class HDF5Source:
         return LocalChunks(read, stop - first, chunk_size, first, grid.n_chunks, reduction_slots(runs, grid.n_chunks),
                            n, x_shape, cacheable=shard_bytes <= self.cache_bytes, coords=self.grid,
                            describe=f"HDF5 {os.fspath(self.path)}:{self.y}",
-                           point_runs=tuple(grid.rank_points(r) for r in range(comm.size)), take=take)
+                           point_runs=tuple(grid.rank_points(r) for r in range(comm.size)), take=take,
+                           verify=self._verify_unchanged)
+
+    def _verify_unchanged(self) -> None:
+        """The file is the one the fit opened: same inode, size and modification time (local)."""
+        path = os.fspath(self.path)
+        try:
+            now = _file_stamp(path)
+        except OSError as exc:
+            now = (None, None, None, None, str(exc))
+        if now != self._stamp:
+            fields = ("device", "inode", "size", "modification time")
+            what = [f"{name} {a} → {b}" for name, a, b in zip(fields, self._stamp, now) if a != b]
+            if len(now) > 4:
+                what = [f"it is gone ({now[4]})"]
+            raise InputError(f"HDF5Source: file {path!r} changed while the fit was reading it ({'; '.join(what)}): "
+                             "its answer would mix two versions of the data. Fit a file that is complete and not "
+                             "being written (copy it first if another program updates it)")
 
     def _checked(self, name: str, values: np.ndarray, at) -> np.ndarray:
         """Values read from global points ``at`` (along the last axis: a start index for a contiguous
@@ -171,6 +189,11 @@ class HDF5Source:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _file_stamp(path) -> tuple:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _global_index(at, k: int) -> int:

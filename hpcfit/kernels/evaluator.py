@@ -171,6 +171,8 @@ class PassEvaluator:
             yield current
 
     def _fill_blocks(self, kernel, u, slots: np.ndarray) -> None:
+        verify = self.local.verify or (lambda: None)
+        verify()                  # a file changed since the last pass: an error on every rank, not mixed data
         args = (u, self._offset, self._scale)
         acc = None
 
@@ -193,3 +195,4 @@ class PassEvaluator:
             pending = (i, out)
         if pending is not None:
             consume(*pending)
+        verify()                  # ... or changed during this one
