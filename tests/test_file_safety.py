@@ -137,3 +137,23 @@ def test_a_data_file_that_changes_under_the_fit_is_an_error_naming_it(tmp_path, 
     monkeypatch.setattr(PassEvaluator, "jacobian_pass", jacobian_pass)
     with pytest.raises(hpcfit.InputError, match=r"HDF5Source: file .*data\.h5.* changed while the fit was reading it"):
         hpcfit.fit(hpcfit.models.exponential_decay, HDF5Source(data, x="x"), **KW)
+
+
+def test_damaged_or_misnamed_data_get_messages_naming_file_dataset_and_chunk(tmp_path):
+    data = tmp_path / "data.h5"
+    with h5py.File(data, "w") as f:
+        f["x"] = X
+        f.create_dataset("y", data=Y, chunks=(1000,), compression="gzip")
+        f.create_group("g")
+    with pytest.raises(hpcfit.InputError, match=r"file .*data\.h5', dataset 'g' is a group, not a dataset"):
+        hpcfit.fit(hpcfit.models.exponential_decay, HDF5Source(data, x="x", y="g"), **KW)
+    with h5py.File(data, "r") as f:                     # the file offset of one compressed block of y
+        offset, size = f["y"].id.get_chunk_info(7).byte_offset, f["y"].id.get_chunk_info(7).size
+    with open(data, "r+b") as fh:
+        fh.seek(offset + size // 2)
+        fh.write(b"\x00\xff" * 16)
+    with pytest.raises(hpcfit.InputError, match=r"reading file .*data\.h5', dataset 'y' failed at points "
+                                                r"\[\d+, \d+\) \(chunk \d+\).*damaged"):
+        hpcfit.fit(hpcfit.models.exponential_decay, HDF5Source(data, x="x"), **KW)
+    with pytest.raises(hpcfit.InputError, match=r"reading file .*data\.h5', dataset 'y' failed at \d+ sampled points"):
+        hpcfit.fit(hpcfit.models.exponential_decay, HDF5Source(data, x="x"), **{**KW, "method": "hybrid"})

@@ -74,7 +74,12 @@ class HDF5Source:
             name = getattr(self, role)
             if name is None:
                 continue
-            if name not in self._file or not isinstance(self._file[name], h5py.Dataset):
+            if name in self._file and not isinstance(self._file[name], h5py.Dataset):
+                kind = "a group" if isinstance(self._file[name], h5py.Group) else "not a dataset"
+                raise InputError(f"HDF5Source: {self._where(name)} is {kind}, not a dataset (the `{role}` dataset "
+                                 f"must be an array); give the path of the dataset inside it, e.g. "
+                                 f"{name.rstrip('/')}/<name>")
+            if name not in self._file:
                 raise InputError(f"HDF5Source: {self._where(name)} does not exist (the `{role}` dataset); "
                                  f"datasets at the top level: {sorted(k for k in self._file.keys())}")
             dset = self._file[name]
@@ -121,26 +126,26 @@ class HDF5Source:
 
         def read(i: int) -> Chunk:
             lo, hi = grid.chunk_points(first + i)
-            ys = self._checked(self.y, y[lo:hi], lo)
+            ys = self._checked(self.y, self._read(y, self.y, lo, hi, first + i), lo)
             ws = np.ones(hi - lo)
             if sigma is not None:
-                ss = self._checked(self.sigma, sigma[lo:hi], lo)
+                ss = self._checked(self.sigma, self._read(sigma, self.sigma, lo, hi, first + i), lo)
                 self._check_positive(ss, lo)
                 ws = 1.0 / ss
-            xs = None if x is None else self._checked(self.x, x[..., lo:hi], lo)
+            xs = None if x is None else self._checked(self.x, self._read(x, self.x, lo, hi, first + i), lo)
             xs, ys, ws = pad_chunk(xs, ys, ws, chunk_size)
             return Chunk(np.asarray(lo) if xs is None else xs, ys, ws, hi - lo, lo)
 
         def take(indices: np.ndarray) -> tuple:
             # h5py reads increasing, distinct indices: read each point once, then expand repeats
             unique, back = np.unique(indices, return_inverse=True)
-            ys = self._checked(self.y, y[unique], unique)[back]
+            ys = self._checked(self.y, self._take(y, self.y, unique), unique)[back]
             ws = np.ones(indices.size)
             if sigma is not None:
-                ss = self._checked(self.sigma, sigma[unique], unique)
+                ss = self._checked(self.sigma, self._take(sigma, self.sigma, unique), unique)
                 self._check_positive(ss, unique)
                 ws = 1.0 / ss[back]
-            xs = None if x is None else self._checked(self.x, x[..., unique], unique)[..., back]
+            xs = None if x is None else self._checked(self.x, self._take(x, self.x, unique), unique)[..., back]
             return xs, ys, ws
 
         width = 2 + (0 if x is None else (shapes["x"][0] if len(shapes["x"]) == 2 else 1))   # y, weight, x rows
@@ -167,6 +172,24 @@ class HDF5Source:
             raise InputError(f"HDF5Source: file {path!r} changed while the fit was reading it ({'; '.join(what)}): "
                              "its answer would mix two versions of the data. Fit a file that is complete and not "
                              "being written (copy it first if another program updates it)")
+
+    def _read(self, dset, name: str, lo: int, hi: int, chunk: int) -> np.ndarray:
+        """Points [lo, hi) of a dataset; a read failure (a corrupt compressed block, an I/O error)
+        names the file, the dataset, the chunk and its points."""
+        try:
+            return dset[..., lo:hi]
+        except Exception as exc:  # noqa: BLE001 - h5py raises OSError, RuntimeError, ... for damaged files
+            raise InputError(f"HDF5Source: reading {self._where(name)} failed at points [{lo}, {hi}) (chunk {chunk}): "
+                             f"{type(exc).__name__}: {exc}. The file is damaged or unreadable there") from None
+
+    def _take(self, dset, name: str, indices: np.ndarray) -> np.ndarray:
+        """Sampled points of a dataset (phase 1); a read failure names the file, dataset and points."""
+        try:
+            return dset[..., indices]
+        except Exception as exc:  # noqa: BLE001 - as in _read
+            raise InputError(f"HDF5Source: reading {self._where(name)} failed at {indices.size} sampled points in "
+                             f"[{int(indices[0])}, {int(indices[-1])}]: {type(exc).__name__}: {exc}. The file is "
+                             "damaged or unreadable there") from None
 
     def _checked(self, name: str, values: np.ndarray, at) -> np.ndarray:
         """Values read from global points ``at`` (along the last axis: a start index for a contiguous
