@@ -6,6 +6,7 @@ bad argument raises the same :class:`~hpcfit.errors.InputError` everywhere and n
 from __future__ import annotations
 
 import inspect
+import math
 import time
 import warnings
 from dataclasses import asdict, fields, replace
@@ -18,6 +19,7 @@ from .checkpoint.session import CheckpointSession
 from .comm import Communicator
 from .data.arrays import ArraySource
 from .data.sample import gather_sample, sample_chunks
+from .data.scale import residual_scale
 from .errors import InputError, RankDeficientWarning
 from .kernels.chunk import TRACE_COUNTS, model_fingerprint, model_output_shape, residuals
 from .kernels.coords import IndexedX, implicit_model
@@ -204,11 +206,16 @@ def _run(hc, f, source, opts, p0, lower, upper, absolute_sigma, t_start) -> FitR
                              f"p = {p} parameters (n must be > p)")
         hc.agree(_check_model, implicit_model(f, local), local, p, opts)
         traces_before = dict(TRACE_COUNTS)
+        weight_scale = residual_scale(hc, local)
         evaluator = hc.agree(PassEvaluator, hc, local, f, opts.loss, opts.f_scale, norm.offset, norm.scale,
-                             opts.jacobian_mode)
+                             opts.jacobian_mode, weight_scale)
         t_setup = time.perf_counter()
         problem = Problem(hc, local, f, opts, norm, p0, lower, upper, norm.to_u(lower), norm.to_u(upper),
-                          bool(absolute_sigma), IterationTable(bool(opts.verbose) and hc.is_root))
+                          bool(absolute_sigma), IterationTable(bool(opts.verbose) and hc.is_root), weight_scale)
+        if weight_scale != 1.0:
+            problem.table.line(f"the data (y/sigma) are of order 2^{-math.frexp(weight_scale)[1] + 1}: residuals are "
+                               f"scaled by 2^{math.frexp(weight_scale)[1] - 1} inside the fit (exact); the table "
+                               "shows scaled costs, the result is in your units")
         if opts.checkpoint is not None or opts.resume is not None:
             checkpoints = CheckpointSession(hc, opts, local, answer_options(
                 opts, p0=p0, lower=lower, upper=upper, absolute_sigma=absolute_sigma, model=f,
@@ -244,7 +251,7 @@ def _run(hc, f, source, opts, p0, lower, upper, absolute_sigma, t_start) -> FitR
     result.info.update({
         "chunk_size": local.chunk_size, "n_chunks": local.n_leaves, "n_ranks": hc.size,
         "source": local.describe, "normalize": norm.strategy, "linear_solves": outcome.solvers,
-        "n_omitted": _omitted(hc, source),
+        "n_omitted": _omitted(hc, source), "residual_scale": problem.weight_scale,
         "jacobian_points_per_second": _rate(local.n_points, stats.jacobian_passes, stats.jacobian_seconds),
         "cost_points_per_second": _rate(local.n_points, stats.cost_passes, stats.cost_seconds)})
     if checkpoints is not None:
@@ -275,11 +282,11 @@ def _explore(problem: Problem, checkpoints) -> ExploreOutcome:
     sample = gather_sample(hc, local, opts.explore_sample_points, opts.warmup_seed)
     sample_model = f if sample.coords is None else IndexedX(f, sample.coords)
     sample_pass = hc.agree(PassEvaluator, Communicator(None), sample_chunks(sample, local.chunk_size), sample_model,
-                           opts.loss, opts.f_scale, norm.offset, norm.scale, opts.jacobian_mode)
+                           opts.loss, opts.f_scale, norm.offset, norm.scale, opts.jacobian_mode, problem.weight_scale)
 
     def run_adam(u):
         points = hc.agree(PointEvaluator, hc, local, f, opts.loss, opts.f_scale, norm.offset, norm.scale,
-                          opts.warmup_dtype, opts.warmup_batch_size, opts.warmup_seed)
+                          opts.warmup_dtype, opts.warmup_batch_size, opts.warmup_seed, problem.weight_scale)
         return run_warmup(problem, points, u, checkpoints)
 
     return run_explore(problem, sample, sample_pass, run_adam)
@@ -332,6 +339,11 @@ def _finalize(problem: Problem, outcome, stats, explored: ExploreOutcome) -> Fit
     lower, upper, lower_u, upper_u = problem.lower, problem.upper, problem.lower_u, problem.upper_u
     cov = covariance(outcome.jtj, norm.scale, outcome.cost, problem.local.n_points, problem.absolute_sigma,
                      opts.cov_rcond)
+    outcome = _in_user_units(outcome, problem.weight_scale)
+    if problem.absolute_sigma and problem.weight_scale != 1.0:
+        k = math.frexp(problem.weight_scale)[1] - 1       # pcov / weight_scale², perr / weight_scale
+        with np.errstate(over="ignore", under="ignore"):
+            cov = cov._replace(pcov=np.ldexp(cov.pcov, 2 * k), perr=np.ldexp(cov.perr, k))
     active = np.where(outcome.u <= lower_u, -1, np.where(outcome.u >= upper_u, 1, 0))
     # The affine map can round a bound by an ulp: report active parameters exactly on it.
     popt = np.where(active < 0, lower, np.where(active > 0, upper, np.clip(norm.to_theta(outcome.u), lower, upper)))
@@ -355,7 +367,7 @@ def _finalize(problem: Problem, outcome, stats, explored: ExploreOutcome) -> Fit
     on_bound = [f"{label[i]} is on its {'lower' if a < 0 else 'upper'} bound" for i, a in enumerate(active) if a]
     issues += on_bound
     return FitResult(
-        popt=popt, pcov=cov.pcov, perr=np.sqrt(np.diag(cov.pcov)),
+        popt=popt, pcov=cov.pcov, perr=cov.perr,
         cost=outcome.cost, chi2=2.0 * outcome.cost, dof=problem.local.n_points - p,
         success=outcome.status.success, status=outcome.status, message=outcome.status.message,
         n_iterations=outcome.n_iterations, nfev=stats.cost_passes + stats.jacobian_passes,
@@ -365,6 +377,22 @@ def _finalize(problem: Problem, outcome, stats, explored: ExploreOutcome) -> Fit
         info={"null_parameters": cov.null_parameters, "undetermined": undetermined}, names=names,
         warmup=explored.warmup, explore=explored.report, trustworthy=not issues, trust_issues=tuple(issues),
         fixed=np.zeros(p, dtype=bool))
+
+
+def _in_user_units(outcome, weight_scale: float):
+    """The solver's outcome with cost, gradient and history in the data's own units (the fit ran on
+    residuals scaled by ``weight_scale``, a power of two; see hpcfit.data.scale)."""
+    if weight_scale == 1.0:
+        return outcome
+    k = -2 * (math.frexp(weight_scale)[1] - 1)        # value / weight_scale² = value · 2^k, exactly
+
+    def unscale(value):                                # 0 or inf where float64 cannot hold the value
+        with np.errstate(over="ignore", under="ignore"):
+            return np.ldexp(value, k) if np.ndim(value) else float(np.ldexp(value, k))
+
+    history = [replace(rec, cost=unscale(rec.cost), cost_change=unscale(rec.cost_change),
+                       gradient_norm=unscale(rec.gradient_norm)) for rec in outcome.history]
+    return outcome._replace(cost=unscale(outcome.cost), jtr=unscale(outcome.jtr), history=history)
 
 
 def _parameter_names(f, p: int) -> list[str] | None:

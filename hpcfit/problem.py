@@ -32,6 +32,7 @@ class Problem:
     upper_u: np.ndarray
     absolute_sigma: bool
     table: IterationTable
+    weight_scale: float = 1.0    # residuals are (f − y)·w·weight_scale inside the fit (hpcfit.data.scale)
 
     @property
     def n_params(self) -> int:

@@ -26,10 +26,12 @@ class Sample(NamedTuple):
     def size(self) -> int:
         return int(self.y.size)
 
-    def weighted_variance(self) -> float:
-        """Σw²(y − ȳ)²/m with ȳ the w²-weighted mean: what a constant model leaves per point."""
+    def weighted_variance(self, weight_scale: float = 1.0) -> float:
+        """Σw²(y − ȳ)²/m with ȳ the w²-weighted mean: what a constant model leaves per point (with the
+        weights scaled as the fit scales them, hpcfit.data.scale)."""
         with np.errstate(over="ignore", invalid="ignore"):    # huge y: inf, and phase 2 reports the overflow
-            w2 = self.weight * self.weight
+            w = self.weight * weight_scale
+            w2 = w * w
             mean = float(np.sum(w2 * self.y) / np.sum(w2))
             return float(np.sum(w2 * (self.y - mean) ** 2) / self.size)
 

@@ -80,7 +80,8 @@ class PassEvaluator:
     """
 
     def __init__(self, comm: Communicator, local: LocalChunks, model: Callable, loss: str,
-                 f_scale: float, offset: np.ndarray, scale: np.ndarray, jacobian_mode: str = "forward"):
+                 f_scale: float, offset: np.ndarray, scale: np.ndarray, jacobian_mode: str = "forward",
+                 weight_scale: float = 1.0):
         self.comm = comm
         self.local = local
         self.p = offset.shape[0]
@@ -89,7 +90,10 @@ class PassEvaluator:
         self._cost = cost_kernel(model, loss)
         self._offset = jnp.asarray(offset)
         self._scale = jnp.asarray(scale)
-        self._f_scale = jnp.asarray(float(f_scale))
+        # residuals (f − y)·w are scaled by weight_scale (an exact power of two, hpcfit.data.scale),
+        # and the robust loss's f_scale with them
+        self._weight_scale = float(weight_scale)
+        self._f_scale = jnp.asarray(float(f_scale) * self._weight_scale)
         self._cache: dict[int, tuple] = {}
         self._starts = [0] * local.n_local
         blocks = local.local_blocks
@@ -153,7 +157,8 @@ class PassEvaluator:
     def _to_device(self, i: int) -> tuple:
         c = self.local.read(i)
         self._starts[i] = c.global_start
-        return jnp.asarray(c.x), jnp.asarray(c.y), jnp.asarray(c.weight), jnp.asarray(c.n_valid)
+        weight = c.weight if self._weight_scale == 1.0 else c.weight * self._weight_scale
+        return jnp.asarray(c.x), jnp.asarray(c.y), jnp.asarray(weight), jnp.asarray(c.n_valid)
 
     def _device_chunks(self):
         """This rank's chunks as device arrays, in order: cached, or read one ahead on a thread."""

@@ -102,14 +102,16 @@ class PointEvaluator:
     """
 
     def __init__(self, comm: Communicator, local: LocalChunks, model: Callable, loss: str, f_scale: float,
-                 offset: np.ndarray, scale: np.ndarray, dtype: str, batch_size: int, seed: int):
+                 offset: np.ndarray, scale: np.ndarray, dtype: str, batch_size: int, seed: int,
+                 weight_scale: float = 1.0):
         self.comm, self.local = comm, local
         self.p = offset.shape[0]
         model = model if local.coords is None else IndexedX(model, local.coords)
         self._gradient = point_kernel(model, loss, True, dtype)
         self._cost = point_kernel(model, loss, False, dtype)
         self._args = (jnp.asarray(offset), jnp.asarray(scale))
-        self._f_scale = jnp.asarray(float(f_scale))
+        self._weight_scale = float(weight_scale)         # as PassEvaluator's
+        self._f_scale = jnp.asarray(float(f_scale) * self._weight_scale)
         lo, hi = local.point_runs[comm.rank]
         share = (hi - lo) / local.n_points
         self.batch_size, self.seed = batch_size, seed
@@ -130,6 +132,7 @@ class PointEvaluator:
         if not mine.size:
             return points._replace(slices=[], y=np.zeros(0), w=np.zeros(0))
         x, y, w = self.local.take(mine)
+        w = w * self._weight_scale
         x = mine if x is None else x
         slices = [_padded(x[..., lo:lo + capacity], y[lo:lo + capacity], w[lo:lo + capacity], capacity)
                   for lo in range(0, mine.size, capacity)]

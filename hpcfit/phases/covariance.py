@@ -21,6 +21,8 @@ class Covariance(NamedTuple):
     pcov: np.ndarray
     rank: int
     null_parameters: list[int]   # parameters with a sizeable share in a dropped direction
+    perr: np.ndarray             # √diag(pcov), computed so that it holds where pcov's squares do not
+                                 # (parameters of order 1e-300 have variances below float64's range)
 
 
 def covariance(jtj_u: np.ndarray, scale: np.ndarray, cost: float, n_points: int, absolute_sigma: bool,
@@ -34,12 +36,13 @@ def covariance(jtj_u: np.ndarray, scale: np.ndarray, cost: float, n_points: int,
     keep = w > rcond * max(w.max(initial=0.0), 0.0)
     inverse = (v[:, keep] / w[keep]) @ v[:, keep].T
     inv_u = d[:, None] * inverse * d[None, :]
-    pcov = scale[:, None] * inv_u * scale[None, :]
-    if not absolute_sigma:
-        dof = n_points - p
-        pcov = pcov * (2.0 * cost / dof)
+    factor = 1.0 if absolute_sigma else 2.0 * cost / (n_points - p)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        pcov = scale[:, None] * (inv_u * factor) * scale[None, :]
+        perr = scale * np.sqrt(np.maximum(np.diag(inv_u) * factor, 0.0))
     null = sorted({int(i) for col in v[:, ~keep].T for i in np.flatnonzero(np.abs(col) > 0.1)})
     pcov[null, :] = np.nan
     pcov[:, null] = np.nan
     pcov[null, null] = np.inf
-    return Covariance(pcov, int(keep.sum()), null)
+    perr[null] = np.inf
+    return Covariance(pcov, int(keep.sum()), null, perr)

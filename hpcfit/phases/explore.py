@@ -119,7 +119,7 @@ def run_explore(problem, sample: Sample, sample_evaluator, run_adam: Callable | 
     opts, norm, table, u0 = problem.options, problem.norm, problem.table, problem.u0
     lower_u, upper_u = problem.lower_u, problem.upper_u
     size, p = sample.size, u0.size
-    sample_variance = sample.weighted_variance()
+    sample_variance = sample.weighted_variance(problem.weight_scale)
     # The user's tolerances and iteration limit: when the sample is all the data, LM from p0 is then
     # exactly what method="gn" runs, and phase 2 starts where it ended. Serial and quiet.
     on_sample = replace(problem, comm=Communicator(None), local=sample_evaluator.local, table=IterationTable(False),
