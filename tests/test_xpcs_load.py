@@ -6,6 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
+from hpcfit.xpcs.load import QSelectionWarning
+
 from hpcfit.errors import InputError
 from hpcfit.xpcs.layouts import bin_number, write_aps_u, write_old
 from hpcfit.xpcs.load import (
@@ -123,7 +125,11 @@ def test_lower_half_as_matlab_stores_it(tmp_path, layout, c2):
 @pytest.mark.parametrize("requested, q_idx", [(1e-9, 0), (0.0014, 0), (0.0016, 1), (0.0029, 1), (0.0031, 2),
                                               (5.0, 2)])
 def test_nearest_q(tmp_path, layout, c2, requested, q_idx):
-    data = load(write(layout, tmp_path / "f.h5", c2), q=requested, dt=DT)
+    if requested == 5.0:                             # far from every ring: used, with a warning
+        with pytest.warns(QSelectionWarning, match=r"no q ring near the requested q=5: using the nearest, q=0.004"):
+            data = load(write(layout, tmp_path / "f.h5", c2), q=requested, dt=DT)
+    else:
+        data = load(write(layout, tmp_path / "f.h5", c2), q=requested, dt=DT)
     assert data.q == Q[q_idx]
     assert_matches(data, c2[q_idx])
 
@@ -174,7 +180,8 @@ def test_aps_u_without_index_mapping_uses_label_as_cell(tmp_path, c2):
     path = write_aps_u(tmp_path / "u.h5", c2, Q, PHI, processed=[bin_number(2, 3, PHI.size)])
     with h5py.File(path, "a") as f:
         del f["xpcs/qmap/dynamic_index_mapping"]
-    data = load(path, q=1.0, dt=DT)
+    with pytest.warns(QSelectionWarning, match=r"requested q=1: using the nearest, q=0.004"):   # the only ring
+        data = load(path, q=1.0, dt=DT)
     np.testing.assert_array_equal(data.phi, [180.0])
     assert_matches(data, c2[2][[3]])
 

@@ -25,6 +25,8 @@ the diagonal, which carries the speckle-visibility spike rather than the dynamic
 """
 from __future__ import annotations
 
+import warnings
+
 import os
 import re
 from dataclasses import dataclass
@@ -337,10 +339,31 @@ class Selection:
     n_t_file: int               # frames in the file
     frames: tuple[int, int]     # (first, last), 1-based inclusive
     stamp: tuple[int, int]      # (size, mtime_ns) of the file when selected
+    q_note: str | None = None   # set when the chosen q is more than a bin width from the requested one
+
+    def warn_about_q(self) -> None:
+        """Warn (the caller's rank 0) when the q used is far from the one asked for."""
+        if self.q_note is not None:
+            warnings.warn(self.q_note, QSelectionWarning, stacklevel=3)
 
     @property
     def n_t(self) -> int:
         return self.frames[1] - self.frames[0] + 1
+
+
+class QSelectionWarning(UserWarning):
+    """The q ring used is more than a bin width away from the requested q."""
+
+
+def _q_note(path, requested: float, chosen: float, rings: np.ndarray) -> str | None:
+    """A bin width is the smallest spacing between the file's q rings (5 % of q with one ring)."""
+    distinct = np.unique(np.round(rings, 12))
+    width = float(np.min(np.diff(distinct))) if distinct.size > 1 else 0.05 * chosen
+    if abs(chosen - requested) <= width:
+        return None
+    return (f"{path}: no q ring near the requested q={requested:g}: using the nearest, q={chosen:g}, "
+            f"{abs(chosen - requested) / width:.3g} bin widths ({width:g}) away; the file's rings are "
+            f"{distinct.tolist()[:12]}{' ...' if distinct.size > 12 else ''}")
 
 
 def select(path, *, q, phi_ranges=None, frames=None) -> Selection:
@@ -366,7 +389,7 @@ def select(path, *, q, phi_ranges=None, frames=None) -> Selection:
         n_t, first, last = _frame_window(c, frames, names[0])
     phi = e.phi[keep].copy()
     phi.flags.writeable = False
-    return Selection(path, c.layout, chosen, phi, names, n_t, (first, last), stamp)
+    return Selection(path, c.layout, chosen, phi, names, n_t, (first, last), stamp, _q_note(path, q, chosen, e.q))
 
 
 class MapReader:
@@ -406,6 +429,7 @@ def load(path, *, q, dt, phi_ranges=None, frames=None) -> TwoTimeData:
     """
     dt = number("dt", dt)
     sel = select(path, q=q, phi_ranges=phi_ranges, frames=frames)
+    sel.warn_about_q()
     c2 = np.empty((sel.phi.size, sel.n_t, sel.n_t))        # one map in flight: peak ~ 1x c2
     with MapReader(sel) as reader:
         for j in range(sel.phi.size):

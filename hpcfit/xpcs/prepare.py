@@ -32,6 +32,8 @@ def prepare_stream(path, *, q, dt, phi_ranges=None, frames=None, triangle: str =
     with Communicator(comm) as hc:
         target = hc.agree(_target, path, q, phi_ranges, frames, triangle, out)
         sel = hc.agree(select, path, q=q, phi_ranges=phi_ranges, frames=frames)
+        if hc.is_root:
+            sel.warn_about_q()
         if hc.bcast(hc.agree(lambda: _reusable(target, sel, dt, triangle) if hc.is_root else None)):
             return target
         writer = hc.agree(lambda: open_stream_writer(
