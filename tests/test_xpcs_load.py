@@ -6,6 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
+import hpcfit
+
 from hpcfit.xpcs.load import QSelectionWarning
 
 from hpcfit.errors import InputError
@@ -198,6 +200,16 @@ def test_old_layout_subset_with_both_namings(tmp_path, c2, naming):
     assert_matches(data, c2[0][[1, 2, 4]])
     data = load(path, q=0.0021, dt=DT)               # q 1 has no map: the nearest ring with data is chosen
     assert data.q == 0.001
+
+
+@pytest.mark.parametrize("naming", ["bin", "counter"])
+def test_old_layout_map_listed_but_missing_is_an_error(tmp_path, c2, naming):
+    path = write_old(tmp_path / "o.h5", c2, Q, PHI, processed=[2, 3, 5, 12, 15], naming=naming)
+    with h5py.File(path, "a") as f:
+        del f["exchange/C2T_all"][sorted(f["exchange/C2T_all"])[1]]       # bin 3's map (q 0, phi 2)
+    with pytest.raises(hpcfit.InputError, match=r"'xpcs/qphi_bin_to_process' lists bin\(s\) \[.*\].* has no map "
+                                                r"for them: the file is incomplete"):
+        load(path, q=0.001, dt=DT)
 
 
 # ---------------------------------------------------------------- stream conversion

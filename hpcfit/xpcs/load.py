@@ -293,6 +293,13 @@ def _entries_old(c: _Ctx) -> _Entries:
     if np.any(bins < 1) or np.any(bins > dq.size) or np.unique(bins).size != bins.size:
         raise InputError(f"{c.path}: the maps in '{OLD_MAPS}' name bins {sorted(bins.tolist())[:16]}; "
                          f"distinct bins in 1..{dq.size} (the length of '{OLD_Q}') are expected (old layout)")
+    if processed is not None:
+        missing = sorted(set(processed.tolist()) - set(bins.tolist()))
+        if missing:
+            raise InputError(f"{c.path}: '{OLD_PROCESSED}' lists bin(s) {missing[:16]} (q = "
+                             f"{[float(dq[b - 1]) for b in missing[:4] if 1 <= b <= dq.size]}, phi = "
+                             f"{[float(dphi[b - 1]) for b in missing[:4] if 1 <= b <= dphi.size]}) but "
+                             f"'{OLD_MAPS}' has no map for them: the file is incomplete (old layout)")
     order = np.argsort(bins, kind="stable")
     return _Entries(dq[bins[order] - 1], dphi[bins[order] - 1], [f"{OLD_MAPS}/{keys[i]}" for i in order])
 
