@@ -222,6 +222,7 @@ def _run(hc, f, source, opts, p0, lower, upper, absolute_sigma, t_start) -> FitR
                 model_hash=hc.agree(model_fingerprint, f if local.coords is None else IndexedX(f, local.coords),
                                     local.x_shape[:-1] + (8,) if local.coords is None else (8,), p,
                                     implicit=local.coords is not None)), problem.table)
+            checkpoints.track(evaluator)
         explored = _explore(problem, checkpoints)
         if checkpoints is not None:
             checkpoints.carry["warmup"] = asdict(explored.warmup)

@@ -294,3 +294,22 @@ def test_a_changed_model_of_the_same_name_is_not_resumed(tmp_path, monkeypatch):
         fit(method="gn", checkpoint=path2, resume=True, f=lambdas[1])
     same = fit(method="gn", checkpoint=path2, resume=True, f=lambda x, a, k, c: a * jnp.exp(-k * x) + c)
     assert same.info["checkpoint"]["resumed_from"] is not None      # a new lambda that computes the same
+
+
+def test_a_change_in_any_chunk_is_caught_at_the_resumes_first_pass(tmp_path, monkeypatch):
+    from hpcfit.checkpoint.record import fingerprint_chunks
+    path = tmp_path / "fit.h5"
+    chunk = 2048
+    n_chunks = -(-X.size // chunk)
+    unlisted = next(c for c in range(n_chunks) if c not in fingerprint_chunks(n_chunks))   # not among the 8
+    interrupted_fit(monkeypatch, 3, method="gn", checkpoint=path, chunk_size=chunk)
+    with h5py.File(path) as f:
+        import json
+        assert len(json.loads(f.attrs["fingerprint"])["all_checksums"]) == n_chunks
+    y = Y.copy()
+    y[unlisted * chunk + 5] += 1e-3
+    with pytest.raises(hpcfit.InputError, match=rf"the checksums of chunk\(s\) \[{unlisted}\] .*global points "
+                                                rf"\[{unlisted * chunk}, {(unlisted + 1) * chunk}\)"):
+        fit(method="gn", checkpoint=path, resume=True, chunk_size=chunk, y=y)
+    resumed = fit(method="gn", checkpoint=path, resume=True, chunk_size=chunk)              # unchanged data
+    same_bits(resumed, fit(method="gn", chunk_size=chunk))

@@ -76,12 +76,6 @@ def fingerprint_chunks(n_chunks: int) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, n_chunks - 1, min(FINGERPRINT_CHUNKS, n_chunks)).round()})
 
 
-def chunk_checksum(chunk) -> int:
-    crc = zlib.crc32(np.ascontiguousarray(chunk.x).tobytes())
-    crc = zlib.crc32(np.ascontiguousarray(chunk.y).tobytes(), crc)
-    return zlib.crc32(np.ascontiguousarray(chunk.weight).tobytes(), crc)
-
-
 def compare(saved: Checkpoint, options: dict, fingerprint: dict, where: str) -> None:
     """Raise InputError naming every option and every data property that differs from the checkpoint."""
     problems = [f"option `{k}`: checkpoint {saved.options.get(k, '(absent)')!r}, now {options.get(k, '(absent)')!r}"

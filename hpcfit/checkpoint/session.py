@@ -16,7 +16,8 @@ import numpy as np
 from .._version import __version__
 from ..errors import REQUEUE_EXIT_CODE, FitError, InputError, Preempted
 from . import hdf5
-from .record import Checkpoint, chunk_checksum, compare, fingerprint_chunks
+from ..data.chunks import chunk_checksum
+from .record import Checkpoint, compare, fingerprint_chunks
 from .signals import StopSignals
 from .writer import CheckpointWriter
 
@@ -117,8 +118,38 @@ class CheckpointSession:
         return (float(stop), float(due), float(failed))
 
     def observe(self, summed) -> None:
-        """The flags as the reduction summed them over ranks: > 0 means raised somewhere."""
+        """After every pass, on every rank: the flags as the reduction summed them (> 0 means raised
+        somewhere); after the first pass over all the data, the checksums of every chunk."""
         self.agreed = {name: bool(value > 0) for name, value in zip(FLAGS, summed)}
+        tracked = getattr(self, "_tracked", None)
+        if tracked is not None and "all_checksums" not in self.fingerprint and sum(tracked.counters()) >= 1:
+            self._take_all_checksums(tracked.chunk_checksums)
+
+    def track(self, evaluator) -> None:
+        """Have ``evaluator`` (the full data's) checksum every chunk it reads: after its first pass they
+        go into every later checkpoint and are checked against the resumed one's — a checksum over
+        all the data that costs no extra read."""
+        evaluator.track_checksums()
+        self._tracked = evaluator
+
+    def _take_all_checksums(self, mine: dict) -> None:
+        """Collective (every rank reaches it after the same pass): gather the chunks' checksums;
+        refuse a resume whose checkpoint recorded others."""
+        merged = {}
+        for part in self.hc.allgather({str(k): int(v) for k, v in mine.items()}):
+            merged.update(part)
+        self.fingerprint["all_checksums"] = merged
+        before = {} if self.resumed is None else self.resumed.fingerprint.get("all_checksums", {})
+        changed = [int(c) for c in sorted(set(before) & set(merged), key=int) if before[c] != merged[c]]
+        if changed:
+            size = int(self.fingerprint["chunk_size"])
+            message = (f"resume refused: the data differ from those of checkpoint {self.path}: the checksums of "
+                       f"chunk(s) {changed[:20]}{' ...' if len(changed) > 20 else ''} (of {len(merged)}) changed "
+                       f"(the first: global points [{changed[0] * size}, {(changed[0] + 1) * size})); continuing "
+                       "would mix two data sets")
+            if not self.opts.resume_force:
+                raise InputError(message + ". Pass resume_force=True to resume anyway.")
+            warnings.warn(f"resume_force=True: {message}", CheckpointWarning, stacklevel=4)
 
     def decide(self, phase: str, iteration: int, stride: int = 1) -> tuple[bool, bool]:
         """(write, stop) at a boundary; the same on every rank that calls it with the same arguments.

@@ -2,6 +2,7 @@
 in the global chunk tree. Pure numpy: sources read and pad, the kernels never see a file."""
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -77,3 +78,10 @@ def contiguous_runs(chunk_counts: list[int]) -> list[tuple[int, int]]:
 
 def reduction_slots(runs: list[tuple[int, int]], n_leaves: int) -> list[tuple[int, int]]:
     return [blk for a, b in runs for blk in dyadic_blocks(a, b, n_leaves)]
+
+
+def chunk_checksum(chunk) -> int:
+    """CRC32 of a chunk's x, y and weights (as read, padding included)."""
+    crc = zlib.crc32(np.ascontiguousarray(chunk.x).tobytes())
+    crc = zlib.crc32(np.ascontiguousarray(chunk.y).tobytes(), crc)
+    return zlib.crc32(np.ascontiguousarray(chunk.weight).tobytes(), crc)

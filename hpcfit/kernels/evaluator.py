@@ -17,9 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..comm import Communicator
-from ..data.chunks import LocalChunks
+from ..data.chunks import LocalChunks, chunk_checksum
 from ..data.grid import TreeAccumulator, combine_blocks
-from ..errors import FitError, HpcfitError
+from ..errors import FitError, HpcfitError, InputError
 from .chunk import cost_kernel, jacobian_kernel
 from .coords import implicit_model
 
@@ -106,6 +106,12 @@ class PassEvaluator:
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpcfit-read") \
             if not local.cacheable else None
         self.stats = PassStats()
+        self.chunk_checksums: dict[int, int] | None = None   # global chunk → CRC32, when tracked
+
+    def track_checksums(self) -> None:
+        """From now on, checksum every chunk as it is read (no extra read); a chunk read again
+        (streaming sources re-read each pass) must give the same checksum."""
+        self.chunk_checksums = {}
 
     def close(self) -> None:
         if self._reader is not None:
@@ -157,6 +163,12 @@ class PassEvaluator:
     def _to_device(self, i: int) -> tuple:
         c = self.local.read(i)
         self._starts[i] = c.global_start
+        if self.chunk_checksums is not None:
+            crc, k = chunk_checksum(c), self.local.first_leaf + i
+            if self.chunk_checksums.setdefault(k, crc) != crc:
+                raise InputError(f"the data of chunk {k} (global points from {c.global_start}) changed between two "
+                                 f"passes of the fit ({self.local.describe}): its answer would mix two versions of "
+                                 "the data")
         weight = c.weight if self._weight_scale == 1.0 else c.weight * self._weight_scale
         return jnp.asarray(c.x), jnp.asarray(c.y), jnp.asarray(weight), jnp.asarray(c.n_valid)
 
