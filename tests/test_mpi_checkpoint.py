@@ -146,3 +146,18 @@ def _layout(f) -> list:
     visit("/", f)
     f.visititems(visit)
     return out
+
+
+def test_a_changed_chunk_written_serially_is_refused_on_every_rank(world, shared_dir, monkeypatch):
+    """Checksums of every chunk, taken by one process, checked by this rank count (the grid is global)."""
+    from test_checkpoint import Y
+    path = folder(world, shared_dir, "all-chunks") / "fit.h5"
+    if world.rank == 0:
+        interrupted_fit(monkeypatch, 3, method="gn", checkpoint=path, chunk_size=2048)
+    world.Barrier()
+    y = Y.copy()
+    y[3 * 2048 + 17] += 1e-3                              # chunk 3: not among the 8 fingerprinted at setup
+    with pytest.raises(hpcfit.InputError, match=r"the checksums of chunk\(s\) \[3\]"):
+        fit(world, method="gn", resume=path, chunk_size=2048, y=y)
+    resumed = fit(world, method="gn", resume=path, chunk_size=2048)
+    same_bits(resumed, fit(None, method="gn", chunk_size=2048))
