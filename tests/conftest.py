@@ -30,3 +30,15 @@ def shared_dir(world):
     world.Barrier()
     if world.rank == 0:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def write_shared_h5(world, path, **datasets):
+    """Rank 0 writes an HDF5 file of these datasets; every rank returns its path once it exists."""
+    import h5py
+
+    if world.rank == 0:
+        with h5py.File(path, "w") as f:
+            for name, data in datasets.items():
+                f[name] = data
+    world.Barrier()
+    return path

@@ -4,12 +4,12 @@ rank, so the candidates, the choice and the fit are the serial ones bit for bit 
 sample is raised on every rank."""
 import os
 
-import h5py
 import numpy as np
 import pytest
 
 import hpcfit
 from hpcfit.data import HDF5Source
+from conftest import write_shared_h5
 from test_warmup import GAUSS_HARD, _gauss_data, gauss3
 
 pytestmark = pytest.mark.mpi(min_size=2)
@@ -34,11 +34,7 @@ def test_explore_is_bitwise_the_serial_one(world):
 
 def test_streamed_explore_is_bitwise_the_serial_in_memory_one(world, shared_dir):
     x, y = _gauss_data(20000)
-    path = os.path.join(shared_dir, "explore.h5")
-    if world.rank == 0:
-        with h5py.File(path, "w") as f:
-            f["x"], f["y"] = x, y
-    world.Barrier()
+    path = write_shared_h5(world, os.path.join(shared_dir, "explore.h5"), x=x, y=y)
     serial = hpcfit.curve_fit(gauss3, x, y, p0=GAUSS_HARD, **EXPLORE)
     streamed = hpcfit.fit(gauss3, HDF5Source(path, x="x"), GAUSS_HARD, comm=world, **EXPLORE)
     _same(streamed, serial)
@@ -50,29 +46,14 @@ def test_a_nan_in_one_ranks_part_of_the_sample_is_raised_everywhere(world, share
     bad = int(stratified_points(0, 3000, x.size)[-1])          # sampled, and owned by the last rank
     y = y.copy()
     y[bad] = np.nan
-    path = os.path.join(shared_dir, "nan.h5")
-    if world.rank == 0:
-        with h5py.File(path, "w") as f:
-            f["x"], f["y"] = x, y
-    world.Barrier()
+    path = write_shared_h5(world, os.path.join(shared_dir, "nan.h5"), x=x, y=y)
     with pytest.raises(hpcfit.InputError, match=rf"contains NaN or Inf; first at global point index {bad}"):
         hpcfit.fit(gauss3, HDF5Source(path, x="x"), GAUSS_HARD, comm=world, **EXPLORE)
 
 
 def test_an_undetermined_parameter_is_warned_once_on_rank_0_and_flagged_everywhere(world):
-    import warnings
-
-    import jax.numpy as jnp
-    x = np.linspace(0.0, 4.0, 6000)
-    y = 2.5 * np.exp(-1.3 * x) + 0.5 + 0.05 * np.random.default_rng(0).standard_normal(x.size)
-
-    def model(x, a, k, c, unused):
-        return a * jnp.exp(-k * x) + c + 0.0 * unused
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        res = hpcfit.curve_fit(model, x, y, p0=[1.0, 1.0, 0.0, 3.0], verbose=0, comm=world)
-    count = sum(issubclass(w.category, hpcfit.RankDeficientWarning) for w in caught)
-    assert count == (1 if world.rank == 0 else 0)
+    from test_trust import fit_with_an_unused_parameter
+    res, deficient = fit_with_an_unused_parameter(comm=world)
+    assert len(deficient) == (1 if world.rank == 0 else 0)
     assert np.isinf(res.perr[3]) and not res.trustworthy and res.info["undetermined"] == ["unused"]
     assert world.allgather(res.trust_issues) == [res.trust_issues] * world.size

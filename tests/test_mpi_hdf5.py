@@ -1,13 +1,13 @@
 """MPI lane for HDF5 streaming: each rank reads only its chunks, and the bits equal the serial fit."""
 import os
 
-import h5py
 import numpy as np
 import pytest
 
 import hpcfit
 from hpcfit.data import HDF5Source, RegularGrid
 from hpcfit.models import exponential_decay
+from conftest import write_shared_h5
 
 pytestmark = pytest.mark.mpi(min_size=2)
 N = 30007
@@ -20,19 +20,10 @@ def _data():
     return x, 2.5 * np.exp(-1.3 * x) + 0.5 + sigma * rng.standard_normal(N), sigma
 
 
-def _write(world, path, **datasets):
-    if world.rank == 0:
-        with h5py.File(path, "w") as f:
-            for k, v in datasets.items():
-                f[k] = v
-    world.Barrier()
-    return path
-
-
 @pytest.mark.parametrize("coords", ["dataset", "grid"])
 def test_streaming_gives_the_serial_bits(world, shared_dir, coords):
     x, y, sigma = _data()
-    path = _write(world, os.path.join(shared_dir, f"data-{coords}.h5"), x=x, y=y, sigma=sigma)
+    path = write_shared_h5(world, os.path.join(shared_dir, f"data-{coords}.h5"), x=x, y=y, sigma=sigma)
     kw = {"x": "x"} if coords == "dataset" else {"grid": RegularGrid(x)}
     serial = hpcfit.fit(exponential_decay, HDF5Source(path, sigma="sigma", **kw), p0=[1, 1, 0], chunk_size=997,
                         verbose=0)
@@ -48,7 +39,7 @@ def test_nan_in_the_last_ranks_chunks_is_raised_everywhere(world, shared_dir):
     x, y, sigma = _data()
     y = y.copy()
     y[N - 5] = np.inf                                     # in the last chunk, owned by the last rank
-    path = _write(world, os.path.join(shared_dir, "nan.h5"), x=x, y=y)
+    path = write_shared_h5(world, os.path.join(shared_dir, "nan.h5"), x=x, y=y)
     with pytest.raises(hpcfit.InputError) as info:
         hpcfit.fit(exponential_decay, HDF5Source(path, x="x"), p0=[1, 1, 0], chunk_size=997, verbose=0, comm=world)
     messages = world.allgather(str(info.value))
@@ -59,6 +50,6 @@ def test_nan_in_the_last_ranks_chunks_is_raised_everywhere(world, shared_dir):
 
 def test_missing_dataset_is_raised_everywhere(world, shared_dir):
     x, y, _ = _data()
-    path = _write(world, os.path.join(shared_dir, "plain.h5"), x=x, y=y)
+    path = write_shared_h5(world, os.path.join(shared_dir, "plain.h5"), x=x, y=y)
     with pytest.raises(hpcfit.InputError, match=r"dataset 'sigma' does not exist"):
         hpcfit.fit(exponential_decay, HDF5Source(path, x="x", sigma="sigma"), p0=[1, 1, 0], verbose=0, comm=world)

@@ -3,12 +3,12 @@ it takes the same steps and gives the same bits as the serial fit (computed in-p
 reference), from arrays (global or local shards) and from a streamed HDF5 file."""
 import os
 
-import h5py
 import numpy as np
 import pytest
 
 import hpcfit
 from hpcfit.data import HDF5Source
+from conftest import write_shared_h5
 from test_warmup import GAUSS_HARD, _gauss_data, gauss3
 
 pytestmark = pytest.mark.mpi(min_size=2)
@@ -53,10 +53,6 @@ def test_float32_warmup_matches_serial(world):
 def test_nan_met_by_one_ranks_minibatch_is_raised_everywhere(world, shared_dir):
     x, y = _gauss_data(20000)
     y[19000] = np.nan                 # on the last rank: phase 1 reads it (sample or minibatch) before any pass
-    path = os.path.join(shared_dir, "warmup-nan.h5")
-    if world.rank == 0:
-        with h5py.File(path, "w") as f:
-            f["x"], f["y"] = x, y
-    world.Barrier()
+    path = write_shared_h5(world, os.path.join(shared_dir, "warmup-nan.h5"), x=x, y=y)
     with pytest.raises(hpcfit.InputError, match=r"contains NaN or Inf; first at global point index 19000"):
         hpcfit.fit(gauss3, HDF5Source(path, x="x"), GAUSS_HARD, verbose=0, comm=world, warmup_eval_points=20000)

@@ -68,8 +68,10 @@ def test_a_cost_that_is_noise_at_fine_scales_ends():
     assert res.n_iterations <= hpcfit.FitOptions().max_iterations and res.nfev < 5000
 
 
-def test_an_undetermined_parameter_gets_inf_perr_named_in_one_warning_and_the_report():
-    x = np.linspace(0.0, 4.0, 3000)
+def fit_with_an_unused_parameter(**kw):
+    """An exponential fit whose 4th parameter the model ignores; returns the result and the
+    RankDeficientWarnings this process caught (also used by the MPI lane)."""
+    x = np.linspace(0.0, 4.0, 6000)
     y = 2.5 * np.exp(-1.3 * x) + 0.5 + 0.05 * np.random.default_rng(0).standard_normal(x.size)
 
     def model(x, a, k, c, unused):
@@ -77,8 +79,12 @@ def test_an_undetermined_parameter_gets_inf_perr_named_in_one_warning_and_the_re
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = hpcfit.curve_fit(model, x, y, p0=[1.0, 1.0, 0.0, 3.0], verbose=0)
-    deficient = [w for w in caught if issubclass(w.category, hpcfit.RankDeficientWarning)]
+        res = hpcfit.curve_fit(model, x, y, p0=[1.0, 1.0, 0.0, 3.0], verbose=0, **kw)
+    return res, [w for w in caught if issubclass(w.category, hpcfit.RankDeficientWarning)]
+
+
+def test_an_undetermined_parameter_gets_inf_perr_named_in_one_warning_and_the_report():
+    res, deficient = fit_with_an_unused_parameter()
     assert len(deficient) == 1 and "unused" in str(deficient[0].message)
     assert res.rank == 3 and res.rank_deficient and np.isinf(res.perr[3])
     assert np.all(np.isnan(res.pcov[3, :3])) and np.all(np.isnan(res.pcov[:3, 3]))

@@ -5,9 +5,9 @@ the data, and polishes its end with LM).
 Gauss–Newton converges fast from a good start and can stall or wander from a bad one; the warm-up
 brings p0 into its basin and gets out of the way. All of it works in normalized u.
 
-1. **Warm-start detection.** The relative loss ℓ_rel = 2·loss/var_w(y) (1 − R² for the linear
-   loss) on the evaluation subset at p0; below ``warm_start_threshold`` phase 1 is skipped, at the
-   price of one evaluation of the subset.
+1. **Warm-start detection.** The relative loss ℓ_rel = 2·cost/(m·var_w(y)) (1 − R² for the linear
+   loss) of LM's point from p0 on the explore sample; below ``warm_start_threshold`` the warm-up is
+   not run (decided in :mod:`hpcfit.phases.explore`).
 2. **Adaptive learning rate** from the band ℓ_rel falls in (:data:`LEARNING_RATE_BANDS`), chosen
    at the start and again at every evaluation.
 3. **Cost guard.** When the subset loss rises above the initial one by more than
@@ -56,11 +56,8 @@ def run_warmup(problem, points, u0: np.ndarray, checkpoints=None) -> WarmupOutco
     if bad0 or not (np.isfinite(loss0) and np.isfinite(variance)):      # phase 2 reports the bad start
         return WarmupOutcome(u0, WarmupReport(False, "non_finite", loss_start=loss0, relative_loss_start=rel0,
                                               eval_points=subset.size, seconds=time.perf_counter() - t0))
-    if opts.warm_start_detection and rel0 < opts.warm_start_threshold:
-        return WarmupOutcome(u0, WarmupReport(False, "warm_start", loss_start=loss0, loss_end=loss0,
-                                              relative_loss_start=rel0, relative_loss_end=rel0,
-                                              layer_counts={"warm_start": 1}, eval_points=subset.size,
-                                              seconds=time.perf_counter() - t0))
+    # Layer 1 (warm-start detection) is decided by the explore phase, on LM's point from p0: it only
+    # calls the warm-up when that point does not explain the data.
     resume = getattr(checkpoints, "resumed", None)
     resuming = resume is not None and resume.phase == PHASE
     if resuming:
