@@ -82,9 +82,18 @@ def test_a_second_live_fit_on_the_same_path_is_refused(tmp_path):
 def test_a_stale_temporary_file_of_a_dead_fit_is_removed(tmp_path):
     path = tmp_path / "fit.h5"
     tmp = ckpt_hdf5.temporary_path(path)
-    tmp.write_bytes(b"half a checkpoint")
+    tmp.write_bytes(b"\x89HDF\r\n\x1a\n" + b"half a checkpoint")     # torn: HDF5's signature, then nothing
     fit(checkpoint=path)
     assert not tmp.exists() and ckpt_hdf5.is_checkpoint(path)
+
+
+@pytest.mark.parametrize("name", ["fit.h5.tmp", "fit.h5.lock"])
+def test_a_foreign_file_where_the_temporary_or_the_lock_goes_is_refused_and_kept(tmp_path, name):
+    path = tmp_path / "fit.h5"
+    (tmp_path / name).write_text("my notes")
+    with pytest.raises(hpcfit.InputError, match=rf"{name} exists and is not .*hpcfit will not touch it"):
+        fit(checkpoint=path)
+    assert (tmp_path / name).read_text() == "my notes" and not path.exists()
 
 
 def test_prepare_stream_never_writes_over_its_source_or_a_foreign_file(tmp_path):

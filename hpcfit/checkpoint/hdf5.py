@@ -47,6 +47,15 @@ def lock_path(path) -> Path:
     return p.with_name(f"{p.name}.lock")
 
 
+def looks_like_hdf5(path) -> bool:
+    """Whether the file starts with HDF5's signature (a torn checkpoint still does)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(8) == b"\x89HDF\r\n\x1a\n"
+    except OSError:
+        return False
+
+
 def is_checkpoint(path) -> bool:
     """Whether ``path`` is a regular file that HDF5 opens and that carries hpcfit's checkpoint marker."""
     p = Path(path)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import socket
 import time
 import warnings
@@ -221,8 +222,13 @@ def _claim(path: Path) -> "CheckpointLock":
                          "will not touch this file. Choose another checkpoint path")
     lock = CheckpointLock(path)
     probe = hdf5.temporary_path(path)
+    if probe.exists() or probe.is_symlink():
+        if probe.is_symlink() or not probe.is_file() or not hdf5.looks_like_hdf5(probe):
+            lock.release()
+            raise InputError(f"`checkpoint`: {probe} exists and is not a temporary checkpoint of an earlier fit; "
+                             "hpcfit will not touch it. Choose another checkpoint path")
     try:
-        if probe.is_file() and not probe.is_symlink():
+        if probe.exists():
             os.remove(probe)                 # a stale write of a fit that died (we hold the lock)
         with open(probe, "wb"):
             pass
@@ -240,6 +246,10 @@ class CheckpointLock:
 
     def __init__(self, path: Path):
         self.path = hdf5.lock_path(path)
+        self._fd = None
+        if self.path.is_symlink() or (self.path.exists() and not _is_lock_file(self.path)):
+            raise InputError(f"`checkpoint`: {self.path} exists and is not an hpcfit lock file; hpcfit will not touch "
+                             "it. Choose another checkpoint path")
         try:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
@@ -267,6 +277,15 @@ class CheckpointLock:
             pass
         os.close(self._fd)                  # closing releases the flock
         self._fd = None
+
+
+def _is_lock_file(path: Path) -> bool:
+    """Empty (a lock being created) or ``pid N on HOST``: what CheckpointLock writes."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return False
+    return text == "" or re.fullmatch(r"pid \d+ on \S+\n?", text) is not None
 
 
 def _fingerprint(hc, local) -> dict:
