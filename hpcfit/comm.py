@@ -134,32 +134,10 @@ class Communicator:
             self.raise_if_any(local_error)
         return recv[:k].reshape(slots.shape), recv[k + 1:]
 
-    def duplicate(self) -> "Communicator":
-        """Collective: a new Communicator on a duplicate of this one (for traffic on another
-        thread, such as parallel checkpoint writes). Free it with :meth:`free` (collective)."""
-        dup = Communicator()
-        if self._comm is not None:
-            dup._comm = self._comm.Dup()
-            dup.rank, dup.size = self.rank, self.size
-        return dup
-
-    @property
-    def mpi(self):
-        """The mpi4py communicator underneath (for h5py's "mpio" driver), or None when serial."""
-        return self._comm
-
     def barrier(self) -> None:
         """Collective: wait until every rank is here."""
         if self._comm is not None:
             self._comm.Barrier()
-
-    def threads_supported(self) -> bool:
-        """Whether MPI calls may come from several threads at once (MPI_THREAD_MULTIPLE)."""
-        if self._comm is None:
-            return True
-        from mpi4py import MPI
-
-        return MPI.Query_thread() >= MPI.THREAD_MULTIPLE
 
     # -- point to point (not collective) -----------------------------------------------------
 

@@ -38,10 +38,10 @@ def same_bits(a, b):
 
 
 def synchronous_writes(monkeypatch):
-    """Write checkpoints in the solver's thread (as with MPI without thread support), so that what a
-    write triggers is seen at the very next reduction: tests that stop after the n-th write are exact."""
-    from hpcfit.comm import Communicator
-    monkeypatch.setattr(Communicator, "threads_supported", lambda self: False)
+    """Write checkpoints in the solver's thread, so that what a write triggers is seen at the very next
+    reduction: tests that stop after the n-th write are exact."""
+    from hpcfit.checkpoint import session
+    monkeypatch.setattr(session, "WRITE_IN_BACKGROUND", False)
 
 
 def stop_after_writes(monkeypatch, n: int, sig=signal.SIGUSR1, ranks=(0,), rank=0, threaded=False):
@@ -51,8 +51,8 @@ def stop_after_writes(monkeypatch, n: int, sig=signal.SIGUSR1, ranks=(0,), rank=
     real = ckpt_hdf5.write
     calls = []
 
-    def write(path, ckpt, io=None):
-        real(path, ckpt, io)
+    def write(path, ckpt):
+        real(path, ckpt)
         calls.append(ckpt.iteration)
         if len(calls) == n and rank in ranks:
             os.kill(os.getpid(), sig)
@@ -94,7 +94,7 @@ def test_checkpointing_does_not_change_the_answer(tmp_path):
     same_bits(fit(checkpoint=tmp_path / "fit.h5"), fit())
     res = fit(method="gn", checkpoint=tmp_path / "gn.h5")
     # one before the trial step of every iteration after the first (the last one ends the fit)
-    assert res.info["checkpoint"] == {"path": str(tmp_path / "gn.h5"), "writer": "serial", "resumed_from": None,
+    assert res.info["checkpoint"] == {"path": str(tmp_path / "gn.h5"), "writer": "rank0-memory", "resumed_from": None,
                                       "written": res.n_iterations - 1}
 
 
@@ -103,7 +103,7 @@ def test_checkpoint_contents_are_readable_with_plain_h5py(tmp_path, monkeypatch)
     interrupted_fit(monkeypatch, 3, method="gn", checkpoint=path)
     with h5py.File(path) as f:
         a = dict(f.attrs)
-        assert a["format"] == "hpcfit-checkpoint" and a["version"] == hpcfit.__version__ and a["writer"] == "serial"
+        assert a["format"] == "hpcfit-checkpoint" and a["version"] == hpcfit.__version__ and a["writer"] == "rank0-memory"
         assert a["phase"] == "trust_region" and a["iteration"] >= 3
         assert set(f["state"]) == {"u", "jtj", "jtr", "d2", "trial_step", "trial_point"}
         assert f["state/jtj"].shape == (3, 3) and np.all(np.linalg.eigvalsh(f["state/jtj"][()]) > 0)
@@ -213,15 +213,13 @@ def make_unwritable_on_write(monkeypatch, n: int):
     real = ckpt_hdf5.write
     calls = []
 
-    def write(path, ckpt, io=None):
+    def write(path, ckpt):
         calls.append(1)
         folder = Path(path).parent
-        if len(calls) == n and (io is None or io.rank == 0):
+        if len(calls) == n:
             folder.rename(folder.with_name(folder.name + "-saved"))
             folder.write_text("in the way")
-        if io is not None:
-            io.barrier()
-        real(path, ckpt, io)
+        real(path, ckpt)
 
     monkeypatch.setattr(ckpt_hdf5, "write", write)
 

@@ -41,8 +41,8 @@ FULL_DISK_JOB = textwrap.dedent("""
     disk, n_ok = sys.argv[1], int(sys.argv[2])
     real, calls = hdf5.write, []
 
-    def write(path, ckpt, io=None):
-        real(path, ckpt, io)
+    def write(path, ckpt):
+        real(path, ckpt)
         calls.append(1)
         if len(calls) == n_ok:                    # the disk fills up after the n-th good checkpoint
             with open(os.path.join(disk, "filler"), "wb") as f:

@@ -1,6 +1,10 @@
-"""Checkpoint files: one HDF5 layout, written serially (rank 0) or collectively (h5py's "mpio"
-driver), always to a temporary file that is flushed, fsynced and renamed over the newest one,
-whose predecessor is kept. Readable by plain h5py:
+"""Checkpoint files: one HDF5 layout, built in memory by rank 0 and written with plain file I/O to a
+temporary file that is fsynced and renamed over the newest one, whose predecessor is kept.
+
+Never HDF5's own file drivers and never the collective "mpio" one: an I/O error inside HDF5 (a full
+disk while it flushes metadata at close) can crash the process, and under "mpio" it hung or
+segfaulted every rank (tested on a full tmpfs). A checkpoint is kilobytes (the normal equations,
+the history, one row per rank), so one writer costs nothing. Readable by plain h5py:
 
     /                attrs: format, format_version, version, phase, iteration, values (JSON),
                      options (JSON), options_hash, fingerprint (JSON), checksum, written_unix, writer
@@ -23,6 +27,8 @@ from ..result import IterationRecord
 from .record import RANK_COLUMNS, Checkpoint, canonical_json
 
 FORMAT, FORMAT_VERSION = "hpcfit-checkpoint", 1
+#: The ``writer`` attribute: rank 0, from an in-memory image (older files may say "serial" or "mpio").
+WRITER = "rank0-memory"
 HISTORY_COLUMNS = tuple(f for f in IterationRecord.__dataclass_fields__)
 
 
@@ -91,38 +97,22 @@ def foreign_file(path) -> str | None:
     return None
 
 
-def parallel_hdf5() -> bool:
-    """Whether this h5py was built with parallel HDF5 (the "mpio" driver)."""
-    return bool(h5py.get_config().mpi)
-
-
-def write(path, ckpt: Checkpoint, io=None) -> None:
+def write(path, ckpt: Checkpoint) -> None:
     """Write ``ckpt`` atomically to ``path``, keeping the previous file as :func:`previous_path`.
 
-    ``io`` None: this process writes everything (rank 0 of a fit, or serial). ``io`` a
-    :class:`~hpcfit.comm.Communicator`: collective over it with the "mpio" driver, each rank writing
-    its own row of ``/ranks``.
-    """
+    A full disk or a lost folder is an ``OSError`` here (the temporary file removed), never an error
+    inside HDF5's own close."""
     tmp = temporary_path(path)
-    if io is None:
-        # The file is built in memory and written with plain file I/O: a full disk or a lost folder
-        # is an OSError here, never an error inside HDF5's own close (which could crash the process).
-        image = io_module.BytesIO()
-        with h5py.File(image, "w") as f:
-            _fill(f, ckpt, 0, all_rows=True, writer="serial")
-        try:
-            with open(tmp, "wb") as out:
-                out.write(image.getbuffer())
-        except BaseException:
-            _remove_quietly(tmp)
-            raise
-        _replace_durably(tmp, Path(path))
-        return
-    with h5py.File(tmp, "w", driver="mpio", comm=io.mpi) as f:
-        _fill(f, ckpt, io.rank, all_rows=False, writer="mpio")
-    if io.rank == 0:
-        _replace_durably(tmp, Path(path))
-    io.barrier()     # nobody re-creates the temporary file before rank 0 has renamed it
+    image = io_module.BytesIO()
+    with h5py.File(image, "w") as f:
+        _fill(f, ckpt)
+    try:
+        with open(tmp, "wb") as out:
+            out.write(image.getbuffer())
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+    _replace_durably(tmp, Path(path))
 
 
 def _remove_quietly(path: Path) -> None:
@@ -132,32 +122,20 @@ def _remove_quietly(path: Path) -> None:
         pass
 
 
-def _fill(f, ckpt: Checkpoint, rank: int, all_rows: bool, writer: str) -> None:
-    """Create the layout (identical calls on every rank: structure is collective under "mpio") and
-    write the data: shared datasets from rank 0, each row of /ranks from its rank."""
+def _fill(f, ckpt: Checkpoint) -> None:
+    """Create the layout and write the data."""
     attrs = {"format": FORMAT, "format_version": FORMAT_VERSION, "version": ckpt.version, "phase": ckpt.phase,
              "iteration": int(ckpt.iteration), "values": canonical_json(ckpt.values),
              "options": canonical_json(ckpt.options), "options_hash": ckpt.options_hash,
              "fingerprint": canonical_json(ckpt.fingerprint), "checksum": np.int64(ckpt.checksum()),
-             "written_unix": float(ckpt.extra.get("written_unix", time.time())), "writer": writer}
+             "written_unix": float(ckpt.extra.get("written_unix", time.time())), "writer": WRITER}
     for key, value in attrs.items():
         f.attrs[key] = value
     state = f.create_group("state")
-    shared = [(state.create_dataset(name, shape=np.shape(a), dtype="f8"), a) for name, a in sorted(ckpt.arrays.items())]
-    history = f.create_dataset("history", shape=ckpt.history.shape, dtype="f8")
-    history.attrs["columns"] = ",".join(HISTORY_COLUMNS)
-    shared.append((history, ckpt.history))
-    ranks = f.create_dataset("ranks", shape=ckpt.ranks.shape, dtype="i8")
-    ranks.attrs["columns"] = ",".join(RANK_COLUMNS)
-    if rank == 0:
-        for dset, data in shared:
-            if dset.size:
-                dset[...] = data
-    if all_rows:
-        ranks[...] = ckpt.ranks
-    else:
-        with ranks.collective:
-            ranks[rank] = ckpt.ranks[rank]
+    for name, a in sorted(ckpt.arrays.items()):
+        state.create_dataset(name, data=np.asarray(a, dtype="f8"))
+    f.create_dataset("history", data=np.asarray(ckpt.history, dtype="f8")).attrs["columns"] = ",".join(HISTORY_COLUMNS)
+    f.create_dataset("ranks", data=np.asarray(ckpt.ranks, dtype="i8")).attrs["columns"] = ",".join(RANK_COLUMNS)
 
 
 def _replace_durably(tmp: Path, path: Path) -> None:

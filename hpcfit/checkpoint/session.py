@@ -28,6 +28,10 @@ from .writer import CheckpointWriter
 #: write that failed on any rank. Summed: > 0 means raised somewhere.
 FLAGS = ("stop", "checkpoint_due", "write_failed")
 
+#: Rank 0 writes on a background thread (it makes no MPI call, so any MPI thread level will do).
+#: Tests set it False to see a write's effect at the very next reduction.
+WRITE_IN_BACKGROUND = True
+
 
 class CheckpointWarning(UserWarning):
     """Resume used the previous checkpoint, was forced past a mismatch, or a final write failed."""
@@ -96,15 +100,11 @@ class CheckpointSession:
     def _start_writer(self) -> CheckpointWriter | None:
         hc, path = self.hc, Path(self.path)
         self._lock = hc.agree(lambda: _claim(path) if hc.is_root else None)
-        parallel = hc.size > 1 and hdf5.parallel_hdf5()
-        threaded = hc.threads_supported()
-        if parallel:
-            return CheckpointWriter(path, hc.duplicate(), threaded)
-        return CheckpointWriter(path, None, threaded) if hc.is_root else None
+        return CheckpointWriter(path, WRITE_IN_BACKGROUND) if hc.is_root else None
 
     def summary(self) -> dict:
         """For ``FitResult.info["checkpoint"]``: the same on every rank."""
-        kind = "none" if self.path is None else ("mpio" if self.hc.size > 1 and hdf5.parallel_hdf5() else "serial")
+        kind = "none" if self.path is None else hdf5.WRITER
         resumed = None if self.resumed is None else {"phase": self.resumed.phase, "iteration": self.resumed.iteration}
         return {"path": self.path, "writer": kind, "written": self.submitted, "resumed_from": resumed}
 
@@ -205,8 +205,6 @@ class CheckpointSession:
             self.writer.close()
             if self.writer.failure() and not self._reported:
                 warnings.warn(self.writer.failure(), CheckpointWarning, stacklevel=3)
-            if self.writer.io is not None:
-                self.writer.io.free()
         if getattr(self, "_lock", None) is not None:
             self._lock.release()
             self._lock = None

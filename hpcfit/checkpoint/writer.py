@@ -1,8 +1,9 @@
 """The background checkpoint writer: the solver hands over a checkpoint and goes on computing.
 
-A bounded queue (:data:`QUEUE_DEPTH`): if writes fall behind, :meth:`submit` waits for room rather
-than dropping a checkpoint, since under the "mpio" driver every rank must write the same sequence.
-A failure is kept and reported by :meth:`failure`; the session turns it into a collective error.
+Only rank 0 has a writer. A bounded queue (:data:`QUEUE_DEPTH`): if writes fall behind,
+:meth:`submit` waits for room rather than dropping a checkpoint (a stop must find the one it asked
+for written). A failure is kept and reported by :meth:`failure`; the session turns it into a
+collective error through the next pass's reduction.
 """
 from __future__ import annotations
 
@@ -16,12 +17,11 @@ _STOP = object()
 
 
 class CheckpointWriter:
-    """Writes checkpoints to ``path`` on a thread. ``io``: a duplicated communicator for collective
-    "mpio" writes (every rank has a writer), or None (serial: only the writing rank has one).
-    ``threaded=False`` writes in the caller (MPI without thread support)."""
+    """Writes checkpoints to ``path`` on a thread; ``threaded=False`` writes in the caller (MPI
+    without thread support)."""
 
-    def __init__(self, path, io=None, threaded: bool = True):
-        self.path, self.io = path, io
+    def __init__(self, path, threaded: bool = True):
+        self.path = path
         self.written = 0
         self._error: str | None = None
         self._queue: queue.Queue | None = None
@@ -67,7 +67,7 @@ class CheckpointWriter:
         if self._error is not None:
             return          # after a failure the previous good file stays as it is
         try:
-            hdf5.write(self.path, ckpt, self.io)
+            hdf5.write(self.path, ckpt)
             self.written += 1
         except Exception as exc:  # noqa: BLE001 - reported collectively by the session
             self._error = (f"writing checkpoint {self.path} failed: {type(exc).__name__}: {exc}. The last good "
