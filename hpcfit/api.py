@@ -229,6 +229,8 @@ def _run(hc, f, source, opts, p0, lower, upper, absolute_sigma, t_start) -> FitR
             checkpoints.carry["explore"] = asdict(explored.report)
         t_warm = time.perf_counter()
         outcome = _solve(problem, evaluator, explored, checkpoints)
+        if checkpoints is not None:
+            checkpoints.finish()
     finally:
         if checkpoints is not None:
             checkpoints.close()

@@ -58,7 +58,8 @@ CASES = {
                     r"must return shape \(\d+,\), but it returned shape \(\)|`f`|model"),
     "model_nonfinite": (lambda bad: {**_good(), "f": (lambda x, a, b, c: a * jnp.log(x - b) + c),
                                      "p0": [1.0, 1.0, 0.0]},
-                        r"non-finite values or derivatives at p0 = .* for \d+ points \(first at global point index 0\)"),
+                        r"at p0 = .*, \d+ point\(s\) of the data \(arrays\) have a residual .* NaN or Inf.* the first at global "
+                        r"point index 0\. Check the data there"),
     "unknown_option": (lambda bad: {**_good(), "tolerance": 1e-3} if bad else _good(), r"unknown option\(s\) 'tolerance'"),
     "bad_loss": (lambda bad: {**_good(), "loss": "l2" if bad else "linear"}, r"`loss` must be one of"),
     "bad_f_scale": (lambda bad: {**_good(), "f_scale": -1.0 if bad else 1.0}, r"`f_scale` must be a finite number > 0"),
@@ -79,10 +80,16 @@ CASES = {
     "y_complex": (_with("ydata", lambda y: y + 1j), r"`ydata` is complex"),
     "bounds_type": (lambda bad: {**_good(), "bounds": ({}, 5) if bad else (-np.inf, np.inf)},
                     r"`bounds` lower must be a number or a sequence of numbers"),
-    # data of any one magnitude are rescaled (tests/test_scale.py); one wild value among ordinary ones is not
+    # data of any one magnitude are rescaled (tests/test_scale.py); one wild value among ordinary ones is named
     "cost_overflow": (lambda bad: {**_good(), "ydata": np.where(np.arange(_good()["ydata"].size) ==
                                                                 _good()["ydata"].size - 1, 1e160, _good()["ydata"])},
-                      r"the cost overflowed at p0 .* rescale ydata or sigma"),
+                      rf"at p0 = .*, 1 point\(s\) of the data \(arrays\) have a residual .* too large to square in "
+                      rf"float64 .* the first at global point index {N - 1}\. Check the data there"),
+    # three values that each square to a finite number, but whose sum does not
+    "cost_sum_overflow": (lambda bad: {**_good(), "ydata": np.where(np.arange(N) >= N - 3, 1.2e154 if bad else 1.0,
+                                                                        _good()["ydata"])},
+                          r"the cost overflowed at p0 .*data: arrays\) although every residual squares to a finite "
+                          r"value.* rescale ydata or sigma"),
     "derivative_nonfinite": (lambda bad: {**_good(), "f": (lambda x, a, b, c: a * jnp.sqrt(x - b) + c),
                                           "p0": [1.0, 0.0, 0.0]},
                              r"JᵀWJ is not finite at p0 = .*: the model's derivatives are NaN or Inf"),
@@ -99,4 +106,4 @@ CASES = {
 }
 
 # Cases whose defect is the same on every rank by construction (not a one-rank defect).
-ALL_RANKS = {"too_few_points", "model_nonfinite", "cost_overflow", "derivative_nonfinite"}
+ALL_RANKS = {"too_few_points", "model_nonfinite", "cost_overflow", "cost_sum_overflow", "derivative_nonfinite"}

@@ -95,7 +95,7 @@ def test_checkpointing_does_not_change_the_answer(tmp_path):
     res = fit(method="gn", checkpoint=tmp_path / "gn.h5")
     # one before the trial step of every iteration after the first (the last one ends the fit)
     assert res.info["checkpoint"] == {"path": str(tmp_path / "gn.h5"), "writer": "rank0-memory", "resumed_from": None,
-                                      "written": res.n_iterations - 1}
+                                      "written": res.n_iterations - 1, "failure": None}
 
 
 def test_checkpoint_contents_are_readable_with_plain_h5py(tmp_path, monkeypatch):
@@ -258,7 +258,7 @@ def test_resume_from_a_missing_file_names_it(tmp_path):
         fit(resume=tmp_path / "nothing.h5")
 
 
-@pytest.mark.parametrize("limit", [{"max_iterations": 2}, {"max_nfev": 6}])
+@pytest.mark.parametrize("limit", [{"max_iterations": 2}, {"max_nfev": 6}, {"max_time": 1e-9}])
 def test_a_fit_stopped_on_a_limit_checkpoints_and_a_higher_limit_resumes_it(tmp_path, limit):
     reference = fit(method="gn")
     path = tmp_path / "fit.h5"

@@ -4,6 +4,7 @@ refused by the lock, and prepare_stream never writes over its source or a foreig
 import fcntl
 import hashlib
 import os
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -118,6 +119,21 @@ def test_prepare_stream_never_writes_over_its_source_or_a_foreign_file(tmp_path)
     assert prepare_stream(src, q=0.0054, dt=0.5, out=out) == out          # its own stream file: reused
 
 
+def change_file(data: Path, how: str) -> None:
+    """What another program may do to a data file (x, y datasets) while a fit reads it."""
+    if how == "written":                                  # bytes of y overwritten in place
+        with open(data, "r+b") as fh:
+            fh.seek(os.path.getsize(data) - 4096)
+            fh.write(b"\x00" * 64)
+    elif how == "truncated":
+        os.truncate(data, os.path.getsize(data) // 2)
+    else:                                                 # a new file renamed over it
+        other = data.with_name("other.h5")
+        with h5py.File(other, "w") as f:
+            f["x"], f["y"] = X, Y + 1.0
+        os.replace(other, data)
+
+
 @pytest.mark.parametrize("how", ["written", "truncated", "replaced"])
 def test_a_data_file_that_changes_under_the_fit_is_an_error_naming_it(tmp_path, monkeypatch, how):
     from hpcfit.kernels.evaluator import PassEvaluator
@@ -130,17 +146,7 @@ def test_a_data_file_that_changes_under_the_fit_is_an_error_naming_it(tmp_path, 
         out = real(self, u, flags)
         calls.append(1)
         if len(calls) == 2 and self.local.describe.startswith("HDF5"):   # another program touches the file
-            if how == "written":                          # bytes of y overwritten in place
-                with open(data, "r+b") as fh:
-                    fh.seek(os.path.getsize(data) - 4096)
-                    fh.write(b"\x00" * 64)
-            elif how == "truncated":
-                os.truncate(data, os.path.getsize(data) // 2)
-            else:
-                other = tmp_path / "other.h5"
-                with h5py.File(other, "w") as f:
-                    f["x"], f["y"] = X, Y + 1.0
-                os.replace(other, data)
+            change_file(data, how)
         return out
 
     monkeypatch.setattr(PassEvaluator, "jacobian_pass", jacobian_pass)

@@ -54,3 +54,35 @@ def test_a_bad_path_on_one_rank_is_raised_everywhere(world, stream_file):
         fit(path, mode="static", comm=world, verbose=0)
     messages = world.allgather(str(info.value))
     assert all(m == messages[0] for m in messages) and f"rank {world.size - 1}" in messages[0]
+
+
+def test_nan_in_a_map_read_by_the_last_rank_is_named_on_every_rank(world, shared_dir):
+    """prepare_stream under MPI: angle a is read by rank a % size; a NaN in the last rank's map is
+    the same error (file, map, angle, frames) on every rank, and no stream file is left."""
+    import h5py
+
+    import hpcfit
+    from hpcfit.xpcs import prepare_stream
+    src = os.path.join(shared_dir, "nan-src.h5")
+    simulate(src, layout="old", n_phi=4, n_t=30, mode="static", dt=0.5, q=0.0054, L=2e6, params=TRUTH[:3],
+             contrast=0.25, offset=1.0, noise=0.002, seed=9, comm=world)
+    angle = world.size - 1
+    if world.rank == 0:
+        with h5py.File(src, "r+") as f:
+            maps = f["exchange/C2T_all"]
+            name = sorted(maps)[angle]
+            values = maps[name][()]
+            if values[3, 11] != 0:                      # the half the file stores
+                values[3, 11] = np.nan
+            else:
+                values[11, 3] = np.nan
+            maps[name][...] = values
+    world.Barrier()
+    out = os.path.join(shared_dir, "nan-stream.h5")
+    with pytest.raises(hpcfit.InputError) as info:
+        prepare_stream(src, q=0.0054, dt=0.5, out=out, comm=world)
+    messages = world.allgather(str(info.value))
+    assert all(m == messages[0] for m in messages)
+    assert f"{src}: map 'exchange/C2T_all/" in messages[0] and f"(angle {angle}, phi = " in messages[0]
+    assert "(t1, t2) = (4, 12)" in messages[0] and f"rank {angle}" in messages[0]
+    assert not os.path.exists(out)

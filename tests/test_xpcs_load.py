@@ -357,3 +357,30 @@ def test_writer_rejects_bad_shapes(tmp_path, c2):
     raises(["`c2`"], write_aps_u, tmp_path / "u.h5", c2[:, :2], Q, PHI)
     raises(["`processed`"], write_old, tmp_path / "o.h5", c2, Q, PHI, processed=[3, 1])
     raises(["`processed`"], write_aps_u, tmp_path / "u.h5", c2, Q, PHI, processed=[0])
+
+
+def test_nan_in_a_map_is_named_by_file_map_angle_and_frames(tmp_path, c2):
+    """A NaN in one map of the file: xpcs.fit (from load) and prepare_stream both name the file, the
+    map's dataset, the angle (index, φ), q and the frame pair in the file's 1-based frames; the
+    conversion leaves no stream file behind."""
+    from hpcfit.xpcs import fit, prepare_stream
+    bad = c2.copy()
+    bad[1, 2, 4, 7] = bad[1, 2, 7, 4] = np.nan          # q index 1, angle 2 (phi 90), 0-based frames 4 and 7
+    path = write_old(tmp_path / "nan.h5", bad, Q, PHI)
+    data = load(path, q=Q[1], dt=DT, frames=(2, N_T))
+    assert np.isnan(data.c2).sum() == 2                  # loading keeps the values (a viewer may want them)
+    name = data.maps[2]
+    assert name.startswith("exchange/C2T_all/")
+    want = (rf"{path}: map '{name}' \(angle 2, phi = 90 deg, q = 0\.002\) holds 1 NaN or Inf value\(s\) among the "
+            r"fitted pairs; the first at frames \(t1, t2\) = \(5, 8\) \(1-based frames of the file\)")
+    with pytest.raises(InputError, match=want):
+        fit(data, mode="static", verbose=0)
+    out = tmp_path / "stream.h5"
+    with pytest.raises(InputError, match=want):
+        prepare_stream(path, q=Q[1], dt=DT, frames=(2, N_T), out=out)
+    assert not out.exists() and not list(tmp_path.glob("stream.h5*"))
+    with pytest.raises(InputError, match=want):
+        convert_to_stream(data, out)
+    assert not out.exists()
+    # another angle's selection does not see it
+    assert prepare_stream(path, q=Q[1], dt=DT, frames=(2, N_T), phi_ranges=[(-10, 10)], out=out) == out

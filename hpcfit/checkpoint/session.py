@@ -58,6 +58,7 @@ class CheckpointSession:
         self.writer = self._start_writer() if self.path else None
         self.signals = StopSignals().__enter__() if self.path else None
         self.agreed = dict.fromkeys(FLAGS, False)   # what the last reduction agreed on
+        self.final_failure: str | None = None       # a failure of the last writes (see finish)
 
     # -- setup --------------------------------------------------------------------------------
 
@@ -103,10 +104,24 @@ class CheckpointSession:
         return CheckpointWriter(path, WRITE_IN_BACKGROUND) if hc.is_root else None
 
     def summary(self) -> dict:
-        """For ``FitResult.info["checkpoint"]``: the same on every rank."""
+        """For ``FitResult.info["checkpoint"]``: the same on every rank (after :meth:`finish`)."""
         kind = "none" if self.path is None else hdf5.WRITER
         resumed = None if self.resumed is None else {"phase": self.resumed.phase, "iteration": self.resumed.iteration}
-        return {"path": self.path, "writer": kind, "written": self.submitted, "resumed_from": resumed}
+        return {"path": self.path, "writer": kind, "written": self.submitted, "resumed_from": resumed,
+                "failure": self.final_failure}
+
+    def finish(self) -> None:
+        """Collective, at the normal end of a fit: wait for rank 0's last writes, so that when the fit
+        returns the checkpoint is on disk for every rank; a failure of them (the fit itself has
+        finished) becomes ``summary()["failure"]`` everywhere and a warning on rank 0."""
+        if self.path is None:
+            return
+        if self.writer is not None:
+            self.writer.flush()
+        self.final_failure = self.hc.bcast(None if self.writer is None else self.writer.failure())
+        if self.final_failure is not None and self.hc.is_root and not self._reported:
+            warnings.warn(self.final_failure, CheckpointWarning, stacklevel=3)
+        self._reported = True
 
     # -- at iteration boundaries --------------------------------------------------------------
 
@@ -197,8 +212,8 @@ class CheckpointSession:
             self.hc.raise_if_any(None if message is None else FitError(message))
 
     def close(self) -> None:
-        """Flush and stop the writer, restore the signal handlers. A failure of the last writes is a
-        warning (the fit itself has finished)."""
+        """Local, also on an error path: flush and stop the writer, restore the signal handlers,
+        release the lock. A write failure not yet reported is a warning."""
         if self.signals is not None:
             self.signals.__exit__(None, None, None)
         if self.writer is not None:

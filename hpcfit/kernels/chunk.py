@@ -9,9 +9,10 @@ Output layout of one chunk (the leaf of the reduction tree):
 * Jacobian kernel: ``[upper(JᵀWJ) (p(p+1)/2), JᵀWr (p), cost, n_bad, first_bad]``
 * cost kernel:     ``[cost, n_bad, first_bad]``
 
-``n_bad`` counts real (unpadded) points whose residual is not finite; those points are zeroed
-in the sums and ``first_bad`` is the first one's index within the chunk (chunk size when there
-is none).
+``n_bad`` counts real (unpadded) points whose residual is not finite or whose cost term
+overflows float64 (|r| beyond ~1e154: garbage in the data, not a scale the fit can use); those
+points are zeroed in the sums and ``first_bad`` is the first one's index within the chunk (chunk
+size when there is none).
 """
 from __future__ import annotations
 
@@ -87,11 +88,12 @@ def _jacobian(model, mode, u, x, y, w, offset, scale):
     return r, jac
 
 
-def _bad_points(mask, r):
-    """Real points whose residual is not finite: their mask, count and first index in the chunk."""
-    bad = mask & ~jnp.isfinite(r)
-    first = jnp.min(jnp.where(bad, jnp.arange(r.shape[0]), r.shape[0]))
-    return bad, jnp.sum(bad).astype(r.dtype), first.astype(r.dtype)
+def _bad_points(mask, finite_r, cost_terms):
+    """Real points whose residual is not finite or whose cost term overflows: their mask, count and
+    first index in the chunk."""
+    bad = mask & ~(finite_r & jnp.isfinite(cost_terms))
+    first = jnp.min(jnp.where(bad, jnp.arange(bad.shape[0]), bad.shape[0]))
+    return bad, jnp.sum(bad).astype(cost_terms.dtype), first.astype(cost_terms.dtype)
 
 
 def jacobian_kernel(model: Callable, loss: str, mode: str = "forward"):
@@ -108,10 +110,10 @@ def jacobian_kernel(model: Callable, loss: str, mode: str = "forward"):
             TRACE_COUNTS["jacobian"] += 1
             r, jac = _jacobian(model, mode, u, x, y, w, offset, scale)
             mask = jnp.arange(r.shape[0]) < n_valid
-            bad, n_bad, first = _bad_points(mask, r)
+            finite = jnp.isfinite(r)
+            j_scale, r_scaled, cost_terms = scale_rows(loss, jnp.where(mask & finite, r, 0.0), f_scale)
+            bad, n_bad, first = _bad_points(mask, finite, cost_terms)
             keep = mask & ~bad
-            r = jnp.where(keep, r, 0.0)
-            j_scale, r_scaled, cost_terms = scale_rows(loss, r, f_scale)
             cost = jnp.sum(jnp.where(keep, cost_terms, 0.0))
             if loss != "linear":
                 jac = jac * j_scale[:, None]
@@ -134,8 +136,9 @@ def cost_kernel(model: Callable, loss: str):
             TRACE_COUNTS["cost"] += 1
             r = _model_residual(model, x, y, w, offset, scale)(u)
             mask = jnp.arange(r.shape[0]) < n_valid
-            bad, n_bad, first = _bad_points(mask, r)
-            terms = loss_cost_terms(loss, jnp.where(bad, 0.0, r), f_scale)
+            finite = jnp.isfinite(r)
+            terms = loss_cost_terms(loss, jnp.where(mask & finite, r, 0.0), f_scale)
+            bad, n_bad, first = _bad_points(mask, finite, terms)
             cost = jnp.sum(jnp.where(mask & ~bad, terms, 0.0))
             return jnp.stack([cost, n_bad, first])
 

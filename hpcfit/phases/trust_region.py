@@ -15,16 +15,18 @@ from ..solvers.levenberg_marquardt import PHASE, LevenbergMarquardt, Outcome
 __all__ = ["PHASE", "Outcome", "run_trust_region"]
 
 
-def _check_start(res, where: str) -> None:
+def _check_start(res, where: str, data: str) -> None:
     """Raise (identically on every rank: the values are reduced) if the pass at the start is unusable;
-    ``where`` names the start and its parameter values."""
+    ``where`` names the start and its parameter values, ``data`` the data (file and dataset)."""
     error = InputError
     if res.n_bad:
-        raise error(f"the model returned non-finite values or derivatives {where} for {res.n_bad} points "
-                    f"(first at global point index {res.first_bad}); check p0 and the model")
+        raise error(f"{where}, {res.n_bad} point(s) of the data ({data}) have a residual (f(x) − ydata)/sigma "
+                    "that is NaN or Inf, or too large to square in float64 (|r| > 1e154); the first at global point "
+                    f"index {res.first_bad}. Check the data there (a garbage or missing value), p0 and the model")
     if not np.isfinite(res.cost):
-        raise error(f"the cost overflowed {where} (cost = {res.cost!r}) although every residual is finite: "
-                    "the residuals (ydata − f)/sigma are too large for float64 sums; rescale ydata or sigma")
+        raise error(f"the cost overflowed {where} (cost = {res.cost!r}; data: {data}) although every residual "
+                    "squares to a finite value: the residuals (ydata − f)/sigma are too large for float64 sums; "
+                    "rescale ydata or sigma")
     if not (np.all(np.isfinite(res.jtj)) and np.all(np.isfinite(res.jtr))):
         raise error(f"JᵀWJ is not finite {where}: the model's derivatives are NaN or Inf at some points "
                     "(for example sqrt or log at 0, or a power of 0 with a negative exponent), or so large "
@@ -49,6 +51,6 @@ def run_trust_region(problem, evaluator, u0: np.ndarray, checkpoints=None, start
         first = evaluator.evaluate(start, () if checkpoints is None else checkpoints.local_flags())
         if checkpoints is not None:
             checkpoints.observe(first.flags)
-        _check_start(first, start_label)       # before the driver: a bad start is the user's error
+        _check_start(first, start_label, evaluator.local.describe)       # before the driver: a bad start is the user's error
         state, cmd = guarded(solver.step, None, start, first) if comm.is_root else (None, None)
     return drive(comm, solver, evaluator, state, cmd, checkpoints)

@@ -20,6 +20,7 @@ from ..data import ArraySource, HDF5Source, PairGrid
 from ..errors import InputError
 from ..models.xpcs import TwoTimeModel
 from ..result import FitResult
+from .load import pair_frames, require_finite_pairs
 
 #: Default start values of the physical parameters (D0 in Å²/s, γ̇ in 1/s, φ0 in degrees).
 DEFAULT_P0 = {"D0": 1000.0, "alpha": 0.0, "D_offset": 0.0, "gamma_dot_t0": 1e-3, "beta": 0.0,
@@ -40,13 +41,6 @@ class _Points:
     dt: float
     q: float
     sample: object          # (angle, t1, t2) index arrays → values
-
-
-def pair_frames(n_t: int, triangle: str) -> tuple[np.ndarray, np.ndarray]:
-    """(t1, t2) of the points of one angle, in the order angle, t1, t2 (as :class:`PairGrid`)."""
-    if triangle == "upper":
-        return np.triu_indices(n_t, 1)
-    return np.nonzero(~np.eye(n_t, dtype=bool))
 
 
 def _pair_position(t1, t2, n_t: int, triangle: str):
@@ -86,7 +80,10 @@ def _points(data, triangle: str) -> _Points:
     c2 = np.asarray(data.c2)
     n_phi, n_t = c2.shape[0], c2.shape[1]
     t1, t2 = pair_frames(n_t, triangle)
-    y = c2[:, t1, t2].reshape(-1)
+    y = c2[:, t1, t2]
+    require_finite_pairs(y, t1, t2, path=getattr(data, "path", "`data`"), maps=getattr(data, "maps", ()),
+                         phi=np.asarray(data.phi), q=float(data.q), first_frame=int(getattr(data, "frames", (1,))[0]))
+    y = y.reshape(-1)
     return _Points(ArraySource(None, y, grid=PairGrid(n_phi, n_t, triangle)), np.asarray(data.phi), n_t,
                    float(data.dt), float(data.q), lambda a, i, j: c2[a, i, j])
 

@@ -66,6 +66,7 @@ class TwoTimeData:
     path: str                       # absolute path of the source file
     layout: str                     # APS_U or OLD
     source_stamp: tuple[int, int] | None = None   # (size, mtime_ns) of `path` when it was read
+    maps: tuple = ()                # the map dataset of each angle in `path` (for messages)
 
     @property
     def n_t(self) -> int:
@@ -78,6 +79,28 @@ class TwoTimeData:
 
 
 # ---------------------------------------------------------------- pure numerics
+
+def pair_frames(n_t: int, triangle: str) -> tuple[np.ndarray, np.ndarray]:
+    """(t1, t2) of the points of one angle, in the order angle, t1, t2 (as :class:`PairGrid`)."""
+    if triangle == "upper":
+        return np.triu_indices(n_t, 1)
+    return np.nonzero(~np.eye(n_t, dtype=bool))
+
+
+def require_finite_pairs(values: np.ndarray, t1: np.ndarray, t2: np.ndarray, *, path, maps, phi, q: float,
+                         first_frame: int, first_angle: int = 0) -> None:
+    """Raise an InputError naming the file, map, angle and frame pair of the first NaN or Inf among
+    ``values`` (n_angles, n_pairs): c2 at pairs (t1, t2) of angles ``first_angle`` onwards."""
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return
+    a, k = (int(i) for i in np.argwhere(bad)[0])
+    angle = first_angle + a
+    name = maps[angle] if angle < len(maps) else f"c2[{angle}]"
+    raise InputError(f"{path}: map '{name}' (angle {angle}, phi = {float(phi[angle]):g} deg, q = {q:g}) holds "
+                     f"{int(bad[a].sum())} NaN or Inf value(s) among the fitted pairs; the first at frames (t1, t2) = "
+                     f"({first_frame + int(t1[k])}, {first_frame + int(t2[k])}) (1-based frames of the file). A fit "
+                     "needs finite c2: exclude this angle with `phi_ranges` or these frames with `frames`")
 
 def reconstruct_c2(half: np.ndarray) -> np.ndarray:
     """Full matrices from stored triangular halves (..., n, n): ``h + hᵀ``, the diagonal halved."""
@@ -442,4 +465,4 @@ def load(path, *, q, dt, phi_ranges=None, frames=None) -> TwoTimeData:
         for j in range(sel.phi.size):
             reader.read(j, c2[j])
     c2.flags.writeable = False
-    return TwoTimeData(c2, sel.phi, sel.q, dt, sel.frames, sel.path, sel.layout, sel.stamp)
+    return TwoTimeData(c2, sel.phi, sel.q, dt, sel.frames, sel.path, sel.layout, sel.stamp, tuple(sel.names))

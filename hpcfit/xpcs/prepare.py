@@ -15,7 +15,7 @@ import numpy as np
 
 from ..comm import Communicator
 from ..errors import InputError
-from .load import MapReader, select
+from .load import MapReader, pair_frames, require_finite_pairs, select
 from .rounds import write_rounds
 from .stream import converted_path, is_current, is_stream_file, open_stream_writer, read_stream_meta
 
@@ -42,7 +42,15 @@ def prepare_stream(path, *, q, dt, phi_ranges=None, frames=None, triangle: str =
         reader = None
         try:
             reader = hc.agree(MapReader, sel)
-            write_rounds(hc, sel.phi.size, sel.n_t, reader.read,
+            t1, t2 = pair_frames(sel.n_t, triangle)
+
+            def read_finite(a: int, buf: np.ndarray) -> np.ndarray:
+                reader.read(a, buf)
+                require_finite_pairs(buf[t1, t2][None], t1, t2, path=sel.path, maps=sel.names, phi=sel.phi, q=sel.q,
+                                     first_frame=sel.frames[0], first_angle=a)
+                return buf
+
+            write_rounds(hc, sel.phi.size, sel.n_t, read_finite,
                          None if writer is None else writer.write, None if writer is None else writer.close)
         except BaseException:
             if writer is not None:

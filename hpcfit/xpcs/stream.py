@@ -26,7 +26,8 @@ from ..errors import InputError
 from ..validate import number
 from .piecewise import PiecewiseFile
 # Argument checks and file helpers shared with the loader (same package, same messages).
-from .load import TwoTimeData, _check_frames, _check_phi_ranges, _existing_file, _open, _source_stamp
+from .load import (TwoTimeData, _check_frames, _check_phi_ranges, _existing_file, _open, _source_stamp, pair_frames,
+                   require_finite_pairs)
 
 TRIANGLES = ("upper", "both")
 STREAM_FORMAT = "hpcfit.xpcs.twotime-stream"
@@ -159,6 +160,10 @@ def convert_to_stream(data: TwoTimeData, out_path, *, triangle: str = "upper") -
     except OSError:
         raise InputError(f"source file of `data` not found: {data.path}; it is needed to record the source's "
                          f"size and mtime") from None
+    t1, t2 = pair_frames(data.n_t, tri)
+    for a in range(data.phi.size):
+        require_finite_pairs(data.c2[a, t1, t2][None], t1, t2, path=data.path, maps=data.maps, phi=data.phi,
+                             q=data.q, first_frame=data.frames[0], first_angle=a)
     with open_stream_writer(out_path, phi=data.phi, n_t=data.n_t, dt=data.dt, q=data.q, triangle=tri,
                             frames=data.frames, layout=data.layout, source=(data.path, size, mtime_ns)) as w:
         for a in range(data.phi.size):
