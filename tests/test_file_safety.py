@@ -172,3 +172,19 @@ def test_damaged_or_misnamed_data_get_messages_naming_file_dataset_and_chunk(tmp
         hpcfit.fit(hpcfit.models.exponential_decay, HDF5Source(data, x="x"), **KW)
     with pytest.raises(hpcfit.InputError, match=r"reading file .*data\.h5', dataset 'y' failed at \d+ sampled points"):
         hpcfit.fit(hpcfit.models.exponential_decay, HDF5Source(data, x="x"), **{**KW, "method": "hybrid"})
+
+
+def test_a_wild_value_in_a_file_names_the_file_and_the_point(tmp_path):
+    """Garbage that is finite (1e200 where the data are of order 1) is not a scale to fix: the error
+    names the file, the dataset and the global index, and does not ask to rescale."""
+    data = tmp_path / "data.h5"
+    y = Y.copy()
+    y[12345] = 1e200
+    with h5py.File(data, "w") as f:
+        f["x"], f["y"] = X, y
+    for method in ("gn", "hybrid"):
+        with pytest.raises(hpcfit.InputError, match=rf"1 point\(s\) of the data \(HDF5 {data}:y\) have a residual .* "
+                                                    r"too large to square .* global point index 12345\. Check the data") \
+                as info:
+            hpcfit.fit(hpcfit.models.exponential_decay, HDF5Source(data, x="x"), **{**KW, "method": method})
+        assert "rescale" not in str(info.value)
