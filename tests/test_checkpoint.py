@@ -309,5 +309,10 @@ def test_a_change_in_any_chunk_is_caught_at_the_resumes_first_pass(tmp_path, mon
     with pytest.raises(hpcfit.InputError, match=rf"the checksums of chunk\(s\) \[{unlisted}\] .*global points "
                                                 rf"\[{unlisted * chunk}, {(unlisted + 1) * chunk}\)"):
         fit(method="gn", checkpoint=path, resume=True, chunk_size=chunk, y=y)
+    for c in range(n_chunks):                  # every position, the last (partial) chunk included
+        y = Y.copy()
+        y[min(c * chunk + 1000, X.size - 1)] *= 1.0 + 1e-15
+        with pytest.raises(hpcfit.InputError, match=rf"the checksums of chunk\(s\) \[{c}\] |chunk {c}\b"):
+            fit(method="gn", checkpoint=path, resume=True, chunk_size=chunk, y=y)
     resumed = fit(method="gn", checkpoint=path, resume=True, chunk_size=chunk)              # unchanged data
     same_bits(resumed, fit(method="gn", chunk_size=chunk))
