@@ -13,7 +13,6 @@ import pytest
 
 import hpcfit
 from hpcfit.checkpoint import hdf5 as ckpt_hdf5
-from hpcfit.checkpoint.session import CheckpointWarning
 from test_checkpoint import X, fit, interrupted_fit, make_unwritable_on_write, same_bits
 
 pytestmark = pytest.mark.mpi(min_size=2)
@@ -81,20 +80,6 @@ def test_resume_on_another_rank_count_matches(world, shared_dir, monkeypatch):
     world.Barrier()
     resumed = fit(world, method="gn", resume=serial_path)
     np.testing.assert_allclose(resumed.popt, reference.popt, rtol=1e-12, atol=0)
-    same_bits(resumed, reference)
-
-
-def test_truncated_newest_falls_back_on_every_rank(world, shared_dir, monkeypatch):
-    reference = fit(None, method="gn")
-    path = folder(world, shared_dir, "torn") / "fit.h5"
-    interrupted_fit(monkeypatch, 3, world, method="gn", checkpoint=path)
-    world.Barrier()
-    if world.rank == 0:
-        with open(path, "r+b") as fh:
-            fh.truncate(path.stat().st_size // 3)
-    world.Barrier()
-    with pytest.warns(CheckpointWarning, match="previous one"):
-        resumed = fit(world, method="gn", checkpoint=path, resume=True)
     same_bits(resumed, reference)
 
 
