@@ -1,15 +1,52 @@
-"""hpcfit: MPI-parallel streaming nonlinear least squares with JAX chunk kernels."""
+"""hpcfit: MPI-parallel streaming nonlinear least squares with JAX chunk kernels.
+
+The public names are loaded on first use (PEP 562), so ``python -m hpcfit --help`` answers without
+importing JAX; ``hpcfit.curve_fit`` and the rest behave as ordinary attributes."""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
 from ._version import __version__ as __version__
-from .api import curve_fit as curve_fit
-from .api import fit as fit
+from .errors import REQUEUE_EXIT_CODE as REQUEUE_EXIT_CODE
 from .errors import FitError as FitError
 from .errors import HpcfitError as HpcfitError
 from .errors import InputError as InputError
 from .errors import Preempted as Preempted
-from .errors import REQUEUE_EXIT_CODE as REQUEUE_EXIT_CODE
 from .errors import RankDeficientWarning as RankDeficientWarning
-from .options import FitOptions as FitOptions
-from .result import FitResult as FitResult
-from .result import Status as Status
-from . import data as data
-from . import models as models
+
+# JAX's float64 mode, as soon as hpcfit is imported (the kernels set it again when they load): by
+# the environment when JAX is not imported yet (so importing hpcfit stays fast), else directly.
+if "jax" in sys.modules:
+    sys.modules["jax"].config.update("jax_enable_x64", True)
+else:
+    os.environ["JAX_ENABLE_X64"] = "1"
+
+_LAZY = {
+    "curve_fit": (".api", "curve_fit"),
+    "fit": (".api", "fit"),
+    "FitOptions": (".options", "FitOptions"),
+    "FitResult": (".result", "FitResult"),
+    "Status": (".result", "Status"),
+    "load_result": (".output.result_file", "load_result"),
+    "data": (".data", None),
+    "models": (".models", None),
+}
+
+__all__ = ["__version__", "REQUEUE_EXIT_CODE", "FitError", "HpcfitError", "InputError", "Preempted",
+           "RankDeficientWarning", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'hpcfit' has no attribute {name!r}")
+    module_name, attr = _LAZY[name]
+    module = importlib.import_module(module_name, __name__)
+    value = module if attr is None else getattr(module, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -332,7 +332,7 @@ def _fit_free_parameters(f, source, p0, lower, upper, fixed, opts, absolute_sigm
     perr, grad, active = np.zeros(p), np.zeros(p), np.zeros(p, dtype=int)
     perr[idx], grad[idx], active[idx] = res.perr, res.grad, res.active_mask
     return replace(res, popt=popt, pcov=pcov, perr=perr, grad=grad, active_mask=active, n_params=p,
-                   dof=res.n_points - int(free.sum()), names=names, fixed=fixed.copy(),
+                   dof=res.n_points - int(free.sum()), names=names, fixed=fixed.copy(), model=f,
                    info={**res.info, "fixed_parameters": [int(i) for i in np.flatnonzero(fixed)]})
 
 
@@ -379,7 +379,7 @@ def _finalize(problem: Problem, outcome, stats, explored: ExploreOutcome) -> Fit
         method=opts.method, loss=opts.loss, grad=outcome.jtr / norm.scale, optimality=outcome.optimality,
         info={"null_parameters": cov.null_parameters, "undetermined": undetermined}, names=names,
         warmup=explored.warmup, explore=explored.report, trustworthy=not issues, trust_issues=tuple(issues),
-        fixed=np.zeros(p, dtype=bool))
+        fixed=np.zeros(p, dtype=bool), model=problem.model)
 
 
 def _in_user_units(outcome, weight_scale: float):

@@ -1,11 +1,18 @@
-"""Command line: ``python -m hpcfit info``, ``python -m hpcfit demo`` and ``python -m hpcfit simulate xpcs``.
+"""Command line: ``python -m hpcfit fit CONFIG.toml`` (the application), ``init``, ``info``, ``demo``
+and ``simulate xpcs``.
 
 Under MPI, launch as ``mpiexec -n N python -m mpi4py -m hpcfit ...`` so that an unhandled
-exception on any rank aborts the whole job instead of leaving the other ranks waiting.
+exception on any rank aborts the whole job instead of leaving the other ranks waiting. hpcfit's
+own errors are collective: every rank returns the same exit code and rank 0 prints one line.
+
+Exit codes of ``fit``: 0 converged and trustworthy, 2 finished but not converged or not
+trustworthy (the reasons on stderr), 75 stopped by a signal with its checkpoint written (requeue
+it), 1 an error.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -16,6 +23,59 @@ def _world():
     except Exception:  # noqa: BLE001 - serial use needs no MPI at all
         return None
     return MPI.COMM_WORLD if MPI.COMM_WORLD.Get_size() > 1 else None
+
+
+def _rank() -> int:
+    comm = _world()
+    return 0 if comm is None else comm.Get_rank()
+
+
+def cmd_fit(args) -> int:
+    """Read and check the configuration (every rank, agreed), prepare the data, fit, write results."""
+    from .app.config import dump_toml, read_config
+    from .app.run import EXIT_PREEMPTED, exit_code, prepare, run_fit, write_results
+    from .comm import Communicator
+    from .errors import Preempted
+
+    comm = _world()
+    root = _rank() == 0
+    say = (lambda text: print(text, flush=True)) if root else (lambda text: None)
+    with Communicator(comm) as hc:
+        cfg = hc.agree(read_config, args.config, args.set or ())
+    if args.dry_run:
+        from .app.plan import plan
+
+        lines = plan(cfg, comm)
+        if root:
+            print(dump_toml(cfg.raw))
+            print("\n".join(lines))
+        return 0
+    if args.quiet:
+        cfg.fit.setdefault("verbose", 0)
+    try:
+        prepared = prepare(cfg, comm, say)
+        result = run_fit(cfg, prepared, comm)
+    except Preempted as stop:
+        say(f"hpcfit: {stop}")
+        return EXIT_PREEMPTED
+    out = write_results(cfg, result, comm)
+    code = exit_code(result)
+    if root:
+        print(result.report())
+        print(f"hpcfit: results in {os.path.abspath(out)} (result.json, result.h5)", flush=True)
+        if code != 0:
+            reasons = "; ".join(result.trust_issues) or result.message
+            print(f"hpcfit: finished but {'not converged' if not result.success else 'not trustworthy'}: "
+                  f"{reasons}", file=sys.stderr, flush=True)
+    return code
+
+
+def cmd_init(args) -> int:
+    from .app.templates import TEMPLATES
+
+    if _rank() == 0:
+        sys.stdout.write(TEMPLATES[args.kind])
+    return 0
 
 
 def cmd_info(_args) -> int:
@@ -96,8 +156,27 @@ def _add_simulate(sub) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hpcfit", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    from ._version import __version__
+
+    parser = argparse.ArgumentParser(prog="python -m hpcfit", description=__doc__.split("\n\n")[0],
+                                     epilog="Exit codes of fit: 0 converged and trustworthy, 2 finished but not "
+                                            "trustworthy, 75 preempted (checkpoint written), 1 error.")
+    parser.add_argument("--version", action="version", version=f"hpcfit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    sub = parser.add_subparsers(dest="command")
+    fit = sub.add_parser("fit", help="run the fit a TOML configuration describes (under mpiexec/srun, or serial)",
+                         description="Run the fit a TOML configuration describes; `python -m hpcfit init xpcs` "
+                                     "writes a commented example. Sections: [data] [model] [parameters] [fit] "
+                                     "[checkpoint] [output] (docs/usage.md).")
+    fit.add_argument("config", help="the TOML file")
+    fit.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                     help="override a key, e.g. --set fit.ftol=1e-10 (repeatable; VALUE in TOML syntax)")
+    fit.add_argument("--dry-run", action="store_true", help="print the resolved configuration and the plan, then exit")
+    fit.add_argument("--quiet", action="store_true", help="no per-iteration table")
+    fit.set_defaults(func=cmd_fit)
+    init = sub.add_parser("init", help="print a commented configuration that runs as written (on simulated data)")
+    init.add_argument("kind", choices=("xpcs", "curve"), help="an XPCS two-time fit or a curve fit")
+    init.set_defaults(func=cmd_init)
     sub.add_parser("info", help="versions, MPI library and size, parallel HDF5, JAX devices").set_defaults(
         func=cmd_info)
     demo = sub.add_parser("demo", help="a built-in demo fit (run it under mpiexec to see MPI at work)")
@@ -106,7 +185,19 @@ def main(argv=None) -> int:
     demo.set_defaults(func=cmd_demo)
     _add_simulate(sub)
     args = parser.parse_args(argv)
-    return args.func(args)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from .errors import HpcfitError
+
+    try:
+        return args.func(args)
+    except HpcfitError as exc:          # collective: the same on every rank; one line, from rank 0
+        if args.debug:
+            raise
+        if _rank() == 0:
+            print(f"hpcfit: error: {exc}", file=sys.stderr, flush=True)
+        return 1
 
 
 if __name__ == "__main__":

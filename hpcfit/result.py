@@ -142,6 +142,7 @@ class FitResult:
     trustworthy: bool = True           # False: see trust_issues (rank deficient, on a bound, ended on a limit)
     trust_issues: tuple[str, ...] = ()
     fixed: np.ndarray | None = None    # True where equal lower and upper bounds fixed the parameter
+    model: Any = field(default=None, repr=False, compare=False)   # f(x, *params) as fitted (None when loaded)
 
     # scipy's curve_fit returns (popt, pcov): unpacking, indexing and len() behave the same.
     def __iter__(self):
@@ -153,6 +154,20 @@ class FitResult:
 
     def __getitem__(self, index):
         return (self.popt, self.pcov)[index]
+
+    def predict(self, x) -> np.ndarray:
+        """The fitted model at ``x``: ``f(x, *popt)``, as a numpy array."""
+        if self.model is None:
+            raise ValueError("this result has no model (it was read from a file): evaluate your model at "
+                             "result.popt, e.g. f(x, *result.popt)")
+        return np.asarray(self.model(x, *self.popt))
+
+    def save(self, path, extra: dict | None = None):
+        """Write the result to ``path`` (``.json`` or ``.h5``); :func:`hpcfit.load_result` reads it back.
+        ``extra``: further top-level entries of the file (the run's configuration, say)."""
+        from .output.result_file import save
+
+        return save(self, path, extra)
 
     @property
     def reduced_chi2(self) -> float:

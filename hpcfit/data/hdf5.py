@@ -50,6 +50,15 @@ class HDF5Source:
     def _where(self, name: str) -> str:
         return f"file {os.fspath(self.path)!r}, dataset {name!r}"
 
+    def inspect(self) -> int:
+        """Check the file and its datasets now (local, no collective) and return the number of
+        points; the file is closed again. For checking a configuration up front."""
+        self.check_arguments()
+        try:
+            return self._inspect()[0]
+        finally:
+            self.close()
+
     def _checked_inspect(self):
         try:
             return self._inspect()

@@ -1,0 +1,1 @@
+"""The application: ``python -m hpcfit fit CONFIG.toml`` (configuration, the run, templates)."""

@@ -1,0 +1,350 @@
+"""``python -m hpcfit fit CONFIG``: from a validated :class:`~hpcfit.app.config.RunConfig` to a fit
+and its result directory. Collective under MPI: every rank runs the same steps, each local step
+inside ``Communicator.agree`` so that a failure on one rank is the same error on every rank."""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..comm import Communicator
+from ..errors import InputError
+from .config import BUILTIN, RunConfig
+
+#: Exit codes of ``python -m hpcfit fit``.
+EXIT_OK, EXIT_ERROR, EXIT_UNTRUSTED, EXIT_PREEMPTED = 0, 1, 2, 75
+
+
+def load_function(spec: str, where: str = "[model] function"):
+    """``"package.module:function"`` or ``"path/to/file.py:function"`` → the function."""
+    module_name, sep, attr = spec.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise InputError(f"{where}: {spec!r} must be \"package.module:function\" or \"path/to/file.py:function\"")
+    if module_name.endswith(".py"):
+        if not os.path.isfile(module_name):
+            raise InputError(f"{where}: the file {module_name} does not exist")
+        name = "hpcfit_user_" + hashlib.sha256(os.path.abspath(module_name).encode()).hexdigest()[:12]
+        module = sys.modules.get(name)
+        if module is None:
+            spec_obj = importlib.util.spec_from_file_location(name, module_name)
+            module = importlib.util.module_from_spec(spec_obj)
+            try:
+                spec_obj.loader.exec_module(module)
+            except Exception as exc:  # noqa: BLE001 - the user's file: say what it raised
+                raise InputError(f"{where}: importing {module_name} raised {type(exc).__name__}: {exc}") from None
+            sys.modules[name] = module
+    else:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise InputError(f"{where}: cannot import module {module_name!r} ({exc})") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise InputError(f"{where}: {module_name} has no function {attr!r}")
+    return fn
+
+
+def builtin_model(name: str):
+    from .. import models
+
+    assert name in BUILTIN
+    return getattr(models, name)
+
+
+def model_parameter_names(fn) -> list[str]:
+    """The names after x in ``f(x, a, b, ...)``."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        raise InputError(f"[model]: cannot read the signature of {fn!r}") from None
+    names = [p.name for p in params[1:] if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if not names or any(p.kind == p.VAR_POSITIONAL for p in params):
+        raise InputError(f"[model]: the model must be f(x, p1, p2, ...) with named parameters; got "
+                         f"{getattr(fn, '__name__', fn)}{inspect.signature(fn)}")
+    return names
+
+
+def ordered_parameters(cfg: RunConfig, names: list[str], defaults: dict | None = None):
+    """p0, lower, upper (fixed: lower = upper = value) in ``names`` order; a parameter the model does
+    not have, or one it has but the config lacks (without a default), is an error naming it."""
+    given = {p.name: p for p in cfg.parameters}
+    unknown = [n for n in given if n not in names]
+    if unknown:
+        import difflib
+        close = difflib.get_close_matches(unknown[0], names, n=1)
+        raise InputError(f"{cfg.source} [parameters]: the model has no parameter {unknown[0]!r}"
+                         f"{f'; did you mean {close[0]!r}?' if close else ''} Its parameters: {', '.join(names)}")
+    missing = [n for n in names if n not in given and (defaults is None or n not in defaults)]
+    if missing:
+        raise InputError(f"{cfg.source} [parameters]: missing start value(s) for {', '.join(missing)} (the model's "
+                         f"parameters are {', '.join(names)})")
+    p0, lower, upper = [], [], []
+    for n in names:
+        p = given.get(n)
+        if p is None:
+            value, lo, hi = defaults[n]
+        else:
+            value, lo, hi = p.value, (p.value if p.fixed else p.lower), (p.value if p.fixed else p.upper)
+            if defaults is not None and n in defaults and p.lower == -math.inf and p.upper == math.inf and not p.fixed:
+                lo, hi = defaults[n][1], defaults[n][2]
+        p0.append(value)
+        lower.append(lo)
+        upper.append(hi)
+    return p0, lower, upper
+
+
+# ---------------------------------------------------------------- data of kind "file"
+
+def _suffix(path: str) -> str:
+    return os.path.splitext(path)[1].lower()
+
+
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs", ".he5")
+TABLE_SUFFIXES = (".npz", ".npy", ".csv", ".txt")
+
+
+def read_table(data: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """x, y, sigma of a small NPZ/NPY/CSV file (read on rank 0; shared by the caller)."""
+    path, suffix = data["file"], _suffix(data["file"])
+    if not os.path.isfile(path):
+        raise InputError(f"[data] file {path} does not exist")
+    x_key, y_key, s_key = data.get("x"), data.get("y"), data.get("sigma")
+    try:
+        if suffix == ".npz":
+            with np.load(path) as z:
+                names = list(z.keys())
+
+                def take(key, role):
+                    if key not in z:
+                        raise InputError(f"[data] {path}: no array {key!r} (for {role}); it holds {', '.join(names)}")
+                    return np.asarray(z[key], dtype=float)
+
+                x = take(x_key or "x", "x")
+                y = take(y_key or "y", "y")
+                sigma = take(s_key, "sigma") if s_key is not None else (take("sigma", "sigma") if "sigma" in z
+                                                                         else None)
+            return x, y, sigma
+        if suffix == ".npy":
+            table = np.load(path)
+            header = None
+        else:
+            with open(path) as fh:
+                first = fh.readline()
+            has_header = any(c.isalpha() for c in first.replace("e", "").replace("E", ""))
+            delimiter = "," if "," in first else None
+            table = np.loadtxt(path, delimiter=delimiter, skiprows=1 if has_header else 0, ndmin=2)
+            header = [h.strip() for h in first.strip().split(delimiter)] if has_header else None
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged or foreign file: name it
+        raise InputError(f"[data] {path} cannot be read as {suffix[1:].upper()}: {type(exc).__name__}: {exc}") from None
+    if table.ndim != 2:
+        raise InputError(f"[data] {path}: expected a table with one column per quantity (x, y[, sigma]); "
+                         f"got shape {table.shape}")
+
+    def column(key, default, role):
+        if key is None:
+            key = default
+        if key is None:
+            return None
+        if isinstance(key, str):
+            if header is None or key not in header:
+                raise InputError(f"[data] {path}: no column named {key!r} (for {role})"
+                                 + (f"; columns: {', '.join(header)}" if header else "; the file has no header row"))
+            key = header.index(key)
+        if not 0 <= key < table.shape[1]:
+            raise InputError(f"[data] {path}: column {key} (for {role}) does not exist; the table has "
+                             f"{table.shape[1]} columns")
+        return np.asarray(table[:, key], dtype=float)
+
+    return (column(x_key, 0, "x"), column(y_key, 1, "y"),
+            column(s_key, 2 if table.shape[1] > 2 else None, "sigma"))
+
+
+@dataclass
+class Prepared:
+    """What the fit needs, built from [data] and [model] (the same on every rank)."""
+
+    kind: str
+    model: object = None
+    names: list | None = None
+    arrays: tuple | None = None          # x, y, sigma (kind "file", table)
+    source: object = None                # HDF5Source (kind "file", HDF5)
+    xpcs_data: object = None             # stream file path (XPCS kinds)
+    describe: str = ""
+
+
+def prepare(cfg: RunConfig, comm=None, say=print) -> Prepared:
+    """Collective: the model and the data, checked up front; XPCS beamline files are converted to a
+    stream file once, simulated XPCS data made on first use."""
+    data = cfg.data
+    with Communicator(comm) as hc:
+        if cfg.kind == "demo":
+            from ..demo import demo_data
+            from ..models import gaussian_peaks
+
+            arrays = demo_data(data.get("n_points", 100_000), data.get("seed", 2024))
+            return Prepared("table", gaussian_peaks, model_parameter_names(gaussian_peaks), arrays=arrays,
+                            describe="built-in demo data (three Gaussian peaks)")
+        if cfg.kind == "file":
+            model = hc.agree(lambda: builtin_model(cfg.model["name"]) if "name" in cfg.model
+                             else load_function(cfg.model["function"]))
+            names = hc.agree(model_parameter_names, model)
+            suffix = _suffix(data["file"])
+            if suffix in HDF5_SUFFIXES:
+                from ..data import HDF5Source
+
+                def check():
+                    if not os.path.isfile(data["file"]):
+                        raise InputError(f"[data] file {data['file']} does not exist")
+                    for role in ("y", "x", "sigma"):
+                        if isinstance(data.get(role), int):
+                            raise InputError(f"[data] `{role}` must name a dataset of the HDF5 file; got {data[role]}")
+                    source = HDF5Source(data["file"], y=data.get("y", "y"), x=data.get("x", "x"),
+                                        sigma=data.get("sigma"))
+                    source.inspect()            # the file and its datasets, checked before any fit
+                    return source
+
+                source = hc.agree(check)
+                return Prepared("hdf5", model, names, source=source, describe=f"HDF5 {data['file']}")
+            if suffix not in TABLE_SUFFIXES:
+                raise_everywhere(hc, InputError(f"[data] file {data['file']}: unknown format {suffix!r}; use HDF5 "
+                                                f"({', '.join(HDF5_SUFFIXES)}) or {', '.join(TABLE_SUFFIXES)}"))
+            arrays = hc.bcast(hc.agree(lambda: read_table(data) if hc.is_root else None))
+            return Prepared("table", model, names, arrays=arrays, describe=data["file"])
+        if cfg.kind == "xpcs-simulated":
+            path = hc.agree(_simulated_path, cfg)
+            exists = hc.bcast(hc.agree(lambda: _is_simulation(path) if hc.is_root else None))
+    if cfg.kind == "xpcs-simulated":
+        if exists:
+            say(f"hpcfit: using the simulated data made earlier for this configuration: {path}")
+        else:
+            from ..xpcs import simulate
+
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            args = {k: v for k, v in data.items() if k not in ("kind", "file")}
+            summary = simulate(path, layout="stream", comm=comm, **args)
+            say(f"hpcfit: simulated XPCS data: {summary.brief()}")
+        return Prepared("xpcs", xpcs_data=path, describe=path)
+    from ..xpcs import prepare_stream
+    from ..xpcs.stream import converted_path
+
+    out = os.path.join(cfg.output_dir, converted_path(data["file"], data["q"], data.get("phi_ranges"),
+                                                      data.get("frames"), cfg.model.get("triangle", "upper")).name)
+    with Communicator(comm) as hc:
+        hc.agree(lambda: os.makedirs(cfg.output_dir, exist_ok=True) if hc.is_root else None)
+    stream = prepare_stream(data["file"], q=data["q"], dt=data["dt"], phi_ranges=data.get("phi_ranges"),
+                            frames=data.get("frames"), triangle=cfg.model.get("triangle", "upper"), out=out,
+                            comm=comm)
+    return Prepared("xpcs", xpcs_data=os.fspath(stream), describe=data["file"])
+
+
+def raise_everywhere(hc, error):
+    hc.agree(lambda: (_ for _ in ()).throw(error))
+
+
+def _simulated_path(cfg: RunConfig) -> str:
+    """The simulation's file; with the default name, one per set of settings (a hash in the name),
+    so a changed [data] section never reuses data made for another."""
+    settings = {k: v for k, v in sorted(cfg.data.items()) if k != "file"}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    path = cfg.data["file"]
+    default = os.path.join(cfg.output_dir, "simulated-xpcs.h5")
+    return path if path != default else os.path.join(cfg.output_dir, f"simulated-xpcs-{digest}.h5")
+
+
+def _is_simulation(path: str) -> bool:
+    from ..xpcs.stream import is_stream_file
+
+    return os.path.isfile(path) and is_stream_file(path)
+
+
+# ---------------------------------------------------------------- the fit
+
+def fit_options(cfg: RunConfig) -> dict:
+    """[fit] plus [checkpoint] as keywords of the fit."""
+    options = dict(cfg.fit)
+    ck = cfg.checkpoint
+    if "path" in ck:
+        options["checkpoint"] = ck["path"]
+        options["resume"] = ck.get("resume", "auto")
+    elif ck.get("resume") not in (None, False):
+        options["resume"] = ck["resume"]
+    if "every" in ck:
+        options["checkpoint_every"] = ck["every"]
+    if "seconds" in ck:
+        options["checkpoint_seconds"] = ck["seconds"]
+    if ck.get("force"):
+        options["resume_force"] = True
+    if options.get("resume") is False:
+        options["resume"] = None
+    return options
+
+
+def run_fit(cfg: RunConfig, prepared: Prepared, comm=None):
+    """Collective: the fit the configuration describes."""
+    options = fit_options(cfg)
+    if prepared.kind == "xpcs":
+        from ..models.xpcs import PHYSICAL_NAMES, MODES
+        from ..xpcs import fit as xpcs_fit
+        from ..xpcs.fit import DEFAULT_BOUNDS, DEFAULT_P0
+
+        mode = cfg.model.get("mode", "laminar_flow")
+        names = list(PHYSICAL_NAMES[:MODES.get(mode, 7)])
+        defaults = {n: (DEFAULT_P0[n], *DEFAULT_BOUNDS[n]) for n in names}
+        p0, lower, upper = ordered_parameters(cfg, names, defaults)
+        kw = {k: cfg.model[k] for k in ("L", "scaling", "form", "triangle", "scan") if k in cfg.model}
+        return xpcs_fit(prepared.xpcs_data, mode=mode, p0=p0, bounds=(lower, upper), comm=comm, **kw, **options)
+    from ..api import curve_fit, fit
+
+    p0, lower, upper = ordered_parameters(cfg, prepared.names)
+    if prepared.kind == "hdf5":
+        return fit(prepared.model, prepared.source, p0, bounds=(lower, upper), comm=comm,
+                   absolute_sigma=bool(cfg.data.get("absolute_sigma", False)), **options)
+    x, y, sigma = prepared.arrays
+    absolute = cfg.data.get("absolute_sigma", cfg.kind == "demo")      # the demo's sigma is the true noise
+    return curve_fit(prepared.model, x, y, p0=p0, sigma=sigma, bounds=(lower, upper), comm=comm,
+                     absolute_sigma=bool(absolute), **options)
+
+
+def exit_code(result) -> int:
+    """0 converged and trustworthy; 2 finished but not converged or not trustworthy."""
+    return EXIT_OK if (result.success and result.trustworthy) else EXIT_UNTRUSTED
+
+
+# ---------------------------------------------------------------- results
+
+def write_results(cfg: RunConfig, result, comm=None) -> str:
+    """Collective: rank 0 writes ``result.json`` and ``result.h5`` into the output directory (the
+    resolved configuration and the data's description with them); every rank returns its path."""
+    from .. import __version__
+    from .config import dump_toml
+
+    out = cfg.output_dir
+
+    def write():
+        import platform
+
+        import h5py
+        import jax
+
+        os.makedirs(out, exist_ok=True)
+        extra = {"config": cfg.raw, "config_file": os.path.abspath(cfg.source), "config_toml": dump_toml(cfg.raw),
+                 "data": {"source": result.info.get("source"), "n_points": result.n_points,
+                          "kind": cfg.kind},
+                 "versions": {"hpcfit": __version__, "python": platform.python_version(), "jax": jax.__version__,
+                              "numpy": np.__version__, "h5py": h5py.__version__}}
+        result.save(os.path.join(out, "result.json"), extra)
+        result.save(os.path.join(out, "result.h5"), extra)
+
+    with Communicator(comm) as hc:
+        hc.agree(lambda: write() if hc.is_root else None)
+    return out

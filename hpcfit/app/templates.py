@@ -1,0 +1,100 @@
+"""``python -m hpcfit init xpcs|curve``: commented configurations that run as written (on simulated
+or built-in data), with their results under the folder of the file."""
+
+XPCS = '''\
+# hpcfit run configuration: an XPCS two-time fit (laminar flow), runnable as written.
+#   python -m hpcfit fit run.toml                      (serial)
+#   mpiexec -n 4 python -m mpi4py -m hpcfit fit run.toml
+# Relative paths are relative to this file's folder. Every key is documented in docs/usage.md.
+
+[data]
+# Simulated data, made on first use (in the output directory) and reused while this section is
+# unchanged. For a beamline file (APS 8-ID-I, either layout) write instead:
+#   kind = "xpcs"
+#   file = "/data/sample_results.hdf"
+#   q = 0.0054               # the q ring (nearest one in the file; a warning if it is far)
+#   dt = 0.5                 # seconds per frame of the maps (frame time x stride x averaging)
+#   phi_ranges = [[-10, 10], [170, 190]]   # optional: degrees to keep
+#   frames = [1, 1000]       # optional: 1-based, inclusive
+# The file is converted once to a stream file in the output directory and streamed by every rank.
+kind = "xpcs-simulated"
+n_phi = 8
+n_t = 300
+mode = "laminar_flow"
+dt = 0.5
+q = 0.0054
+L = 2e6
+params = [1500.0, -0.25, 20.0, 3e-4, 0.35, 1e-5, 5.0]   # the truth the fit should find
+contrast = 0.25
+offset = 1.0
+noise = 0.003
+seed = 1
+phi = [-170.0, -125.0, -80.0, -35.0, 10.0, 55.0, 100.0, 145.0]
+
+[model]
+name = "xpcs"
+mode = "laminar_flow"      # or "static" (D0, alpha, D_offset only)
+L = 2e6                    # sample-to-shear length scale (Angstrom)
+scaling = "individual"     # contrast and offset per angle
+
+[parameters]
+# start value, bounds; fixed = true holds a parameter at its value
+D0 = {value = 1000.0, min = 1e-3, max = 1e7}
+alpha = {value = 0.0, min = -2.0, max = 2.0}
+D_offset = {value = 0.0, min = -1e4, max = 1e4}
+gamma_dot_t0 = {value = 1e-3, min = 1e-8, max = 10.0}
+beta = {value = 0.0, min = -2.0, max = 2.0}
+gamma_dot_t_offset = {value = 0.0, min = -1.0, max = 1.0}
+phi0 = {value = 0.0, min = -180.0, max = 180.0}
+
+[fit]
+method = "hybrid"          # explore on a sample first, then Levenberg-Marquardt on all the data
+ftol = 1e-8
+
+[checkpoint]
+path = "hpcfit-results/checkpoint.h5"   # resumed automatically when the job is rerun
+every = 1
+
+[output]
+directory = "hpcfit-results"
+'''
+
+CURVE = '''\
+# hpcfit run configuration: a curve fit (three Gaussian peaks), runnable as written.
+#   python -m hpcfit fit run.toml
+#   mpiexec -n 4 python -m mpi4py -m hpcfit fit run.toml
+# Relative paths are relative to this file's folder. Every key is documented in docs/usage.md.
+
+[data]
+# The built-in demo data. For your own data write instead, e.g.:
+#   file = "data.h5"         # HDF5, streamed chunk by chunk: y, x, sigma name datasets
+#   y = "y"
+#   x = "x"
+#   sigma = "sigma"          # optional
+# or a small table read on rank 0 and shared: file = "data.csv" (columns x, y[, sigma] by number
+# or header name), "data.npz" (arrays x, y[, sigma]) or "data.npy" (columns).
+kind = "demo"
+n_points = 200000
+
+[model]
+name = "gaussian_peaks"    # or function = "mypackage.models:peaks" / "models.py:peaks"
+
+[parameters]
+a1 = 2.0
+m1 = -1.5
+s1 = {value = 1.0, min = 0.01}
+a2 = 1.0
+m2 = 0.8
+s2 = {value = 1.2, min = 0.01}
+a3 = 1.5
+m3 = 2.6
+s3 = {value = 0.8, min = 0.01}
+
+[fit]
+method = "hybrid"
+
+[output]
+directory = "hpcfit-results"
+'''
+
+TEMPLATES = {"xpcs": XPCS, "curve": CURVE}
