@@ -24,7 +24,7 @@ def count_points(cfg: RunConfig) -> tuple[int, int | None]:
 
         sel = select(data["file"], q=data["q"], phi_ranges=data.get("phi_ranges"), frames=data.get("frames"))
         return sel.phi.size * n_pairs(sel.n_t, cfg.model.get("triangle", "upper")), None
-    from .run import HDF5_SUFFIXES, model_parameter_names, read_table
+    from .run import HDF5_SUFFIXES, read_table
     if os.path.splitext(data["file"])[1].lower() in HDF5_SUFFIXES:
         from ..data import HDF5Source
         n = HDF5Source(data["file"], y=data.get("y", "y"), x=data.get("x", "x"), sigma=data.get("sigma")).inspect()
