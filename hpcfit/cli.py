@@ -42,6 +42,8 @@ def cmd_fit(args) -> int:
     say = (lambda text: print(text, flush=True)) if root else (lambda text: None)
     with Communicator(comm) as hc:
         cfg = hc.agree(read_config, args.config, args.set or ())
+        hc.check_same({f"[{name}]": repr(cfg.raw.get(name)) for name in sorted(set(cfg.raw) | {"data", "model"})},
+                      "every rank must run the same configuration (the same file, the same --set)")
     if args.dry_run:
         from .app.plan import plan
 

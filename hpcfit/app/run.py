@@ -215,9 +215,9 @@ def prepare(cfg: RunConfig, comm=None, say=print) -> Prepared:
 
                 source = hc.agree(check)
                 return Prepared("hdf5", model, names, source=source, describe=f"HDF5 {data['file']}")
-            if suffix not in TABLE_SUFFIXES:
-                raise_everywhere(hc, InputError(f"[data] file {data['file']}: unknown format {suffix!r}; use HDF5 "
-                                                f"({', '.join(HDF5_SUFFIXES)}) or {', '.join(TABLE_SUFFIXES)}"))
+            if suffix not in TABLE_SUFFIXES:      # the same on every rank: the configuration is
+                raise InputError(f"[data] file {data['file']}: unknown format {suffix!r}; use HDF5 "
+                                 f"({', '.join(HDF5_SUFFIXES)}) or {', '.join(TABLE_SUFFIXES)}")
             arrays = hc.bcast(hc.agree(lambda: read_table(data) if hc.is_root else None))
             return Prepared("table", model, names, arrays=arrays, describe=data["file"])
         if cfg.kind == "xpcs-simulated":
@@ -245,10 +245,6 @@ def prepare(cfg: RunConfig, comm=None, say=print) -> Prepared:
                             frames=data.get("frames"), triangle=cfg.model.get("triangle", "upper"), out=out,
                             comm=comm)
     return Prepared("xpcs", xpcs_data=os.fspath(stream), describe=data["file"])
-
-
-def raise_everywhere(hc, error):
-    hc.agree(lambda: (_ for _ in ()).throw(error))
 
 
 def _simulated_path(cfg: RunConfig) -> str:
@@ -300,12 +296,14 @@ def run_fit(cfg: RunConfig, prepared: Prepared, comm=None):
         mode = cfg.model.get("mode", "laminar_flow")
         names = list(PHYSICAL_NAMES[:MODES.get(mode, 7)])
         defaults = {n: (DEFAULT_P0[n], *DEFAULT_BOUNDS[n]) for n in names}
-        p0, lower, upper = ordered_parameters(cfg, names, defaults)
+        with Communicator(comm) as hc:
+            p0, lower, upper = hc.agree(ordered_parameters, cfg, names, defaults)
         kw = {k: cfg.model[k] for k in ("L", "scaling", "form", "triangle", "scan") if k in cfg.model}
         return xpcs_fit(prepared.xpcs_data, mode=mode, p0=p0, bounds=(lower, upper), comm=comm, **kw, **options)
     from ..api import curve_fit, fit
 
-    p0, lower, upper = ordered_parameters(cfg, prepared.names)
+    with Communicator(comm) as hc:
+        p0, lower, upper = hc.agree(ordered_parameters, cfg, prepared.names)
     if prepared.kind == "hdf5":
         return fit(prepared.model, prepared.source, p0, bounds=(lower, upper), comm=comm,
                    absolute_sigma=bool(cfg.data.get("absolute_sigma", False)), **options)

@@ -1,0 +1,221 @@
+"""``python -m hpcfit fit CONFIG.toml`` end to end, in subprocesses (serial, mpiexec -n 2 and -n 3):
+the result files read back equal the Python API's result bit for bit; config errors are one line,
+exit 1, the same whichever rank has the bad value, and never hang; exit codes 0/2/75; --dry-run;
+the init templates run as written."""
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import hpcfit
+from hpcfit.app.config import read_config, validate
+from hpcfit.app.templates import TEMPLATES
+from test_cli_and_processes import MPIEXEC
+
+X = np.linspace(0.0, 5.0, 30_000)
+SIGMA = 0.01 + 0.002 * X
+Y = 2.0 * np.exp(-1.3 * X) + 0.5 + SIGMA * np.sin(37.0 * X)
+CURVE = """
+[data]
+file = "data.{suffix}"
+{keys}
+[model]
+name = "exponential_decay"
+
+[parameters]
+a = 1.0
+b = {{value = 0.2, min = 0.0}}
+c = 0.0
+
+[fit]
+method = "gn"
+chunk_size = 4096
+
+[output]
+directory = "out"
+"""
+API = dict(p0=[1.0, 0.2, 0.0], bounds=([-np.inf, 0.0, -np.inf], np.inf), method="gn", chunk_size=4096, verbose=0)
+
+
+def cli(args, cwd, n=None, timeout=300, ranks_args=None):
+    """Run ``python -m hpcfit ARGS`` (under ``mpiexec -n N`` when N is given; ``ranks_args``: one
+    argument list per rank, MPMD style, for a bad value on one rank)."""
+    base = [sys.executable, "-m", "mpi4py", "-m", "hpcfit"]
+    if n is None:
+        cmd = [sys.executable, "-m", "hpcfit", *args]
+    elif ranks_args is None:
+        cmd = [MPIEXEC, "-n", str(n), *base, *args]
+    else:
+        cmd = [MPIEXEC]
+        for i, rank_args in enumerate(ranks_args):
+            cmd += ([":"] if i else []) + ["-n", "1", *base, *rank_args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def write_data(folder: Path, suffix: str) -> str:
+    """The same points in each format; the [data] keys that read them."""
+    if suffix == "h5":
+        with h5py.File(folder / "data.h5", "w") as f:
+            f["x"], f["y"], f["sigma"] = X, Y, SIGMA
+        return 'y = "y"\nx = "x"\nsigma = "sigma"\n'
+    if suffix == "npz":
+        np.savez(folder / "data.npz", x=X, y=Y, sigma=SIGMA)
+        return ""
+    np.savetxt(folder / "data.csv", np.column_stack([X, Y, SIGMA]), delimiter=",", header="t,signal,err",
+               comments="", fmt="%.17g")
+    return 'x = "t"\ny = "signal"\nsigma = "err"\n'
+
+
+@pytest.mark.parametrize("suffix", ["h5", "npz", "csv"])
+def test_a_curve_fit_from_a_config_is_the_api_fit_bit_for_bit(tmp_path, suffix):
+    keys = write_data(tmp_path, suffix)
+    (tmp_path / "run.toml").write_text(CURVE.format(suffix=suffix, keys=keys))
+    run = cli(["fit", "run.toml"], tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"results in {tmp_path / 'out'}" in run.stdout
+    api = hpcfit.curve_fit(hpcfit.models.exponential_decay, X, Y, sigma=SIGMA, **API)
+    for name in ("result.json", "result.h5"):
+        saved = hpcfit.load_result(tmp_path / "out" / name)
+        assert saved.popt.tobytes() == api.popt.tobytes() and saved.pcov.tobytes() == api.pcov.tobytes()
+        assert saved.cost == api.cost and saved.status == api.status and saved.names == ["a", "b", "c"]
+        assert [r.cost for r in saved.history] == [r.cost for r in api.history]
+    doc = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert doc["config"]["fit"] == {"method": "gn", "chunk_size": 4096}
+    assert doc["parameters"]["b"]["value"] == float(api.popt[1]) and doc["data"]["n_points"] == X.size
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="mpiexec not installed")
+@pytest.mark.parametrize("n", [2, 3])
+def test_the_same_config_under_mpiexec_gives_the_serial_bits(tmp_path, n):
+    keys = write_data(tmp_path, "h5")
+    (tmp_path / "run.toml").write_text(CURVE.format(suffix="h5", keys=keys))
+    run = cli(["fit", "run.toml"], tmp_path, n=n)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.count("results in") == 1                   # rank 0 speaks, once
+    api = hpcfit.curve_fit(hpcfit.models.exponential_decay, X, Y, sigma=SIGMA, **API)
+    saved = hpcfit.load_result(tmp_path / "out" / "result.json")
+    assert saved.popt.tobytes() == api.popt.tobytes() and saved.info["n_ranks"] == n
+
+
+BAD = {   # (what --set makes wrong, the one line that must say so)
+    "unknown_section": ("fitt.ftol=1e-9", r"unknown key 'fitt'; did you mean 'fit'\?"),
+    "unknown_key": ("fit.ftoll=1e-9", r"\[fit\]: unknown key 'ftoll'; did you mean 'ftol'\?"),
+    "wrong_type": ("fit.ftol=\"small\"", r"\[fit\]: `ftol` must be a finite number >= 0; got 'small'"),
+    "missing_file": ("data.file=\"nothing.h5\"", r"nothing\.h5.*does not exist"),
+    "missing_dataset": ("data.y=\"counts\"", r"dataset 'counts' does not exist"),
+    "bad_model": ("model.name=\"exponential_decy\"", r"unknown model name 'exponential_decy'; did you mean "
+                                                     r"'exponential_decay'\?"),
+    "bad_function": ("model.function=\"nomodule:f\"", r"give exactly one of `name`"),
+    "bad_parameter": ("parameters.k=1.0", r"the model has no parameter 'k'"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_a_config_error_is_one_line_and_exit_1(tmp_path, name):
+    keys = write_data(tmp_path, "h5")
+    (tmp_path / "run.toml").write_text(CURVE.format(suffix="h5", keys=keys))
+    setting, message = BAD[name]
+    run = cli(["fit", "run.toml", "--set", setting], tmp_path)
+    assert run.returncode == 1, run.stdout + run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hpcfit: error: "), run.stderr
+    import re
+    assert re.search(message, lines[0]), lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="mpiexec not installed")
+@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("name", ["unknown_key", "missing_dataset", "bad_parameter"])
+def test_a_config_error_on_one_rank_only_is_one_line_and_exit_1_without_a_hang(tmp_path, n, name):
+    keys = write_data(tmp_path, "h5")
+    (tmp_path / "run.toml").write_text(CURVE.format(suffix="h5", keys=keys))
+    setting, message = BAD[name]
+    good = ["fit", "run.toml"]
+    run = cli([], tmp_path, n=n, ranks_args=[good] * (n - 1) + [good + ["--set", setting]], timeout=200)
+    assert run.returncode == 1, run.stdout + run.stderr
+    lines = [line for line in run.stderr.strip().splitlines() if line.startswith("hpcfit")]
+    assert len(lines) == 1 and "MPI_Abort" not in run.stderr + run.stdout, run.stderr
+    assert f"[found on rank {n - 1}]" in lines[0] or f"differs between ranks (rank 0 and rank {n - 1}" in lines[0]
+
+
+def test_exit_code_2_when_not_converged_and_75_when_stopped(tmp_path):
+    keys = write_data(tmp_path, "h5")
+    (tmp_path / "run.toml").write_text(CURVE.format(suffix="h5", keys=keys))
+    run = cli(["fit", "run.toml", "--set", "fit.max_iterations=1"], tmp_path)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "finished but not converged" in run.stderr and "max_iterations" in run.stderr
+    assert hpcfit.load_result(tmp_path / "out" / "result.json").status == hpcfit.Status.MAX_ITERATIONS
+    # a long warm-up (checkpoints every 300 steps, no early stop) stopped by SIGTERM: 75, no noise
+    long = ["fit", "run.toml", "--set", "fit.method=\"hybrid\"", "--set", "fit.warm_start_detection=false",
+            "--set", "fit.warmup_max_steps=3000", "--set", "fit.warmup_plateau_window=100000",
+            "--set", "fit.warmup_gtol=0.0", "--set", "checkpoint.path=\"ck.h5\"", "--quiet"]
+    job = subprocess.Popen([sys.executable, "-m", "hpcfit", *long], cwd=tmp_path, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    end = time.monotonic() + 120
+    while not (tmp_path / "ck.h5").exists() and time.monotonic() < end and job.poll() is None:
+        time.sleep(0.05)
+    job.send_signal(signal.SIGTERM)
+    out, err = job.communicate(timeout=120)
+    assert job.returncode == 75, out + err
+    assert "Traceback" not in err and "MPI_Abort" not in err + out and "stopped by SIGTERM" in out
+    with h5py.File(tmp_path / "ck.h5") as f:
+        assert f.attrs["phase"] == "warmup"
+
+
+def test_dry_run_prints_the_resolved_config_and_the_plan(tmp_path):
+    keys = write_data(tmp_path, "h5")
+    (tmp_path / "run.toml").write_text(CURVE.format(suffix="h5", keys=keys))
+    run = cli(["fit", "run.toml", "--dry-run", "--set", "fit.ftol=1e-10"], tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "ftol = 1e-10" in run.stdout and f"points: {X.size}" in run.stdout
+    assert "chunk size: 4096 points, 8 chunks on the global grid" in run.stdout
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_curve_template_runs_as_written(tmp_path):
+    (tmp_path / "run.toml").write_text(TEMPLATES["curve"])
+    run = cli(["fit", "run.toml", "--quiet", "--set", "data.n_points=50000"], tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    from hpcfit.demo import TRUTH
+    saved = hpcfit.load_result(tmp_path / "hpcfit-results" / "result.json")
+    assert np.all(np.abs(saved.popt - TRUTH) < 5 * saved.perr)
+
+
+def test_the_xpcs_template_is_valid_and_finds_the_truth_on_a_smaller_set(tmp_path):
+    (tmp_path / "run.toml").write_text(TEMPLATES["xpcs"])
+    cfg = read_config(tmp_path / "run.toml")
+    assert cfg.kind == "xpcs-simulated" and len(cfg.parameters) == 7
+    run = cli(["fit", "run.toml", "--quiet", "--set", "data.n_t=100", "--set", "data.n_phi=4",
+               "--set", "data.phi=[-170.0, -80.0, 10.0, 100.0]"], tmp_path)
+    assert run.returncode in (0, 2), run.stdout + run.stderr
+    saved = hpcfit.load_result(tmp_path / "hpcfit-results" / "result.json")
+    truth = dict(zip(saved.names, cfg.data["params"]))
+    for name in ("D0", "gamma_dot_t0", "beta", "phi0"):
+        i = saved.names.index(name)
+        assert abs(saved.popt[i] - truth[name]) < 5 * saved.perr[i], (name, saved.popt[i], saved.perr[i])
+    assert len(list((tmp_path / "hpcfit-results").glob("simulated-xpcs-*.h5"))) == 1
+
+
+def test_help_version_and_no_command(tmp_path):
+    t0 = time.perf_counter()
+    run = cli(["--help"], tmp_path)
+    assert run.returncode == 0 and "fit" in run.stdout and time.perf_counter() - t0 < 5
+    assert cli(["--version"], tmp_path).stdout.strip() == f"hpcfit {hpcfit.__version__}"
+    assert "usage" in cli([], tmp_path).stdout
+
+
+def test_validation_names_section_key_and_type():
+    with pytest.raises(hpcfit.InputError, match=r"\[parameters\] b: value 5.0 is outside \[min, max\]"):
+        validate({"data": {"file": "d.h5"}, "model": {"name": "exponential_decay"},
+                  "parameters": {"b": {"value": 5.0, "max": 1.0}}})
+    with pytest.raises(hpcfit.InputError, match=r"\[checkpoint\]: `every` must be an integer; got 'often'"):
+        validate({"data": {"file": "d.h5"}, "model": {"name": "exponential_decay"}, "checkpoint": {"every": "often"}})
+    with pytest.raises(hpcfit.InputError, match=r"\[data\] \(kind = 'xpcs'\): missing key\(s\) 'q', 'dt'"):
+        validate({"data": {"kind": "xpcs", "file": "x.h5"}})
