@@ -219,3 +219,10 @@ def test_validation_names_section_key_and_type():
         validate({"data": {"file": "d.h5"}, "model": {"name": "exponential_decay"}, "checkpoint": {"every": "often"}})
     with pytest.raises(hpcfit.InputError, match=r"\[data\] \(kind = 'xpcs'\): missing key\(s\) 'q', 'dt'"):
         validate({"data": {"kind": "xpcs", "file": "x.h5"}})
+
+
+def test_the_shipped_example_configs_are_the_templates():
+    """README command 1 runs examples/xpcs.toml: it must be what `init xpcs` prints (tested above)."""
+    root = Path(__file__).resolve().parents[1]
+    assert (root / "examples" / "xpcs.toml").read_text() == TEMPLATES["xpcs"]
+    assert (root / "examples" / "curve.toml").read_text() == TEMPLATES["curve"]
