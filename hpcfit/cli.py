@@ -60,11 +60,14 @@ def cmd_fit(args) -> int:
     except Preempted as stop:
         say(f"hpcfit: {stop}")
         return EXIT_PREEMPTED
-    out = write_results(cfg, result, comm)
+    out, note = write_results(cfg, prepared, result, comm)
     code = exit_code(result)
     if root:
         print(result.report())
-        print(f"hpcfit: results in {os.path.abspath(out)} (result.json, result.h5)", flush=True)
+        if note:
+            print(f"hpcfit: {note}")
+        print(f"hpcfit: results in {os.path.abspath(out)} (result.json, result.h5"
+              f"{'' if note or not cfg.output.get('plots', True) else ', plots'})", flush=True)
         if code != 0:
             reasons = "; ".join(result.trust_issues) or result.message
             print(f"hpcfit: finished but {'not converged' if not result.success else 'not trustworthy'}: "
@@ -202,5 +205,22 @@ def main(argv=None) -> int:
         return 1
 
 
+def entry(argv=None) -> None:
+    """``python -m hpcfit`` and the ``hpcfit`` console script: run, then exit with the code every
+    rank agreed on. Under MPI a non-zero code ends MPI cleanly first: raising SystemExit under
+    ``python -m mpi4py`` would make it call MPI_Abort, whose noise hides the one-line message and
+    whose exit status is not ours."""
+    code = main(argv)
+    if code and "mpi4py.MPI" in sys.modules:
+        from mpi4py import MPI
+
+        if MPI.Is_initialized() and not MPI.Is_finalized():
+            sys.stdout.flush()
+            sys.stderr.flush()
+            MPI.Finalize()
+            os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -320,9 +320,10 @@ def exit_code(result) -> int:
 
 # ---------------------------------------------------------------- results
 
-def write_results(cfg: RunConfig, result, comm=None) -> str:
+def write_results(cfg: RunConfig, prepared: Prepared, result, comm=None) -> tuple[str, str | None]:
     """Collective: rank 0 writes ``result.json`` and ``result.h5`` into the output directory (the
-    resolved configuration and the data's description with them); every rank returns its path."""
+    resolved configuration and the data's description with them) and the plots; every rank returns
+    the directory and rank 0 a note when the plots were skipped."""
     from .. import __version__
     from .config import dump_toml
 
@@ -342,7 +343,20 @@ def write_results(cfg: RunConfig, result, comm=None) -> str:
                               "numpy": np.__version__, "h5py": h5py.__version__}}
         result.save(os.path.join(out, "result.json"), extra)
         result.save(os.path.join(out, "result.h5"), extra)
+        if not cfg.output.get("plots", True):
+            return None
+        from ..output.plots import write_plots
+
+        curve = xpcs = None
+        if prepared.kind == "table":
+            curve = lambda: iter([prepared.arrays])      # noqa: E731 - one block: the table is small
+        elif prepared.kind == "hdf5" and prepared.source.x is not None:
+            curve = prepared.source.blocks
+        elif prepared.kind == "xpcs":
+            xpcs = prepared.xpcs_data
+        _, note = write_plots(result, out, curve=curve, xpcs=xpcs)
+        return note
 
     with Communicator(comm) as hc:
-        hc.agree(lambda: write() if hc.is_root else None)
-    return out
+        note = hc.agree(lambda: write() if hc.is_root else None)
+    return out, note

@@ -59,6 +59,18 @@ class HDF5Source:
         finally:
             self.close()
 
+    def blocks(self, size: int = 1 << 20):
+        """(x, y, sigma or None) blocks of ``size`` points in order, read by this process alone (for
+        plots and summaries on rank 0: memory bounded by the block). Needs ``x`` (not a grid)."""
+        import h5py
+
+        with h5py.File(self.path, "r") as f:
+            n = f[self.y].shape[0]
+            for lo in range(0, n, size):
+                hi = min(n, lo + size)
+                yield (np.asarray(f[self.x][..., lo:hi], dtype=float), np.asarray(f[self.y][lo:hi], dtype=float),
+                       None if self.sigma is None else np.asarray(f[self.sigma][lo:hi], dtype=float))
+
     def _checked_inspect(self):
         try:
             return self._inspect()

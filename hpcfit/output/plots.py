@@ -1,0 +1,191 @@
+"""Plots of a fit (PNG, matplotlib's Agg backend), written by rank 0 into the result directory:
+
+* ``convergence.png``: cost, |g| and λ against the iteration of phase 2, phase 1 shaded before it;
+* ``correlation.png``: the parameter correlation matrix pcov_ij / (perr_i perr_j);
+* ``fit.png`` (curve fits): data, model and normalized residuals against x, binned into
+  :data:`BINS` bins when there are more than :data:`MAX_POINTS` points (memory bounded by a block);
+* ``xpcs_angles.png`` (XPCS): per angle, c2 data / fit / residual heatmaps (pairs strided so that
+  no map is drawn larger than :data:`MAX_SIDE` per side) and g2 cuts at the shortest lags.
+
+matplotlib is an optional extra (``pip install 'hpcfit[plot]'``): without it :func:`write_plots`
+returns a one-line note instead.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+BINS = 400
+MAX_POINTS = 5000
+MAX_SIDE = 300
+BLOCK = 1 << 20
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_plots(result, outdir: str, curve=None, xpcs=None) -> tuple[list[str], str | None]:
+    """Write the plots that apply; (files written, a note when matplotlib is missing). ``curve``: a
+    callable ``blocks()`` yielding (x, y, sigma or None) blocks of the data; ``xpcs``: the path of
+    the stream file that was fitted."""
+    try:
+        plt = _pyplot()
+    except ImportError:
+        return [], "plots skipped: matplotlib is not installed (pip install 'hpcfit[plot]')"
+    written = [convergence(plt, result, os.path.join(outdir, "convergence.png")),
+               correlation(plt, result, os.path.join(outdir, "correlation.png"))]
+    if curve is not None:
+        written.append(curve_fit_plot(plt, result, curve, os.path.join(outdir, "fit.png")))
+    if xpcs is not None:
+        written.append(xpcs_angles(plt, result, xpcs, os.path.join(outdir, "xpcs_angles.png")))
+    return written, None
+
+
+def convergence(plt, result, path: str) -> str:
+    it = np.array([r.iteration for r in result.history])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    series = {"cost": [r.cost for r in result.history], "|g| (normalized)": [r.gradient_norm for r in result.history],
+              "λ": [r.damping for r in result.history]}
+    for label, values in series.items():
+        v = np.asarray(values, dtype=float)
+        ok = np.isfinite(v) & (v > 0)
+        ax.semilogy(it[ok], v[ok], marker="o", ms=3, label=label)
+    explore = result.explore
+    if explore is not None and explore.ran:
+        ax.axvspan(-1.0, 0.0, color="0.85", zorder=0)
+        ax.text(-0.5, 0.02, f"phase 1\n{len(explore.candidates)} cand.\n{explore.seconds:.1f} s",
+                transform=ax.get_xaxis_transform(), ha="center", va="bottom", fontsize=7)
+    ax.set_xlabel("iteration (phase 2)")
+    ax.set_title(f"convergence: {result.status.name}, {result.n_iterations} iterations")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def correlation(plt, result, path: str) -> str:
+    names = result.names or [f"p[{i}]" for i in range(result.n_params)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = result.pcov / np.outer(result.perr, result.perr)
+    p = len(names)
+    size = min(12.0, 3.0 + 0.35 * p)
+    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    image = ax.imshow(corr, vmin=-1, vmax=1, cmap="RdBu_r")
+    ax.set_xticks(range(p), names, rotation=90, fontsize=7 if p > 12 else 9)
+    ax.set_yticks(range(p), names, fontsize=7 if p > 12 else 9)
+    if p <= 12:
+        for i in range(p):
+            for j in range(p):
+                ax.text(j, i, f"{corr[i, j]:.2f}", ha="center", va="center", fontsize=7)
+    fig.colorbar(image, ax=ax, label="correlation")
+    ax.set_title("parameter correlations")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _binned(result, blocks):
+    """Per-bin means of x, y, the model and the normalized residual, over all blocks (two passes:
+    the x range, then the sums), or the points themselves when there are few."""
+    lo, hi, n = np.inf, -np.inf, 0
+    for x, y, _ in blocks():
+        lo, hi, n = min(lo, float(np.min(x))), max(hi, float(np.max(x))), n + y.size
+    if n <= MAX_POINTS:
+        x, y, s = (np.concatenate(a) if a[0] is not None else None for a in zip(*blocks()))
+        f = result.predict(x)
+        return x, y, f, (y - f) / (s if s is not None else 1.0), n, False
+    edges = np.linspace(lo, hi, BINS + 1)
+    sums = np.zeros((4, BINS))
+    counts = np.zeros(BINS)
+    for x, y, s in blocks():
+        f = np.asarray(result.predict(x))
+        k = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, BINS - 1)
+        counts += np.bincount(k, minlength=BINS)
+        for row, v in enumerate((x, y, f, (y - f) / (s if s is not None else 1.0))):
+            sums[row] += np.bincount(k, weights=v, minlength=BINS)
+    keep = counts > 0
+    means = sums[:, keep] / counts[keep]
+    return means[0], means[1], means[2], means[3], n, True
+
+
+def curve_fit_plot(plt, result, blocks, path: str) -> str:
+    x, y, f, r, n, binned = _binned(result, blocks)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top.plot(x, y, ".", ms=3, color="0.3", label=f"data ({'mean of ' + str(BINS) + ' bins, ' if binned else ''}"
+                                                   f"{n} points)")
+    top.plot(x, f, "-", color="C3", label="fit")
+    top.legend()
+    top.set_ylabel("y")
+    bottom.plot(x, r, ".", ms=3, color="C0")
+    bottom.axhline(0.0, color="0.5", lw=0.8)
+    bottom.set_ylabel("(y − f)/σ" + (" (bin mean)" if binned else ""))
+    bottom.set_xlabel("x")
+    top.set_title("data and fit")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def xpcs_angles(plt, result, stream_path: str, path: str) -> str:
+    from ..xpcs.fit import _points
+
+    xinfo = result.info.get("xpcs", {})
+    triangle = xinfo.get("triangle", "upper")
+    points = _points(stream_path, triangle)
+    n_t, phi = points.n_t, points.phi
+    stride = max(1, -(-n_t // MAX_SIDE))
+    frames = np.arange(0, n_t, stride)
+    t1, t2 = np.meshgrid(frames, frames, indexing="ij")
+    upper = t1 < t2
+    i1, i2 = t1[upper], t2[upper]
+    lags = [1, 2, 4, 8]
+    n_phi = len(phi)
+    fig, axes = plt.subplots(n_phi, 4, figsize=(13, 3.0 * n_phi), squeeze=False)
+    for a in range(n_phi):
+        data = points.sample(np.full(i1.size, a), i1, i2)
+        model = result.predict(np.stack([np.full(i1.size, a), i1, i2]))      # x of TwoTimeModel: (angle, t1, t2)
+        maps = []
+        for values in (data, model, data - model):
+            m = np.full(t1.shape, np.nan)
+            m[upper] = values
+            m.T[upper] = values
+            maps.append(m)
+        limits = np.nanpercentile(maps[0], [1, 99])
+        extent = (0, n_t * points.dt, n_t * points.dt, 0)
+        for col, (m, title) in enumerate(zip(maps, ("data", "fit", "residual"))):
+            ax = axes[a, col]
+            if col < 2:
+                im = ax.imshow(m, vmin=limits[0], vmax=limits[1], extent=extent, cmap="viridis")
+            else:
+                r = np.nanmax(np.abs(m)) or 1.0
+                im = ax.imshow(m, vmin=-r, vmax=r, extent=extent, cmap="RdBu_r")
+            fig.colorbar(im, ax=ax, fraction=0.046)
+            ax.set_title(f"φ = {phi[a]:g}°: {title}", fontsize=9)
+            ax.set_xlabel("t2 (s)")
+            ax.set_ylabel("t1 (s)")
+        ax = axes[a, 3]
+        for lag in lags:
+            if lag >= n_t:
+                continue
+            s1 = np.arange(0, n_t - lag, max(1, (n_t - lag) // 200))
+            s2 = s1 + lag
+            angle = np.full(s1.size, a)
+            ax.plot(s1 * points.dt, points.sample(angle, s1, s2), ".", ms=2, label=f"lag {lag}")
+            ax.plot(s1 * points.dt, result.predict(np.stack([angle, s1, s2])), "-", lw=1, color="k")
+        ax.set_title(f"φ = {phi[a]:g}°: c2 at short lags (lines: fit)", fontsize=9)
+        ax.set_xlabel("t1 (s)")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
