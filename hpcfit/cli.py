@@ -67,6 +67,7 @@ def cmd_fit(args) -> int:
         if note:
             print(f"hpcfit: {note}")
         print(f"hpcfit: results in {os.path.abspath(out)} (result.json, result.h5"
+              f"{', per_point.h5' if cfg.output.get('per_point', False) else ''}"
               f"{'' if note or not cfg.output.get('plots', True) else ', plots'})", flush=True)
         if code != 0:
             reasons = "; ".join(result.trust_issues) or result.message

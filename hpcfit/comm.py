@@ -134,6 +134,12 @@ class Communicator:
             self.raise_if_any(local_error)
         return recv[:k].reshape(slots.shape), recv[k + 1:]
 
+    @property
+    def mpi(self):
+        """The (duplicated) mpi4py communicator underneath, for h5py's collective "mpio" driver in
+        the per-point output writer; None when serial."""
+        return self._comm
+
     def barrier(self) -> None:
         """Collective: wait until every rank is here."""
         if self._comm is not None:

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 venv=${HPCFIT_VENV:-.venv}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip setuptools wheel
-"$venv/bin/python" -m pip install -q -e '.[mpich,test]'
+"$venv/bin/python" -m pip install -q -e '.[mpich,test,plot]'
 export PATH="$PWD/$venv/bin:$PATH"
 
 echo "== serial tests"

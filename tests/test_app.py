@@ -201,6 +201,8 @@ def test_the_xpcs_template_is_valid_and_finds_the_truth_on_a_smaller_set(tmp_pat
         i = saved.names.index(name)
         assert abs(saved.popt[i] - truth[name]) < 5 * saved.perr[i], (name, saved.popt[i], saved.perr[i])
     assert len(list((tmp_path / "hpcfit-results").glob("simulated-xpcs-*.h5"))) == 1
+    if "plots" in run.stdout:                  # one row of panels per angle: 4 angles
+        assert png_size(tmp_path / "hpcfit-results" / "xpcs_angles.png") == (1040, 960)
 
 
 def test_help_version_and_no_command(tmp_path):
@@ -226,3 +228,63 @@ def test_the_shipped_example_configs_are_the_templates():
     root = Path(__file__).resolve().parents[1]
     assert (root / "examples" / "xpcs.toml").read_text() == TEMPLATES["xpcs"]
     assert (root / "examples" / "curve.toml").read_text() == TEMPLATES["curve"]
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", path
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def test_plots_have_their_panels_and_never_every_point(tmp_path):
+    pytest.importorskip("matplotlib")
+    keys = write_data(tmp_path, "h5")
+    (tmp_path / "run.toml").write_text(CURVE.format(suffix="h5", keys=keys))
+    run = cli(["fit", "run.toml", "--quiet"], tmp_path)
+    assert run.returncode == 0 and "result.json, result.h5, plots)" in run.stdout, run.stdout + run.stderr
+    out = tmp_path / "out"
+    assert png_size(out / "convergence.png") == (700, 450)
+    assert png_size(out / "fit.png") == (700, 600)                      # data/fit above residuals
+    assert png_size(out / "correlation.png")[0] > 300
+    # what fit.png draws: the bin means (400 at most), not the 30 000 points
+    from hpcfit.output.plots import BINS, _binned
+    saved = hpcfit.curve_fit(hpcfit.models.exponential_decay, X, Y, sigma=SIGMA, **API)
+    x, y, f, r, n, binned = _binned(saved, lambda: iter([(X, Y, SIGMA)]))
+    assert binned and n == X.size and x.size <= BINS and np.all(np.diff(x) > 0)
+    edges = np.linspace(X.min(), X.max(), BINS + 1)
+    counts = np.histogram(X, edges)[0]
+    np.testing.assert_allclose(y, np.histogram(X, edges, weights=Y)[0][counts > 0] / counts[counts > 0], rtol=1e-12)
+    x_all, *_ , few = _binned(saved, lambda: iter([(X[:1000], Y[:1000], SIGMA[:1000])]))
+    assert not few and x_all.size == 1000
+
+
+def test_without_matplotlib_the_plots_are_skipped_with_a_note(tmp_path, monkeypatch):
+    from hpcfit.output import plots
+
+    def missing():
+        raise ImportError("No module named 'matplotlib'")
+
+    monkeypatch.setattr(plots, "_pyplot", missing)
+    saved = hpcfit.curve_fit(hpcfit.models.exponential_decay, X, Y, sigma=SIGMA, **API)
+    written, note = plots.write_plots(saved, str(tmp_path))
+    assert written == [] and "matplotlib is not installed" in note and not list(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="mpiexec not installed")
+def test_per_point_outputs_are_the_same_on_any_rank_count_and_right(tmp_path):
+    keys = write_data(tmp_path, "h5")
+    (tmp_path / "run.toml").write_text(CURVE.format(suffix="h5", keys=keys) + "per_point = true\nplots = false\n")
+    files = {}
+    for n in (None, 2, 3):
+        run = cli(["fit", "run.toml", "--quiet"], tmp_path, n=n)
+        assert run.returncode == 0 and "per_point.h5" in run.stdout, run.stdout + run.stderr
+        with h5py.File(tmp_path / "out" / "per_point.h5") as f:
+            files[n] = {k: f[k][()] for k in ("fitted", "residual", "normalized_residual")}
+    for n in (2, 3):
+        assert all(files[n][k].tobytes() == files[None][k].tobytes() for k in files[None])
+    saved = hpcfit.load_result(tmp_path / "out" / "result.json")
+    a, b, c = saved.popt
+    fitted = a * np.exp(-b * X) + c                                  # numpy, independently of the kernels
+    np.testing.assert_allclose(files[None]["fitted"], fitted, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(files[None]["residual"], Y - fitted, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(files[None]["normalized_residual"], (Y - fitted) / SIGMA, rtol=1e-12, atol=1e-12)

@@ -36,7 +36,7 @@ MODEL_KEYS = {"name": "str", "function": "str", "mode": "str", "L": "float", "sc
               "triangle": "str", "scan": "bool"}
 PARAMETER_KEYS = {"value": "float", "min": "float", "max": "float", "fixed": "bool"}
 CHECKPOINT_KEYS = {"path": "path", "every": "int", "seconds": "float", "resume": "resume", "force": "bool"}
-OUTPUT_KEYS = {"directory": "path", "plots": "bool"}
+OUTPUT_KEYS = {"directory": "path", "plots": "bool", "per_point": "bool"}
 SECTIONS = ("data", "model", "parameters", "fit", "checkpoint", "output")
 
 

@@ -359,4 +359,23 @@ def write_results(cfg: RunConfig, prepared: Prepared, result, comm=None) -> tupl
 
     with Communicator(comm) as hc:
         note = hc.agree(lambda: write() if hc.is_root else None)
+        if cfg.output.get("per_point", False):
+            from ..output.per_point import write_per_point
+
+            write_per_point(os.path.join(out, "per_point.h5"), result, hc.agree(per_point_source, prepared, cfg), hc,
+                            int(result.info["chunk_size"]))
     return out, note
+
+
+def per_point_source(prepared: Prepared, cfg: RunConfig):
+    """The fitted points again, as a data source (opened anew: the fit closed its own)."""
+    if prepared.kind == "table":
+        from ..data import ArraySource
+
+        x, y, sigma = prepared.arrays
+        return ArraySource(x, y, sigma)
+    if prepared.kind == "hdf5":
+        return prepared.source
+    from ..xpcs.fit import _points
+
+    return _points(prepared.xpcs_data, cfg.model.get("triangle", "upper")).source

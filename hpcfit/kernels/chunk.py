@@ -183,3 +183,16 @@ def residuals(model: Callable, x, y, sigma, params, chunk_size: int = 1 << 16) -
         hi = min(lo + chunk_size, y.shape[0])
         out[lo:hi] = np.asarray(fn(x[..., lo:hi], p)) - y[lo:hi]
     return out if sigma is None else out / sigma
+
+
+def prediction_kernel(model: Callable):
+    """f(x, θ) on one chunk, in user parameters θ (for per-point outputs: fitted values)."""
+
+    def build():
+        def kernel(x, theta):
+            TRACE_COUNTS["prediction"] += 1
+            return jnp.asarray(model(x, *(theta[i] for i in range(theta.shape[0]))), dtype=jnp.float64)
+
+        return jax.jit(kernel)
+
+    return _cached(("prediction", model), build)
