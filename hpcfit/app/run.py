@@ -280,8 +280,8 @@ def fit_options(cfg: RunConfig) -> dict:
         options["checkpoint_seconds"] = ck["seconds"]
     if ck.get("force"):
         options["resume_force"] = True
-    if options.get("resume") is False:
-        options["resume"] = None
+    if options.get("resume") is False or (options.get("resume") == "auto" and "checkpoint" not in options):
+        options["resume"] = None      # "auto" with no checkpoint path (e.g. from slurm/fit.sbatch): a new fit
     return options
 
 
