@@ -1,13 +1,32 @@
 #!/usr/bin/env bash
-# Usage: launch/mpirun.sh N [python arguments...]
-# Runs `python -m mpi4py ARGS` on N ranks (abort-on-error), each with cores/N threads for BLAS and OpenMP.
+# Usage: [PYTHON=/path/to/venv/bin/python] launch/mpirun.sh N [python arguments...]
+# Runs `python -m mpi4py ARGS` on N ranks (abort-on-error), each with cores/N threads for BLAS and
+# OpenMP. No activated venv needed: PYTHON (default: .venv/bin/python of this repository, else
+# python3 on PATH) is used as given, and mpiexec is the one beside it (the mpich wheel's), else
+# MPIEXEC, else mpiexec on PATH. With NVIDIA GPUs present, each rank sees one GPU: local rank k
+# gets GPU k mod (number of GPUs) through CUDA_VISIBLE_DEVICES (launch/one_gpu_per_rank.sh).
 set -euo pipefail
-n=${1:?usage: launch/mpirun.sh N [python arguments...]}
+here=$(cd "$(dirname "$0")" && pwd)
+n=${1:?usage: [PYTHON=...] launch/mpirun.sh N [python arguments...]}
 shift
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x "$here/../.venv/bin/python" ]; then PYTHON=$here/../.venv/bin/python; else PYTHON=$(command -v python3); fi
+fi
+python=$(command -v "$PYTHON") || { echo "launch/mpirun.sh: python not found: $PYTHON" >&2; exit 1; }
+mpiexec=${MPIEXEC:-$(dirname "$python")/mpiexec}
+if [ ! -x "$mpiexec" ]; then
+  mpiexec=$(command -v mpiexec) || { echo "launch/mpirun.sh: no mpiexec beside $python nor on PATH" \
+    "(pip install 'hpcfit[mpich]' into that environment, or set MPIEXEC)" >&2; exit 1; }
+fi
 cores=$(nproc)
 threads=$(( cores / n > 0 ? cores / n : 1 ))
 export OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads MKL_NUM_THREADS=$threads
-python=${PYTHON:-python}
-mpiexec=${MPIEXEC:-$(dirname "$(command -v "$python")")/mpiexec}
-[ -x "$mpiexec" ] || mpiexec=mpiexec
+gpus=0
+if command -v nvidia-smi >/dev/null 2>&1; then
+  gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
+fi
+if [ "$gpus" -gt 0 ]; then
+  export HPCFIT_GPUS=$gpus
+  exec "$mpiexec" -n "$n" "$here/one_gpu_per_rank.sh" "$python" -m mpi4py "$@"
+fi
 exec "$mpiexec" -n "$n" "$python" -m mpi4py "$@"

@@ -288,3 +288,19 @@ def test_per_point_outputs_are_the_same_on_any_rank_count_and_right(tmp_path):
     np.testing.assert_allclose(files[None]["fitted"], fitted, rtol=1e-14, atol=1e-15)
     np.testing.assert_allclose(files[None]["residual"], Y - fitted, rtol=0, atol=1e-14)
     np.testing.assert_allclose(files[None]["normalized_residual"], (Y - fitted) / SIGMA, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="mpiexec not installed")
+def test_launch_works_without_an_activated_venv_and_maps_one_gpu_per_rank(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    bare = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHON": sys.executable}   # no venv on PATH
+    run = subprocess.run(["bash", str(root / "launch" / "mpirun.sh"), "2", "-c",
+                          "from mpi4py import MPI; print('size', MPI.COMM_WORLD.size)"],
+                         env=bare, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.count("size 2") == 2, run.stdout + run.stderr
+    for local_rank, gpus, want in [("0", "4", "0"), ("5", "4", "1"), ("3", "1", "0")]:
+        out = subprocess.run(["bash", str(root / "launch" / "one_gpu_per_rank.sh"), "sh", "-c",
+                              "echo $CUDA_VISIBLE_DEVICES"], env={"PATH": "/usr/bin:/bin", "MPI_LOCALRANKID": local_rank,
+                                                                  "HPCFIT_GPUS": gpus},
+                             capture_output=True, text=True, timeout=30)
+        assert out.stdout.strip() == want
