@@ -209,6 +209,7 @@ def _run(hc, f, source, opts, p0, lower, upper, absolute_sigma, t_start) -> FitR
         weight_scale = residual_scale(hc, local)
         evaluator = hc.agree(PassEvaluator, hc, local, f, opts.loss, opts.f_scale, norm.offset, norm.scale,
                              opts.jacobian_mode, weight_scale)
+        evaluator.show_progress = bool(opts.verbose) and hc.is_root
         t_setup = time.perf_counter()
         problem = Problem(hc, local, f, opts, norm, p0, lower, upper, norm.to_u(lower), norm.to_u(upper),
                           bool(absolute_sigma), IterationTable(bool(opts.verbose) and hc.is_root), weight_scale)

@@ -3,6 +3,7 @@ the result files read back equal the Python API's result bit for bit; config err
 exit 1, the same whichever rank has the bad value, and never hang; exit codes 0/2/75; --dry-run;
 the init templates run as written."""
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -304,3 +305,21 @@ def test_launch_works_without_an_activated_venv_and_maps_one_gpu_per_rank(tmp_pa
                                                                   "HPCFIT_GPUS": gpus},
                              capture_output=True, text=True, timeout=30)
         assert out.stdout.strip() == want
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="mpiexec not installed")
+def test_progress_lines_for_long_passes_come_from_rank_0_only(tmp_path):
+    """With the threshold at 0 s (HPCFIT_PROGRESS_AFTER; 10 s by default) every pass reports: share
+    done, rate, time left, one line each (stderr is not a terminal), from rank 0 alone."""
+    keys = write_data(tmp_path, "h5")
+    (tmp_path / "run.toml").write_text(CURVE.format(suffix="h5", keys=keys) + "plots = false\n")
+    env = {**os.environ, "HPCFIT_PROGRESS_AFTER": "0", "HPCFIT_PROGRESS_EVERY": "0"}
+    run = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "mpi4py", "-m", "hpcfit", "fit", "run.toml"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = [line for line in run.stderr.splitlines() if line.startswith("Jacobian pass (rank 0's chunks): ")]
+    import re
+    assert lines and all(re.fullmatch(r".*: \d+% \(\d+/4 chunks, [0-9.e+]+ points/s\), \d+ s so far, about \d+ s left",
+                                      line) for line in lines), run.stderr
+    quiet = cli(["fit", "run.toml", "--quiet"], tmp_path)                 # default threshold: nothing
+    assert "pass (rank 0's chunks)" not in quiet.stderr

@@ -20,6 +20,7 @@ from ..comm import Communicator
 from ..data.chunks import LocalChunks, chunk_checksum
 from ..data.grid import TreeAccumulator, combine_blocks
 from ..errors import FitError, HpcfitError, InputError
+from ..progress import Progress
 from .chunk import cost_kernel, jacobian_kernel
 from .coords import implicit_model
 
@@ -107,6 +108,7 @@ class PassEvaluator:
             if not local.cacheable else None
         self.stats = PassStats()
         self.chunk_checksums: dict[int, int] | None = None   # global chunk → CRC32, when tracked
+        self.show_progress = False       # rank 0 of a verbose fit: progress lines for long passes
 
     def track_checksums(self) -> None:
         """From now on, checksum every chunk as it is read (no extra read); a chunk read again
@@ -204,12 +206,20 @@ class PassEvaluator:
             if i == self._block_range[b][1] - 1:
                 slots[self._slot0 + b] = acc.result()
 
+        progress = None
+        if self.show_progress:                     # this rank's chunks stand for the pass: ranks keep pace
+            progress = Progress(f"{'Jacobian' if kernel is self._jac else 'cost'} pass (rank 0's chunks)",
+                                self.local.n_local, "chunks", self.local.chunk_size)
         pending = None
         for i, chunk in enumerate(self._device_chunks()):
             out = kernel(*args, *chunk, self._f_scale)    # dispatched asynchronously
             if pending is not None:
                 consume(*pending)                          # reads back chunk i-1 while chunk i runs
+                if progress is not None:
+                    progress.update(i)
             pending = (i, out)
         if pending is not None:
             consume(*pending)
+        if progress is not None:
+            progress.close()
         verify()                  # ... or changed during this one

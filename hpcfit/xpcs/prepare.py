@@ -51,7 +51,8 @@ def prepare_stream(path, *, q, dt, phi_ranges=None, frames=None, triangle: str =
                 return buf
 
             write_rounds(hc, sel.phi.size, sel.n_t, read_finite,
-                         None if writer is None else writer.write, None if writer is None else writer.close)
+                         None if writer is None else writer.write, None if writer is None else writer.close,
+                         label=f"prepare_stream {sel.path}")
         except BaseException:
             if writer is not None:
                 writer.abort()

@@ -11,15 +11,18 @@ from typing import Callable
 import numpy as np
 
 from ..comm import Communicator
+from ..progress import Progress
 
 
 def write_rounds(hc: Communicator, n_maps: int, n_t: int, produce: Callable[[int, np.ndarray], np.ndarray],
-                 put: Callable[[int, np.ndarray], None] | None, close: Callable[[], object] | None) -> None:
+                 put: Callable[[int, np.ndarray], None] | None, close: Callable[[], object] | None,
+                 label: str = "maps") -> None:
     """Collective: map ``a`` is produced by rank ``a % size`` into an (n_t, n_t) buffer, one round of
     ``size`` maps at a time; rank 0 ``put``s them in order and finally ``close``s (rank 0's
-    ``put``/``close``; ignored elsewhere)."""
+    ``put``/``close``; ignored elsewhere). Rank 0 reports progress of long work under ``label``."""
     buf = np.empty((n_t, n_t))          # this rank's one map: produced into, sent from, received into (rank 0)
     pending = None                      # rank 0: a failed write, raised on every rank at the next agreement
+    progress = Progress(label, n_maps, "maps", n_t * (n_t - 1) / 2) if hc.is_root else None
     for first in range(0, n_maps, hc.size):
         mine = hc.agree(_produce, produce, first + hc.rank, n_maps, buf, pending)
         if not hc.is_root:
@@ -34,6 +37,9 @@ def write_rounds(hc: Communicator, n_maps: int, n_t: int, produce: Callable[[int
                     put(first + r, buf)
                 except Exception as exc:  # noqa: BLE001 - kept until every rank can raise it (no rank waits)
                     pending = exc
+        progress.update(min(first + hc.size, n_maps))
+    if progress is not None:
+        progress.close()
     hc.agree(_finish, close if hc.is_root else None, pending)
 
 

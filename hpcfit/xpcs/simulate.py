@@ -107,7 +107,7 @@ def simulate(out, *, layout: str = APS_U, n_phi: int, n_t: int, mode: str = "lam
         with writer if writer is not None else nullcontext():
             write_rounds(hc, s.phi.size, s.n_t, lambda a, buf: _angle_map(s, rates, a, buf),
                          None if writer is None else (lambda a, buf: _put(writer, a, buf)),
-                         None if writer is None else writer.close)
+                         None if writer is None else writer.close, label=f"simulate {s.out}")
         n_ranks = hc.size
     tri = s.triangle if s.layout == STREAM else "upper"
     return SimulationSummary(s.out, s.layout, s.phi.size, s.n_t, s.phi.size * n_pairs(s.n_t, tri), truth, n_ranks,
