@@ -323,3 +323,28 @@ def test_progress_lines_for_long_passes_come_from_rank_0_only(tmp_path):
                                       line) for line in lines), run.stderr
     quiet = cli(["fit", "run.toml", "--quiet"], tmp_path)                 # default threshold: nothing
     assert "pass (rank 0's chunks)" not in quiet.stderr
+
+
+def test_an_xpcs_beamline_file_fits_with_the_dt_it_records(tmp_path):
+    """[data] kind = "xpcs" without dt: frame_time x stride_frame x avg_frame from the file; without
+    them, dt is required (one line naming what is missing)."""
+    from hpcfit.xpcs import simulate
+    from hpcfit.xpcs.load import AVERAGING, FRAME_TIME, STRIDE
+    truth = [1500.0, -0.25, 20.0]
+    simulate(tmp_path / "beamline.h5", layout="aps-u", n_phi=2, n_t=40, mode="static", dt=0.5, q=0.0054, L=2e6,
+             params=truth, contrast=0.25, offset=1.0, noise=0.002, seed=3)
+    config = ('[data]\nkind = "xpcs"\nfile = "beamline.h5"\nq = 0.0054\n[model]\nmode = "static"\n'
+              '[fit]\nmethod = "gn"\n[output]\nplots = false\n')
+    (tmp_path / "run.toml").write_text(config)
+    run = cli(["fit", "run.toml", "--quiet"], tmp_path)
+    assert run.returncode == 1 and "`dt` is required" in run.stderr and "stride_frame" in run.stderr, run.stderr
+    with h5py.File(tmp_path / "beamline.h5", "r+") as f:
+        f[FRAME_TIME] = np.array([[0.001]])
+        f[STRIDE] = np.array([[50]])
+        f[AVERAGING] = np.array([[10]])
+    run = cli(["fit", "run.toml", "--quiet"], tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    saved = hpcfit.load_result(tmp_path / "hpcfit-results" / "result.json")
+    assert saved.info["xpcs"]["dt"] == 0.001 * 50 * 10
+    d0 = saved.names.index("D0")
+    assert abs(saved.popt[d0] - truth[0]) < 5 * saved.perr[d0]

@@ -384,3 +384,15 @@ def test_nan_in_a_map_is_named_by_file_map_angle_and_frames(tmp_path, c2):
     assert not out.exists()
     # another angle's selection does not see it
     assert prepare_stream(path, q=Q[1], dt=DT, frames=(2, N_T), phi_ranges=[(-10, 10)], out=out) == out
+
+
+def test_recorded_dt_of_the_real_result_files():
+    """The real APS-U files record frame_time only (multitau results: no two-time config), so dt is
+    not known from them; a file with all three gives their product."""
+    from hpcfit.xpcs.load import recorded_dt
+    real = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "real",
+                        "E0173_H06-c6c5-4_a0009_f100000_r00001_results.hdf")
+    if not os.path.exists(real):
+        pytest.skip("the shared real data are not next to this checkout")
+    dt, what = recorded_dt(real)
+    assert dt is None and "xpcs/twotime/config/stride_frame" in what and "frame_time" not in what.split("missing")[1]

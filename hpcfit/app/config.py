@@ -29,7 +29,7 @@ DATA_KINDS = {
                        "noise": "float", "seed": "int", "phi": "floats"},
 }
 DATA_KINDS["demo"] = {"n_points": "int", "seed": "int"}
-REQUIRED = {"demo": (), "file": ("file",), "xpcs": ("file", "q", "dt"),
+REQUIRED = {"demo": (), "file": ("file",), "xpcs": ("file", "q"),
             "xpcs-simulated": ("n_phi", "n_t", "dt", "q", "L", "params", "contrast", "offset", "noise", "seed")}
 
 MODEL_KEYS = {"name": "str", "function": "str", "mode": "str", "L": "float", "scaling": "str", "form": "str",

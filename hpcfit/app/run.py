@@ -241,10 +241,29 @@ def prepare(cfg: RunConfig, comm=None, say=print) -> Prepared:
                                                       data.get("frames"), cfg.model.get("triangle", "upper")).name)
     with Communicator(comm) as hc:
         hc.agree(lambda: os.makedirs(cfg.output_dir, exist_ok=True) if hc.is_root else None)
-    stream = prepare_stream(data["file"], q=data["q"], dt=data["dt"], phi_ranges=data.get("phi_ranges"),
+    with Communicator(comm) as hc:
+        dt = hc.agree(_dt, data)
+    stream = prepare_stream(data["file"], q=data["q"], dt=dt, phi_ranges=data.get("phi_ranges"),
                             frames=data.get("frames"), triangle=cfg.model.get("triangle", "upper"), out=out,
                             comm=comm)
     return Prepared("xpcs", xpcs_data=os.fspath(stream), describe=data["file"])
+
+
+def _dt(data: dict) -> float:
+    """[data] dt, or the one the file records (frame time x stride x averaging); a given dt that
+    disagrees with the recorded one is used, with a warning."""
+    import warnings
+
+    from ..xpcs.load import recorded_dt
+
+    recorded, what = recorded_dt(data["file"])
+    if "dt" not in data:
+        if recorded is None:
+            raise InputError(f"[data] `dt` is required: {what}")
+        return recorded
+    if recorded is not None and abs(data["dt"] - recorded) > 1e-9 * recorded:
+        warnings.warn(f"[data] dt = {data['dt']:g} s is used, but {what}", UserWarning, stacklevel=2)
+    return data["dt"]
 
 
 def _simulated_path(cfg: RunConfig) -> str:

@@ -466,3 +466,26 @@ def load(path, *, q, dt, phi_ranges=None, frames=None) -> TwoTimeData:
             reader.read(j, c2[j])
     c2.flags.writeable = False
     return TwoTimeData(c2, sel.phi, sel.q, dt, sel.frames, sel.path, sel.layout, sel.stamp, tuple(sel.names))
+
+
+#: Where an APS 8-ID-I result file records what dt is made of: frame time x stride x averaging.
+FRAME_TIME, STRIDE, AVERAGING = ("entry/instrument/detector_1/frame_time", "xpcs/twotime/config/stride_frame",
+                                 "xpcs/twotime/config/avg_frame")
+
+
+def recorded_dt(path) -> tuple[float | None, str]:
+    """dt (seconds per frame of the two-time maps) as the file records it, ``frame_time ×
+    stride_frame × avg_frame`` ((1, 1) arrays squeezed), or None when any of the three is missing;
+    and a sentence saying what was found."""
+    p = _existing_file(path)
+    with _open(p) as f:
+        found = {}
+        for name in (FRAME_TIME, STRIDE, AVERAGING):
+            if name in f and isinstance(f[name], h5py.Dataset) and np.asarray(f[name][()]).size == 1:
+                found[name] = float(np.asarray(f[name][()]).reshape(()))
+    if len(found) == 3 and all(np.isfinite(v) and v > 0 for v in found.values()):
+        dt = found[FRAME_TIME] * found[STRIDE] * found[AVERAGING]
+        return dt, (f"{p} records frame_time {found[FRAME_TIME]:g} s x stride_frame {found[STRIDE]:g} x "
+                    f"avg_frame {found[AVERAGING]:g} = dt {dt:g} s")
+    missing = [n for n in (FRAME_TIME, STRIDE, AVERAGING) if n not in found]
+    return None, f"{p} does not record dt (missing or unusable: {', '.join(missing)})"
