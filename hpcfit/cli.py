@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 
 def _world():
@@ -206,6 +207,10 @@ def main(argv=None) -> int:
         return 1
 
 
+#: Seconds rank 0 waits after MPI_Finalize before a non-zero exit (see :func:`entry`).
+EXIT_GRACE = 0.5
+
+
 def entry(argv=None) -> None:
     """``python -m hpcfit`` and the ``hpcfit`` console script: run, then exit with the code every
     rank agreed on. Under MPI a non-zero code ends MPI cleanly first: raising SystemExit under
@@ -218,7 +223,13 @@ def entry(argv=None) -> None:
         if MPI.Is_initialized() and not MPI.Is_finalized():
             sys.stdout.flush()
             sys.stderr.flush()
+            rank = MPI.COMM_WORLD.Get_rank()
+            MPI.COMM_WORLD.Barrier()
             MPI.Finalize()
+            if rank == 0:
+                # The launcher (Hydra, srun) kills every process still running once one exits with a
+                # non-zero code: rank 0 leaves last, after the others had time to exit with theirs.
+                time.sleep(EXIT_GRACE)
             os._exit(code)
     sys.exit(code)
 

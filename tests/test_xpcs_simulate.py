@@ -247,7 +247,7 @@ def test_cli_writes_the_same_file_as_the_api(tmp_path):
 def test_cli_bad_argument_fails_naming_it(tmp_path):
     out = subprocess.run([sys.executable, *CLI, "--out", str(tmp_path / "x.h5"), "--n-phi", "0"],
                          capture_output=True, text=True, timeout=240, cwd=ROOT)
-    assert out.returncode != 0 and "InputError" in out.stderr and "`n_phi`" in out.stderr
+    assert out.returncode == 1 and out.stderr.startswith("hpcfit: error: ") and "`n_phi`" in out.stderr
     assert not (tmp_path / "x.h5").exists()
 
 
