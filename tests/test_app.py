@@ -201,7 +201,15 @@ def test_the_xpcs_template_is_valid_and_finds_the_truth_on_a_smaller_set(tmp_pat
     for name in ("D0", "gamma_dot_t0", "beta", "phi0"):
         i = saved.names.index(name)
         assert abs(saved.popt[i] - truth[name]) < 5 * saved.perr[i], (name, saved.popt[i], saved.perr[i])
-    assert len(list((tmp_path / "hpcfit-results").glob("simulated-xpcs-*.h5"))) == 1
+    streams = list((tmp_path / "hpcfit-results").glob("simulated-xpcs-*.h5"))
+    assert len(streams) == 1
+    # the Python API on the same data with the same start, bounds and options: the same bits
+    from hpcfit.xpcs import fit as xpcs_fit
+    p0 = [p.value for p in cfg.parameters]
+    bounds = ([p.lower for p in cfg.parameters], [p.upper for p in cfg.parameters])
+    api = xpcs_fit(str(streams[0]), mode="laminar_flow", L=2e6, scaling="individual", p0=p0, bounds=bounds,
+                   method="hybrid", ftol=1e-8, verbose=0)
+    assert api.popt.tobytes() == saved.popt.tobytes() and api.pcov.tobytes() == saved.pcov.tobytes()
     if "plots" in run.stdout:                  # one row of panels per angle: 4 angles
         assert png_size(tmp_path / "hpcfit-results" / "xpcs_angles.png") == (1040, 960)
 
@@ -289,6 +297,10 @@ def test_per_point_outputs_are_the_same_on_any_rank_count_and_right(tmp_path):
     np.testing.assert_allclose(files[None]["fitted"], fitted, rtol=1e-14, atol=1e-15)
     np.testing.assert_allclose(files[None]["residual"], Y - fitted, rtol=0, atol=1e-14)
     np.testing.assert_allclose(files[None]["normalized_residual"], (Y - fitted) / SIGMA, rtol=1e-12, atol=1e-12)
+    with h5py.File(tmp_path / "out" / "result.h5") as f:          # linked from result.h5
+        assert f["per_point/fitted"][()].tobytes() == files[3]["fitted"].tobytes()
+    data = json.loads((tmp_path / "out" / "result.json").read_text())["data"]
+    assert data["file"]["size"] == (tmp_path / "data.h5").stat().st_size and data["n_points"] == X.size
 
 
 @pytest.mark.skipif(MPIEXEC is None, reason="mpiexec not installed")

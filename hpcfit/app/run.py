@@ -356,12 +356,12 @@ def write_results(cfg: RunConfig, prepared: Prepared, result, comm=None) -> tupl
 
         os.makedirs(out, exist_ok=True)
         extra = {"config": cfg.raw, "config_file": os.path.abspath(cfg.source), "config_toml": dump_toml(cfg.raw),
-                 "data": {"source": result.info.get("source"), "n_points": result.n_points,
-                          "kind": cfg.kind},
+                 "data": data_fingerprint(cfg, prepared, result),
                  "versions": {"hpcfit": __version__, "python": platform.python_version(), "jax": jax.__version__,
                               "numpy": np.__version__, "h5py": h5py.__version__}}
         result.save(os.path.join(out, "result.json"), extra)
-        result.save(os.path.join(out, "result.h5"), extra)
+        result.save(os.path.join(out, "result.h5"), extra,
+                    links={"per_point": "per_point.h5"} if cfg.output.get("per_point", False) else None)
         if not cfg.output.get("plots", True):
             return None
         from ..output.plots import write_plots
@@ -384,6 +384,27 @@ def write_results(cfg: RunConfig, prepared: Prepared, result, comm=None) -> tupl
             write_per_point(os.path.join(out, "per_point.h5"), result, hc.agree(per_point_source, prepared, cfg), hc,
                             int(result.info["chunk_size"]))
     return out, note
+
+
+def data_fingerprint(cfg: RunConfig, prepared: Prepared, result) -> dict:
+    """What identifies the fitted data in the result files: the kind, the source, the points, and
+    the file's size, modification time and inode (for a table, the SHA-256 of x, y and sigma as
+    fitted; hashing a 10⁹-point file would cost a pass, so files are identified by their stat)."""
+    import hashlib
+
+    out = {"kind": cfg.kind, "source": result.info.get("source"), "n_points": result.n_points}
+    path = prepared.xpcs_data if prepared.kind == "xpcs" else cfg.data.get("file")
+    if path and os.path.isfile(path):
+        st = os.stat(path)
+        out["file"] = {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                       "inode": st.st_ino}
+    if prepared.kind == "table":
+        digest = hashlib.sha256()
+        for a in prepared.arrays:
+            if a is not None:
+                digest.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+        out["sha256"] = digest.hexdigest()
+    return out
 
 
 def per_point_source(prepared: Prepared, cfg: RunConfig):

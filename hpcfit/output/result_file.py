@@ -103,9 +103,10 @@ def from_document(doc: dict, where: str = "result"):
     return FitResult(**{k: v for k, v in r.items() if k in known})
 
 
-def save(result, path, extra: dict | None = None) -> Path:
+def save(result, path, extra: dict | None = None, links: dict | None = None) -> Path:
     """Write ``result`` to ``path``: JSON for ``.json``, HDF5 for ``.h5``/``.hdf5``. Written to a
-    temporary name and renamed, so a reader never sees half a file."""
+    temporary name and renamed, so a reader never sees half a file. ``links`` (HDF5 only): name →
+    file, external links to the root of other files beside it (the per-point outputs)."""
     path = Path(path)
     doc = result_document(result, extra)
     text = json.dumps(doc, indent=1, allow_nan=False)
@@ -127,6 +128,8 @@ def save(result, path, extra: dict | None = None) -> Path:
             columns = [fl.name for fl in dataclasses.fields(IterationRecord)]
             table = np.array([[getattr(row, c) for c in columns] for row in result.history], dtype=float)
             f.create_dataset("history", data=table.reshape(-1, len(columns))).attrs["columns"] = ",".join(columns)
+            for name, target in (links or {}).items():
+                f[name] = h5py.ExternalLink(target, "/")
     else:
         raise InputError(f"`path` must end in .json, .h5 or .hdf5; got {path}")
     os.replace(tmp, path)
