@@ -360,3 +360,37 @@ def test_an_xpcs_beamline_file_fits_with_the_dt_it_records(tmp_path):
     assert saved.info["xpcs"]["dt"] == 0.001 * 50 * 10
     d0 = saved.names.index("D0")
     assert abs(saved.popt[d0] - truth[0]) < 5 * saved.perr[d0]
+
+
+def test_a_table_too_big_to_share_is_converted_once_and_streamed(tmp_path):
+    """Above HPCFIT_TABLE_SHARE_LIMIT points (4 Mi by default; 10 000 here) rank 0 converts the table
+    to HDF5 in the output directory and every rank streams it; the answer is the shared table's."""
+    keys = write_data(tmp_path, "csv")
+    (tmp_path / "run.toml").write_text(CURVE.format(suffix="csv", keys=keys) + "plots = false\n")
+    shared = cli(["fit", "run.toml", "--quiet"], tmp_path)
+    assert shared.returncode == 0, shared.stderr
+    small = hpcfit.load_result(tmp_path / "out" / "result.json")
+    env = {**os.environ, "HPCFIT_TABLE_SHARE_LIMIT": "10000"}
+    for _ in range(2):                                             # made, then reused
+        run = subprocess.run([sys.executable, "-m", "hpcfit", "fit", "run.toml", "--quiet"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300, env=env)
+        assert run.returncode == 0, run.stderr
+        big = hpcfit.load_result(tmp_path / "out" / "result.json")
+        assert big.info["source"].startswith("HDF5") and big.popt.tobytes() == small.popt.tobytes()
+    assert len(list((tmp_path / "out").glob("table-data-*.h5"))) == 1
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="mpiexec not installed")
+def test_an_xpcs_config_under_mpiexec_gives_the_serial_bits(tmp_path):
+    (tmp_path / "run.toml").write_text(TEMPLATES["xpcs"])
+    small = ["fit", "run.toml", "--quiet", "--set", "data.n_t=60", "--set", "data.n_phi=2",
+             "--set", "data.phi=[-170.0, 10.0]", "--set", "output.plots=false"]
+    results = {}
+    for n in (None, 2, 3):
+        run = cli(small, tmp_path, n=n)
+        assert run.returncode in (0, 2), run.stdout + run.stderr
+        results[n] = hpcfit.load_result(tmp_path / "hpcfit-results" / "result.json")
+        (tmp_path / "hpcfit-results" / "checkpoint.h5").unlink(missing_ok=True)   # each run a new fit
+        (tmp_path / "hpcfit-results" / "checkpoint.prev.h5").unlink(missing_ok=True)
+    for n in (2, 3):
+        assert results[n].popt.tobytes() == results[None].popt.tobytes() and results[n].info["n_ranks"] == n

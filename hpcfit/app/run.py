@@ -169,6 +169,37 @@ def read_table(data: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
             column(s_key, 2 if table.shape[1] > 2 else None, "sigma"))
 
 
+#: Tables with more points than this are not sent to every rank: rank 0 converts them once to an
+#: HDF5 file in the output directory, which every rank then streams (its own chunks only).
+SHARE_LIMIT = int(os.environ.get("HPCFIT_TABLE_SHARE_LIMIT", 1 << 22))
+
+
+def _table_stamp(path: str) -> dict:
+    st = os.stat(path)
+    return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _table_on_root(cfg: RunConfig) -> tuple[str, tuple]:
+    """Rank 0: ("arrays", (x, y, sigma)) for a table small enough to share, or ("hdf5", (path,
+    holds sigma)) for the HDF5 file a big one was converted to (made now, or reused while the table
+    is unchanged)."""
+    from ..data.hdf5 import table_file_sigma, write_table_file
+
+    data = cfg.data
+    stamp = _table_stamp(data["file"]) if os.path.isfile(data["file"]) else None
+    name = os.path.splitext(os.path.basename(data["file"]))[0]
+    target = os.path.join(cfg.output_dir, f"table-{name}-"
+                          f"{hashlib.sha256(json.dumps([stamp, data], sort_keys=True).encode()).hexdigest()[:12]}.h5")
+    reuse = table_file_sigma(target, stamp) if stamp is not None else None
+    if reuse is not None:
+        return "hdf5", (target, reuse)
+    x, y, sigma = read_table(data)
+    if y.size <= SHARE_LIMIT:
+        return "arrays", (x, y, sigma)
+    os.makedirs(cfg.output_dir, exist_ok=True)
+    return "hdf5", (write_table_file(target, x, y, sigma, stamp), sigma is not None)
+
+
 @dataclass
 class Prepared:
     """What the fit needs, built from [data] and [model] (the same on every rank)."""
@@ -199,9 +230,9 @@ def prepare(cfg: RunConfig, comm=None, say=print) -> Prepared:
                              else load_function(cfg.model["function"]))
             names = hc.agree(model_parameter_names, model)
             suffix = _suffix(data["file"])
-            if suffix in HDF5_SUFFIXES:
-                from ..data import HDF5Source
+            from ..data import HDF5Source
 
+            if suffix in HDF5_SUFFIXES:
                 def check():
                     if not os.path.isfile(data["file"]):
                         raise InputError(f"[data] file {data['file']} does not exist")
@@ -218,8 +249,12 @@ def prepare(cfg: RunConfig, comm=None, say=print) -> Prepared:
             if suffix not in TABLE_SUFFIXES:      # the same on every rank: the configuration is
                 raise InputError(f"[data] file {data['file']}: unknown format {suffix!r}; use HDF5 "
                                  f"({', '.join(HDF5_SUFFIXES)}) or {', '.join(TABLE_SUFFIXES)}")
-            arrays = hc.bcast(hc.agree(lambda: read_table(data) if hc.is_root else None))
-            return Prepared("table", model, names, arrays=arrays, describe=data["file"])
+            how, what = hc.bcast(hc.agree(lambda: _table_on_root(cfg) if hc.is_root else None))
+            if how == "hdf5":                    # too big to share: converted once, streamed by every rank
+                path, has_sigma = what
+                source = HDF5Source(path, y="y", x="x", sigma="sigma" if has_sigma else None)
+                return Prepared("hdf5", model, names, source=source, describe=f"HDF5 {path} (from {data['file']})")
+            return Prepared("table", model, names, arrays=what, describe=data["file"])
         if cfg.kind == "xpcs-simulated":
             path = hc.agree(_simulated_path, cfg)
             exists = hc.bcast(hc.agree(lambda: _is_simulation(path) if hc.is_root else None))

@@ -243,3 +243,38 @@ def _file_stamp(path) -> tuple:
 def _global_index(at, k: int) -> int:
     """Global index of the k-th value of a read from ``at`` (start index or index array)."""
     return int(at) + k if np.ndim(at) == 0 else int(at[k])
+
+
+def write_table_file(path, x: np.ndarray, y: np.ndarray, sigma: np.ndarray | None, source_stamp: dict) -> str:
+    """Write x, y (and sigma) as an HDF5 file that :class:`HDF5Source` streams (a big table, read
+    once on one process, then streamed by every rank). ``source_stamp`` (the table's path, size and
+    mtime) is recorded, so that :func:`table_file_sigma` can tell the file may be reused. Written to a
+    temporary name and renamed."""
+    import json
+
+    import h5py
+
+    tmp = f"{os.fspath(path)}.tmp"
+    with h5py.File(tmp, "w") as f:
+        f["x"], f["y"] = x, y
+        if sigma is not None:
+            f["sigma"] = sigma
+        f.attrs["hpcfit_table_source"] = json.dumps(source_stamp, sort_keys=True)
+    os.replace(tmp, path)
+    return os.fspath(path)
+
+
+def table_file_sigma(path, source_stamp: dict) -> bool | None:
+    """None unless ``path`` is a table file written from this very table (same path, size, mtime);
+    then whether it holds sigma."""
+    import json
+
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("hpcfit_table_source") != json.dumps(source_stamp, sort_keys=True):
+                return None
+            return "sigma" in f
+    except Exception:  # noqa: BLE001 - missing or not ours: not current
+        return None
