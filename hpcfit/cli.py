@@ -207,8 +207,8 @@ def main(argv=None) -> int:
         return 1
 
 
-#: Seconds rank 0 waits after MPI_Finalize before a non-zero exit (see :func:`entry`).
-EXIT_GRACE = 0.5
+#: Seconds every rank waits after MPI_Finalize before a non-zero exit (see :func:`entry`).
+EXIT_GRACE = 2.0
 
 
 def entry(argv=None) -> None:
@@ -223,13 +223,12 @@ def entry(argv=None) -> None:
         if MPI.Is_initialized() and not MPI.Is_finalized():
             sys.stdout.flush()
             sys.stderr.flush()
-            rank = MPI.COMM_WORLD.Get_rank()
             MPI.COMM_WORLD.Barrier()
             MPI.Finalize()
-            if rank == 0:
-                # The launcher (Hydra, srun) kills every process still running once one exits with a
-                # non-zero code: rank 0 leaves last, after the others had time to exit with theirs.
-                time.sleep(EXIT_GRACE)
+            # Hydra kills a process that has not finished MPI_Finalize when another exits non-zero,
+            # and then reports the kill (9) instead of our code; it reports the first exit's code.
+            # Every rank leaves with the same code, after all had time to finish MPI_Finalize.
+            time.sleep(EXIT_GRACE)
             os._exit(code)
     sys.exit(code)
 

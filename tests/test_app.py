@@ -133,7 +133,7 @@ def test_a_config_error_is_one_line_and_exit_1(tmp_path, name):
 
 @pytest.mark.skipif(MPIEXEC is None, reason="mpiexec not installed")
 @pytest.mark.parametrize("n", [2, 3])
-@pytest.mark.parametrize("name", ["unknown_key", "missing_dataset", "bad_parameter"])
+@pytest.mark.parametrize("name", sorted(BAD))
 def test_a_config_error_on_one_rank_only_is_one_line_and_exit_1_without_a_hang(tmp_path, n, name):
     keys = write_data(tmp_path, "h5")
     (tmp_path / "run.toml").write_text(CURVE.format(suffix="h5", keys=keys))
