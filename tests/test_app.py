@@ -186,7 +186,7 @@ def test_the_curve_template_runs_as_written(tmp_path):
     run = cli(["fit", "run.toml", "--quiet", "--set", "data.n_points=50000"], tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     from hpcfit.demo import TRUTH
-    saved = hpcfit.load_result(tmp_path / "hpcfit-results" / "result.json")
+    saved = hpcfit.load_result(tmp_path / "hpcfit-results-curve" / "result.json")
     assert np.all(np.abs(saved.popt - TRUTH) < 5 * saved.perr)
 
 

@@ -276,7 +276,6 @@ def prepare(cfg: RunConfig, comm=None, say=print) -> Prepared:
                                                       data.get("frames"), cfg.model.get("triangle", "upper")).name)
     with Communicator(comm) as hc:
         hc.agree(lambda: os.makedirs(cfg.output_dir, exist_ok=True) if hc.is_root else None)
-    with Communicator(comm) as hc:
         dt = hc.agree(_dt, data)
     stream = prepare_stream(data["file"], q=data["q"], dt=dt, phi_ranges=data.get("phi_ranges"),
                             frames=data.get("frames"), triangle=cfg.model.get("triangle", "upper"), out=out,
@@ -342,29 +341,30 @@ def fit_options(cfg: RunConfig) -> dict:
 def run_fit(cfg: RunConfig, prepared: Prepared, comm=None):
     """Collective: the fit the configuration describes."""
     options = fit_options(cfg)
-    if prepared.kind == "xpcs":
-        from ..models.xpcs import PHYSICAL_NAMES, MODES
-        from ..xpcs import fit as xpcs_fit
+    names, defaults = prepared.names, None
+    if prepared.kind == "xpcs":              # the physical parameters; contrast/offset start from the data
+        from ..models.xpcs import MODES, PHYSICAL_NAMES
         from ..xpcs.fit import DEFAULT_BOUNDS, DEFAULT_P0
 
-        mode = cfg.model.get("mode", "laminar_flow")
-        names = list(PHYSICAL_NAMES[:MODES.get(mode, 7)])
+        names = list(PHYSICAL_NAMES[:MODES.get(cfg.model.get("mode", "laminar_flow"), 7)])
         defaults = {n: (DEFAULT_P0[n], *DEFAULT_BOUNDS[n]) for n in names}
-        with Communicator(comm) as hc:
-            p0, lower, upper = hc.agree(ordered_parameters, cfg, names, defaults)
+    with Communicator(comm) as hc:
+        p0, lower, upper = hc.agree(ordered_parameters, cfg, names, defaults)
+    if prepared.kind == "xpcs":
+        from ..xpcs import fit as xpcs_fit
+
         kw = {k: cfg.model[k] for k in ("L", "scaling", "form", "triangle", "scan") if k in cfg.model}
-        return xpcs_fit(prepared.xpcs_data, mode=mode, p0=p0, bounds=(lower, upper), comm=comm, **kw, **options)
+        return xpcs_fit(prepared.xpcs_data, mode=cfg.model.get("mode", "laminar_flow"), p0=p0, bounds=(lower, upper),
+                        comm=comm, **kw, **options)
     from ..api import curve_fit, fit
 
-    with Communicator(comm) as hc:
-        p0, lower, upper = hc.agree(ordered_parameters, cfg, prepared.names)
+    absolute = bool(cfg.data.get("absolute_sigma", cfg.kind == "demo"))   # the demo's sigma is the true noise
     if prepared.kind == "hdf5":
-        return fit(prepared.model, prepared.source, p0, bounds=(lower, upper), comm=comm,
-                   absolute_sigma=bool(cfg.data.get("absolute_sigma", False)), **options)
+        return fit(prepared.model, prepared.source, p0, bounds=(lower, upper), comm=comm, absolute_sigma=absolute,
+                   **options)
     x, y, sigma = prepared.arrays
-    absolute = cfg.data.get("absolute_sigma", cfg.kind == "demo")      # the demo's sigma is the true noise
     return curve_fit(prepared.model, x, y, p0=p0, sigma=sigma, bounds=(lower, upper), comm=comm,
-                     absolute_sigma=bool(absolute), **options)
+                     absolute_sigma=absolute, **options)
 
 
 def exit_code(result) -> int:

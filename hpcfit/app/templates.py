@@ -94,7 +94,7 @@ s3 = {value = 0.8, min = 0.01}
 method = "hybrid"
 
 [output]
-directory = "hpcfit-results"
+directory = "hpcfit-results-curve"   # its own: the XPCS template writes hpcfit-results
 '''
 
 TEMPLATES = {"xpcs": XPCS, "curve": CURVE}

@@ -70,7 +70,8 @@ def result_document(result, extra: dict | None = None) -> dict:
         "parameters": {n: {"value": jsonable(v), "error": jsonable(e)}
                        for n, v, e in zip(names, result.popt, result.perr)},
         "reduced_chi2": jsonable(result.reduced_chi2),
-        "result": {k: v for k, v in jsonable(result).items() if k != "model"},
+        "result": {f.name: jsonable(getattr(result, f.name)) for f in dataclasses.fields(result)
+                   if f.name != "model"},                 # the model is code: it is not saved
     }
     doc.update(jsonable(extra or {}))
     return doc
