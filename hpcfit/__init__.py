@@ -28,6 +28,7 @@ _LAZY = {
     "fit": (".api", "fit"),
     "FitOptions": (".options", "FitOptions"),
     "FitResult": (".result", "FitResult"),
+    "ParameterGroups": (".groups", "ParameterGroups"),
     "Status": (".result", "Status"),
     "load_result": (".output.result_file", "load_result"),
     "data": (".data", None),

@@ -21,6 +21,7 @@ from .data.arrays import ArraySource
 from .data.sample import gather_sample, sample_chunks
 from .data.scale import residual_scale
 from .errors import InputError, RankDeficientWarning
+from .groups import GroupLayout, resolve_groups
 from .kernels.chunk import TRACE_COUNTS, model_fingerprint, model_output_shape, residuals
 from .kernels.coords import IndexedX, implicit_model
 from .kernels.evaluator import PassEvaluator
@@ -200,15 +201,16 @@ def _run(hc, f, source, opts, p0, lower, upper, absolute_sigma, t_start) -> FitR
     norm = make_normalization(opts.normalize, p0, lower, upper)
     evaluator = checkpoints = None
     try:
-        local = source.open(hc, opts.chunk_size_for(p))
+        local = source.open(hc, opts.chunk_size_for(_kernel_width(f, p, opts)))
         if local.n_points <= p:                     # every rank knows the global n
             raise InputError(f"the fit needs more points than parameters: n = {local.n_points} points, "
                              f"p = {p} parameters (n must be > p)")
         hc.agree(_check_model, implicit_model(f, local), local, p, opts)
         traces_before = dict(TRACE_COUNTS)
         weight_scale = residual_scale(hc, local)
+        groups = hc.agree(_group_layout, f, local, p, opts)
         evaluator = hc.agree(PassEvaluator, hc, local, f, opts.loss, opts.f_scale, norm.offset, norm.scale,
-                             opts.jacobian_mode, weight_scale)
+                             opts.jacobian_mode, weight_scale, groups)
         evaluator.show_progress = bool(opts.verbose) and hc.is_root
         t_setup = time.perf_counter()
         problem = Problem(hc, local, f, opts, norm, p0, lower, upper, norm.to_u(lower), norm.to_u(upper),
@@ -320,6 +322,7 @@ def _fit_free_parameters(f, source, p0, lower, upper, fixed, opts, absolute_sigm
     reduced = FixedParameters(f, tuple(fixed.tolist()), tuple(p0.tolist()),
                               None if names is None else tuple(n for n, k in zip(names, free) if k))
     kwargs = asdict(opts)
+    kwargs["parameter_groups"] = None     # the groups' parameter order does not hold for the free ones
     if opts.explore_starts is not None:
         kwargs["explore_starts"] = tuple(tuple(v for v, k in zip(row, free) if k) for row in opts.explore_starts)
     res = fit(reduced, source, p0[free], absolute_sigma=absolute_sigma, bounds=(lower[free], upper[free]), comm=comm,
@@ -415,6 +418,33 @@ def _parameter_names(f, p: int) -> list[str] | None:
 
 def _rate(n_points: int, passes: int, seconds: float) -> float:
     return n_points * passes / seconds if seconds > 0 else float("nan")
+
+
+def _kernel_width(f, p: int, opts) -> int:
+    """Columns of a Jacobian chunk: p, or with per-group parameters the shared ones and two groups'."""
+    groups = getattr(f, "parameter_groups", None) if opts.parameter_groups == "auto" else opts.parameter_groups
+    return p if groups is None else min(p, groups.n_shared + 2 * groups.per_group)
+
+
+def _group_layout(f, local, p: int, opts) -> GroupLayout | None:
+    """The block-sparse layout of this fit's Jacobian passes (hpcfit.groups), or None for dense ones.
+
+    "auto" takes the model's own ``parameter_groups`` where its groups can be placed on the points
+    (a grid source, or no per-group parameters) and forward mode is asked for; a declaration the
+    user gave must hold, or the error says why.
+    """
+    groups = opts.parameter_groups
+    if groups == "auto":
+        groups = getattr(f, "parameter_groups", None)
+        if groups is None or opts.jacobian_mode != "forward" or (
+                groups.per_group and groups.group_sizes is None and local.coords is None):
+            return None
+    elif groups is None:
+        return None
+    elif opts.jacobian_mode != "forward":
+        raise InputError(f"`parameter_groups` (block-sparse Jacobian passes) works with jacobian_mode='forward'; got "
+                         f"{opts.jacobian_mode!r}")
+    return resolve_groups(groups, p, local.n_points, local.coords, local.chunk_size)
 
 
 def _check_model(model, local, p: int, opts) -> None:

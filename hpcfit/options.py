@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 
 from .errors import InputError
+from .groups import parameter_groups
 from .validate import choice, file_path, flag, integer, number
 from .kernels.chunk import JACOBIAN_MODES
 from .kernels.losses import LOSSES
@@ -35,6 +36,9 @@ class FitOptions:
     initial_damping: float = 1e-3  # λ₀ relative to Moré's scaling (Madsen et al. suggest 1e-6…1)
     cov_rcond: float = 1e-14       # eigenvalue cutoff of the equilibrated JᵀWJ, relative (Ceres' default)
     jacobian_mode: str = "forward"
+    # Block-sparse Jacobian passes (hpcfit.groups): "auto" takes the model's `parameter_groups`
+    # when its groups can be placed on the data; None: dense passes; or a ParameterGroups / table.
+    parameter_groups: object = "auto"
     verbose: int = 1               # 0: quiet; 1: rank 0 prints the per-iteration table
     # Phase 1 (method="hybrid"): Adam on minibatches, with the four layers of docs/algorithm.md.
     warm_start_detection: bool = True    # layer 1: skip phase 1 when p0 already fits ...
@@ -143,6 +147,7 @@ def make_options(**kwargs) -> FitOptions:
         loss=choice("loss", opts.loss, LOSSES),
         normalize=choice("normalize", opts.normalize, STRATEGIES),
         jacobian_mode=choice("jacobian_mode", opts.jacobian_mode, JACOBIAN_MODES),
+        parameter_groups=parameter_groups(opts.parameter_groups),
         f_scale=number("f_scale", opts.f_scale),
         ftol=number("ftol", opts.ftol, allow_zero=True),
         xtol=number("xtol", opts.xtol, allow_zero=True),

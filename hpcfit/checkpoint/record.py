@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
 import numpy as np
@@ -65,6 +65,9 @@ def answer_options(opts, *, p0, lower, upper, absolute_sigma: bool, model, model
     """The options, start and bounds that change the answer, JSON-able (floats exact); the model by
     its name (for the message) and by what it computes (``model_hash``, for the comparison)."""
     record = {f.name: getattr(opts, f.name) for f in fields(opts) if f.name not in NOT_IN_ANSWER}
+    if is_dataclass(record.get("parameter_groups")):
+        record["parameter_groups"] = {k: list(v) if isinstance(v, tuple) else v     # as JSON reads it back
+                                      for k, v in asdict(record["parameter_groups"]).items()}
     record.update(p0=[float(v) for v in p0], lower=[float(v) for v in lower], upper=[float(v) for v in upper],
                   absolute_sigma=bool(absolute_sigma),
                   model=getattr(model, "__qualname__", None) or type(model).__name__, model_hash=model_hash)

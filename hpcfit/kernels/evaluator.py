@@ -23,6 +23,7 @@ from ..errors import FitError, HpcfitError, InputError
 from ..progress import Progress
 from .chunk import cost_kernel, jacobian_kernel
 from .coords import implicit_model
+from .grouped import grouped_jacobian_kernel
 
 
 def _add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -78,17 +79,22 @@ class PassEvaluator:
 
     Chunks are read on demand, one ahead on a background thread, so a streaming source holds
     about three chunks at a time; a cacheable source keeps its device copies after the first pass.
+    With ``groups`` (a :class:`~hpcfit.groups.GroupLayout`) the Jacobian pass is block-sparse and
+    its reduction carries the arrow-shaped JᵀWJ.
     """
 
     def __init__(self, comm: Communicator, local: LocalChunks, model: Callable, loss: str,
                  f_scale: float, offset: np.ndarray, scale: np.ndarray, jacobian_mode: str = "forward",
-                 weight_scale: float = 1.0):
+                 weight_scale: float = 1.0, groups=None):
         self.comm = comm
         self.local = local
         self.p = offset.shape[0]
-        model = implicit_model(model, local)
-        self._jac = jacobian_kernel(model, loss, jacobian_mode)
-        self._cost = cost_kernel(model, loss)
+        self.groups = groups
+        if groups is None:
+            self._jac = jacobian_kernel(implicit_model(model, local), loss, jacobian_mode)
+        else:
+            self._jac = grouped_jacobian_kernel(model, loss, groups, local.coords, local.chunk_size)
+        self._cost = cost_kernel(implicit_model(model, local), loss)
         self._offset = jnp.asarray(offset)
         self._scale = jnp.asarray(scale)
         # residuals (f − y)·w are scaled by weight_scale (an exact power of two, hpcfit.data.scale),
@@ -133,9 +139,13 @@ class PassEvaluator:
     def jacobian_pass(self, u: np.ndarray, flags=()) -> PassResult:
         """Collective: JᵀWJ, JᵀWr and cost at ``u`` (normalized parameters)."""
         t0 = time.perf_counter()
-        vec, summed = self._run(self._jac, u, self.p * (self.p + 1) // 2 + self.p + 3, flags)
+        width = self.p * (self.p + 1) // 2 + self.p + 3 if self.groups is None else self.groups.width
+        vec, summed = self._run(self._jac, u, width, flags)
         self.stats.jacobian_passes += 1
         self.stats.jacobian_seconds += time.perf_counter() - t0
+        if self.groups is not None:
+            jtj, jtr = self.groups.unpack(vec)
+            return PassResult(*self._flags(vec), jtj=jtj, jtr=jtr, flags=summed)
         jtj = np.zeros((self.p, self.p))
         rows, cols = np.triu_indices(self.p)
         jtj[rows, cols] = vec[: rows.size]
@@ -172,7 +182,8 @@ class PassEvaluator:
                                  f"passes of the fit ({self.local.describe}): its answer would mix two versions of "
                                  "the data")
         weight = c.weight if self._weight_scale == 1.0 else c.weight * self._weight_scale
-        return jnp.asarray(c.x), jnp.asarray(c.y), jnp.asarray(weight), jnp.asarray(c.n_valid)
+        return (jnp.asarray(c.x), jnp.asarray(c.y), jnp.asarray(weight), jnp.asarray(c.n_valid),
+                jnp.asarray(c.global_start, dtype=jnp.int64))
 
     def _device_chunks(self):
         """This rank's chunks as device arrays, in order: cached, or read one ahead on a thread."""
@@ -195,12 +206,18 @@ class PassEvaluator:
         args = (u, self._offset, self._scale)
         acc = None
 
+        grouped = self.groups is not None and kernel is self._jac
+
         def consume(i, out):
             nonlocal acc
             b = self._block_of[i]
             if i == self._block_range[b][0]:
                 acc = TreeAccumulator(_add)
             leaf = np.array(out, dtype=np.float64)
+            if grouped:
+                q = self.groups.n_shared + self.groups.span * self.groups.per_group + 1
+                leaf = self.groups.leaf(leaf[:-3].reshape(q, q), int(self.groups.group_of(self._starts[i])),
+                                        leaf[-3:])
             leaf[-1] = leaf[-1] + self._starts[i] if leaf[-2] > 0 else np.inf
             acc.push(leaf)
             if i == self._block_range[b][1] - 1:
@@ -212,7 +229,8 @@ class PassEvaluator:
                                 self.local.n_local, "chunks", self.local.chunk_size)
         pending = None
         for i, chunk in enumerate(self._device_chunks()):
-            out = kernel(*args, *chunk, self._f_scale)    # dispatched asynchronously
+            extra = chunk[4:] if grouped else ()
+            out = kernel(*args, *chunk[:4], self._f_scale, *extra)    # dispatched asynchronously
             if pending is not None:
                 consume(*pending)                          # reads back chunk i-1 while chunk i runs
                 if progress is not None:

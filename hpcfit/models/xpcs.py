@@ -26,6 +26,7 @@ import math
 import numbers
 from dataclasses import dataclass
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -44,6 +45,8 @@ PAIR_EPS = 1e-12
 LOG_G1_MIN = -700.0
 # Below this |z| the Taylor series of sin z / z is exact to float64 (next term z⁶/5040 < 1e-27).
 SINC_TAYLOR_BELOW = 1e-4
+# Below this |z| the series of d sinc/dz (to z⁷; next term z⁹/3991680) is exact to float64.
+SINC_DERIVATIVE_SERIES_BELOW = 1e-2
 
 
 # ---- validation (plain Python, run once before any tracing) -----------------------------------
@@ -135,14 +138,65 @@ def shear_phase(i_shear, cos_dphi, q: float, L: float, dt: float, form: str):
     return scale * q * L * dt * cos_dphi * i_shear
 
 
+def _shear_power(form: str) -> int:
+    """e in g1 = g1_diff·sinc(Φ)^e: 2 for homodyne (sinc² in g1), 1 for the paper's form."""
+    return 2 if form == "homodyne" else 1
+
+
+def _g1_factors(i_diff, i_shear, cos_dphi, q: float, L: float, dt: float, form: str):
+    """(g1_diff, Φ, sinc(Φ)); the last two are None without shear."""
+    choice("form", form, FORMS)
+    g1_diff = jnp.exp(jnp.clip(-0.5 * q * q * dt * i_diff, LOG_G1_MIN, 0.0))
+    if i_shear is None:
+        return g1_diff, None, None
+    phase = shear_phase(i_shear, cos_dphi, q, L, dt, form)
+    return g1_diff, phase, sinc(phase)
+
+
+def _with_shear(g1_diff, s, form: str):
+    return g1_diff if s is None else g1_diff * (s * s if _shear_power(form) == 2 else s)
+
+
 def g1_field(i_diff, i_shear, cos_dphi, q: float, L: float, dt: float, form: str):
     """g1 = g1_diff·sinc²(Φ) (homodyne) or g1_diff·sinc(Φ_p) (paper); no shear when i_shear is None."""
-    choice("form", form, FORMS)
-    g1 = jnp.exp(jnp.clip(-0.5 * q * q * dt * i_diff, LOG_G1_MIN, 0.0))
-    if i_shear is None:
-        return g1
-    s = sinc(shear_phase(i_shear, cos_dphi, q, L, dt, form))
-    return g1 * (s * s if form == "homodyne" else s)
+    g1_diff, _, s = _g1_factors(i_diff, i_shear, cos_dphi, q, L, dt, form)
+    return _with_shear(g1_diff, s, form)
+
+
+def sinc_derivative(z, s):
+    """d/dz sin z / z given s = sinc(z): (cos z − s)/z, or near 0 (|z| < 0.01) its Taylor series
+    −z/3 + z³/30 − z⁵/840 + z⁷/45360, where the difference cos z − s would lose up to 8 digits to
+    cancellation (autodiff of sinc loses them there too)."""
+    small = jnp.abs(z) < SINC_DERIVATIVE_SERIES_BELOW
+    z_safe = jnp.where(small, 1.0, z)
+    z2 = z * z
+    series = z * (-1.0 / 3.0 + z2 * (1.0 / 30.0 + z2 * (-1.0 / 840.0 + z2 / 45360.0)))
+    return jnp.where(small, series, (jnp.cos(z_safe) - s) / z_safe)
+
+
+def g1_squared_partials(delta_d, delta_g, cos_dphi, q: float, L: float, dt: float, form: str):
+    """G = max(g1², 1e-20) at pair differences ΔS_D = S_D[t1] − S_D[t2], ΔS_γ̇ (None: static), and
+    its partials (∂G/∂ΔS_D, ∂G/∂ΔS_γ̇, ∂G/∂cos(φ0 − φ)) from the same intermediates: about one more
+    cosine per point instead of a pass per parameter. Where the floor or homodyne's clip of
+    log g1_diff at −700 holds, G does not move and the partials are 0 (as autodiff gives)."""
+    a = 0.5 * q * q * dt
+    i_diff = pair_integral(delta_d, 0.0)
+    i_shear = None if delta_g is None else pair_integral(delta_g, 0.0)
+    g1_diff, phase, s = _g1_factors(i_diff, i_shear, cos_dphi, q, L, dt, form)
+    g1 = _with_shear(g1_diff, s, form)
+    g2 = g1 * g1
+    live = g2 > RATE_FLOOR**2
+    value = jnp.maximum(g2, RATE_FLOOR**2)
+    d_log_diff = jnp.where(-a * i_diff > LOG_G1_MIN, -a * delta_d / i_diff, 0.0)
+    d_delta_d = jnp.where(live, 2.0 * g2 * d_log_diff, 0.0)
+    if delta_g is None:
+        return value, d_delta_d, None, None
+    e = _shear_power(form)
+    # ∂G/∂Φ = 2e·g1_diff²·sinc^(2e−1)·sinc′: written without dividing by sinc, which may be 0
+    d_phase = 2.0 * e * g1_diff * g1_diff * (s * s * s if e == 2 else s) * sinc_derivative(phase, s)
+    d_phase = jnp.where(live, d_phase, 0.0)
+    c = shear_phase(1.0, 1.0, q, L, dt, form)   # Φ = c·cos(φ0 − φ)·I_γ̇
+    return value, d_delta_d, d_phase * c * cos_dphi * delta_g / i_shear, d_phase * c * i_shear
 
 
 def c2_from_g1(g1, contrast, offset):
@@ -260,13 +314,71 @@ class TwoTimeModel:
             return (jnp.full(n_phi, params[n_phys]), jnp.full(n_phi, params[n_phys + 1]))
         return jnp.asarray(self.contrast), jnp.asarray(self.offset)
 
-    def __call__(self, x, *params):
+    @property
+    def parameter_groups(self):
+        """The angles are the groups (block-sparse Jacobian passes, :mod:`hpcfit.groups`): scaling
+        ``individual`` has one contrast and one offset per angle, in the by-parameter order."""
+        from ..groups import ParameterGroups
+
+        n_phys = MODES[self.mode]
+        if self.scaling == "individual":
+            return ParameterGroups(n_phys, 2, "by_parameter")
+        return ParameterGroups(n_phys + (2 if self.scaling == "shared" else 0), 0)
+
+    def _frames_and_scales(self, x, params):
         if len(params) != self.n_params:
             raise InputError(f"TwoTimeModel takes {self.n_params} parameters ({', '.join(self.parameter_names)}); "
                              f"got {len(params)}")
         physical = jnp.stack([jnp.asarray(p, dtype=jnp.float64) for p in params[:MODES[self.mode]]])
         contrast, offset = self._scales(params)
         angle, t1, t2 = (jnp.asarray(x)[k].astype(jnp.int32) for k in range(3))
+        return physical, contrast[angle], offset[angle], angle, t1, t2
+
+    def grouped_jacobian(self, x, *params):
+        """c2 and its derivatives as the block-sparse Jacobian pass wants them: (c2, ∂c2/∂shared
+        (n, n_shared), ∂c2/∂own (n, 2 or 0)).
+
+        A pair depends on the physical parameters only through ΔS_D = S_D[t1] − S_D[t2], ΔS_γ̇ and
+        cos(φ0 − φ): the per-frame derivatives of S come from one forward pass over the n_t frames
+        (once per chunk), the per-angle ones of cos from the n_phi angles, and each point needs
+        only the three partials of g1² (:func:`g1_squared_partials`) and two gathers of the
+        per-frame table — not one forward pass per parameter.
+        """
+        physical, contrast, offset, angle, t1, t2 = self._frames_and_scales(x, params)
+        n_phys = MODES[self.mode]
+        integrals = lambda ph: rate_integrals(ph, self.n_t, self.dt, self.mode)  # noqa: E731
+        (s_d, s_g), (ds_d, ds_g) = integrals(physical), jax.jacfwd(integrals)(physical)
+        static = s_g is None
+        # per-frame ∂S/∂(rate parameters): D's three, then γ̇'s three
+        table = ds_d[:, :3] if static else jnp.concatenate([ds_d[:, :3], ds_g[:, 3:6]], axis=1)
+        d_table = table[t1] - table[t2]
+        if static:
+            g2, d_d, _, _ = g1_squared_partials(s_d[t1] - s_d[t2], None, None, self.q, self.L, self.dt, self.form)
+            d_phys = d_d[:, None] * d_table
+        else:
+            phi = jnp.asarray(self.phi)
+            cos_dphi = cos_delta_phi(physical, phi, self.mode)
+            d_cos = -jnp.sin(jnp.deg2rad(physical[6] - phi)) * (math.pi / 180.0)    # ∂cos(φ0 − φ)/∂φ0
+            g2, d_d, d_g, d_c = g1_squared_partials(s_d[t1] - s_d[t2], s_g[t1] - s_g[t2], cos_dphi[angle],
+                                                    self.q, self.L, self.dt, self.form)
+            d_phys = jnp.concatenate([d_d[:, None] * d_table[:, :3], d_g[:, None] * d_table[:, 3:],
+                                      (d_c * d_cos[angle])[:, None]], axis=1)
+        d_phys = contrast[:, None] * d_phys[:, :n_phys]
+        value = offset + contrast * g2
+        scale_columns = jnp.stack([g2, jnp.ones_like(g2)], axis=1)
+        if self.scaling == "individual":
+            return value, d_phys, scale_columns
+        empty = jnp.zeros((g2.shape[0], 0))
+        if self.scaling == "shared":
+            return value, jnp.concatenate([d_phys, scale_columns], axis=1), empty
+        return value, d_phys, empty
+
+    def __call__(self, x, *params):
+        physical, contrast, offset, angle, t1, t2 = self._frames_and_scales(x, params)
         s_d, s_g = rate_integrals(physical, self.n_t, self.dt, self.mode)
-        return c2_at_pairs(physical, s_d, s_g, t1, t2, jnp.asarray(self.phi)[angle], contrast[angle],
-                           offset[angle], q=self.q, L=self.L, dt=self.dt, mode=self.mode, form=self.form)
+        i_diff = pair_integral(s_d[t1], s_d[t2])
+        i_shear = None if s_g is None else pair_integral(s_g[t1], s_g[t2])
+        cos_dphi = cos_delta_phi(physical, jnp.asarray(self.phi), self.mode)     # per angle, then gathered
+        g1 = g1_field(i_diff, i_shear, None if cos_dphi is None else cos_dphi[angle], self.q, self.L, self.dt,
+                      self.form)
+        return c2_from_g1(g1, contrast, offset)

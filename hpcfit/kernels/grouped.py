@@ -1,0 +1,96 @@
+"""The block-sparse Jacobian kernel for models with per-group parameters (:mod:`hpcfit.groups`).
+
+A point's Jacobian row is non-zero only on the shared parameters and its own group's, so the
+kernel differentiates those alone: ``n_shared + span·per_group`` directions (``span``, the most
+groups a chunk touches, is 1 or 2 for chunks no larger than a group) instead of p. A model may
+give these derivatives itself — ``model.grouped_jacobian(x, *params)`` returning (f, ∂f/∂shared
+(n, n_shared), ∂f/∂own (n, per_group)) — which the XPCS model does from its per-frame integrals;
+otherwise forward-mode JVPs along those directions give them.
+
+Output of one chunk: ``[AᵀA (Q², Q = n_shared + span·per_group + 1), cost, n_bad, first_bad]``
+with A = [J_shared | J_own of slot 0 | … | J_own of slot span−1 | r], slot t's columns being zero
+outside the rows of group ``first_group + t``; the evaluator packs AᵀA into the arrow layout on the
+host (:meth:`hpcfit.groups.GroupLayout.leaf`).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from .chunk import TRACE_COUNTS, _bad_points, _cached, _model_residual
+from .losses import scale_rows
+
+
+def _point_groups(layout, index):
+    """Group of each global point index (JAX)."""
+    per = layout.uniform
+    if per is not None:
+        return index // per
+    return jnp.searchsorted(jnp.asarray(layout.starts[1:-1]), index, side="right")
+
+
+def _own_columns(layout, groups, scale):
+    """∂θ/∂u of each point's own parameters: (n, per_group)."""
+    j = jnp.arange(layout.per_group)
+    return scale[layout.own_index(groups[:, None], j[None, :])]
+
+
+def _derivatives(model, layout, u, offset, scale, x, y, w, groups, first_group):
+    """r and the block-sparse J = ∂r/∂u of one chunk: (r, J_shared (n, s), J_own (n, k))."""
+    s, k = layout.n_shared, layout.per_group
+    own = getattr(model, "grouped_jacobian", None)
+    if own is not None:
+        theta = offset + scale * u
+        f, d_shared, d_own = own(x, *(theta[i] for i in range(theta.shape[0])))
+        r = (jnp.asarray(f, dtype=y.dtype) - y) * w
+        return r, d_shared * (scale[:s] * w[:, None]), d_own * (_own_columns(layout, groups, scale) * w[:, None])
+    # Forward mode along the shared directions and those of each group the chunk touches.
+    p = u.shape[0]
+    slot_groups = jnp.minimum(first_group + jnp.arange(layout.span), layout.n_groups - 1)
+    own_idx = layout.own_index(slot_groups[:, None], jnp.arange(k)[None, :]).reshape(-1)
+    directions = jnp.concatenate([jnp.eye(s, p, dtype=u.dtype),
+                                  jax.nn.one_hot(own_idx, p, dtype=u.dtype)], axis=0)
+    r, jvp = jax.linearize(_model_residual(model, x, y, w, offset, scale), u)
+    jac = jax.vmap(jvp, out_axes=1)(directions)
+    slot = groups - first_group
+    d_own = sum(jnp.where((slot == t)[:, None], jac[:, s + t * k: s + (t + 1) * k], 0.0) for t in range(layout.span))
+    return r, jac[:, :s], d_own
+
+
+def grouped_jacobian_kernel(model: Callable, loss: str, layout, coords=None, chunk_size: int = 0):
+    """The fused block-sparse kernel of ``model`` (the user's model; ``coords`` rebuild x from the
+    chunk's start index when the source has implicit coordinates)."""
+
+    def build():
+        def kernel(u, offset, scale, x, y, w, n_valid, f_scale, start):
+            TRACE_COUNTS["jacobian"] += 1
+            n = y.shape[0]
+            last = layout.starts[-1] - 1
+            index = jnp.minimum(start + jnp.arange(n), last)          # padding → the last point
+            points = x if coords is None else coords(index)
+            groups = _point_groups(layout, index)
+            first_group = _point_groups(layout, start)
+            r, d_shared, d_own = _derivatives(model, layout, u, offset, scale, points, y, w, groups, first_group)
+            mask = jnp.arange(n) < n_valid
+            finite = jnp.isfinite(r)
+            j_scale, r_scaled, cost_terms = scale_rows(loss, jnp.where(mask & finite, r, 0.0), f_scale)
+            bad, n_bad, first = _bad_points(mask, finite, cost_terms)
+            keep = mask & ~bad
+            cost = jnp.sum(jnp.where(keep, cost_terms, 0.0))
+            # one GEMM: each slot's own columns are zero outside its group's rows
+            slot = groups - first_group
+            own = [jnp.where((slot == t)[:, None], d_own, 0.0) for t in range(layout.span)] if layout.span > 1 \
+                else [d_own]
+            a = jnp.concatenate([d_shared, *own], axis=1)
+            if loss != "linear":
+                a = a * j_scale[:, None]
+            a = jnp.where(keep[:, None], jnp.concatenate([a, r_scaled[:, None]], axis=1), 0.0)
+            # materialize A: fused into the product's operands, XLA would recompute the model per read
+            a = jax.lax.optimization_barrier(a)
+            return jnp.concatenate([(a.T @ a).reshape(-1), jnp.stack([cost, n_bad, first])])
+
+        return jax.jit(kernel)
+
+    return _cached(("grouped", model, loss, layout, coords, chunk_size), build)
