@@ -361,6 +361,15 @@ def test_an_xpcs_beamline_file_fits_with_the_dt_it_records(tmp_path):
     assert saved.info["xpcs"]["dt"] == 0.001 * 50 * 10
     d0 = saved.names.index("D0")
     assert abs(saved.popt[d0] - truth[0]) < 5 * saved.perr[d0]
+    # the maps were streamed as they are: no copy; `convert = true` makes one and gives the same answer
+    assert saved.info["source"].startswith("two-time file")
+    assert not list((tmp_path / "hpcfit-results").glob("beamline*"))
+    run = cli(["fit", "run.toml", "--quiet", "--set", "data.convert=true", "--set", "output.directory=\"conv\""],
+              tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    converted = hpcfit.load_result(tmp_path / "conv" / "result.json")
+    assert converted.info["source"].startswith("HDF5") and converted.popt.tobytes() == saved.popt.tobytes()
+    assert len(list((tmp_path / "conv").glob("beamline*"))) == 1
 
 
 def test_a_table_too_big_to_share_is_converted_once_and_streamed(tmp_path):

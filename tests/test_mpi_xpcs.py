@@ -86,3 +86,18 @@ def test_nan_in_a_map_read_by_the_last_rank_is_named_on_every_rank(world, shared
     assert f"{src}: map 'exchange/C2T_all/" in messages[0] and f"(angle {angle}, phi = " in messages[0]
     assert "(t1, t2) = (4, 12)" in messages[0] and f"rank {angle}" in messages[0]
     assert not os.path.exists(out)
+
+
+def test_a_beamline_file_streamed_directly_gives_the_serial_bits(world, shared_dir):
+    """Each rank reads its own chunks from the float32 maps (chunks across rows and angles)."""
+    from hpcfit.xpcs import beamline
+
+    path = os.path.join(shared_dir, "beamline.h5")
+    simulate(path, layout="aps-u", n_phi=4, n_t=80, mode="laminar_flow", dt=0.5, q=0.0054, L=2e6, params=TRUTH,
+             contrast=0.25, offset=1.0, noise=0.002, seed=3, comm=world)
+    data = beamline(path, q=0.0054, dt=0.5, frames=(2, 79))
+    kw = dict(mode="laminar_flow", L=2e6, verbose=0, chunk_size=611, scan=False)
+    serial = fit(data, **kw)
+    par = fit(data, comm=world, **kw)
+    assert par.popt.tobytes() == serial.popt.tobytes() and par.pcov.tobytes() == serial.pcov.tobytes()
+    assert par.info["source"].startswith("two-time file") and par.info["n_ranks"] == world.size

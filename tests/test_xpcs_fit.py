@@ -182,3 +182,52 @@ def test_phase_1_scans_the_start_and_the_scan_can_be_replaced_or_switched_off(la
     assert not any(c["origin"].startswith("start") for c in off.explore.candidates)
     with pytest.raises(hpcfit.InputError, match=r"`explore_starts`: each start must have 7 \(physical\) or 21"):
         fit(data, mode="laminar_flow", L=L, verbose=0, explore_starts=[[1.0, 2.0]])
+
+
+@pytest.mark.parametrize("half", ["upper", "lower"])
+def test_a_beamline_file_fitted_directly_gives_the_converted_files_bits(tmp_path, half):
+    """Streaming the maps (no conversion) reads the same float32 values as a converted stream file, so
+    the fit is the same to the bit: chunks cross rows and angles; a frame window; either stored half."""
+    import h5py
+
+    from hpcfit.xpcs import beamline, prepare_stream, simulate
+
+    src = tmp_path / "raw.h5"
+    simulate(src, layout="aps-u", n_phi=4, n_t=70, mode="static", dt=DT, q=Q, L=L, params=TRUTH[:3],
+             contrast=0.25, offset=1.0, noise=0.002, seed=5)
+    if half == "lower":                                   # as h5py reads the MATLAB writer's maps
+        with h5py.File(src, "r+") as f:
+            for name in f["xpcs/twotime/correlation_map"]:
+                ds = f["xpcs/twotime/correlation_map"][name]
+                ds[...] = ds[()].T
+    kw = dict(q=Q, phi_ranges=[(-1, 200)], frames=(3, 66))
+    before = (src.read_bytes(), src.stat().st_mtime_ns)
+    converted = prepare_stream(src, dt=DT, out=tmp_path / "stream.h5", **kw)
+    with h5py.File(converted) as f:
+        assert f["y"].dtype == np.float32                 # half the source's size, not twice it
+    options = dict(mode="static", scaling="individual", chunk_size=97, verbose=0)
+    direct = fit(beamline(src, dt=DT, **kw), **options)
+    streamed = fit(str(converted), **options)
+    assert direct.popt.tobytes() == streamed.popt.tobytes() and direct.pcov.tobytes() == streamed.pcov.tobytes()
+    assert direct.info["source"].startswith("two-time file") and direct.success
+    assert direct.info["xpcs"]["n_t"] == 64
+    assert (src.read_bytes(), src.stat().st_mtime_ns) == before        # the source was only read
+
+
+def test_a_beamline_file_needs_dt_or_records_it_and_nan_is_named(tmp_path):
+    import h5py
+
+    from hpcfit.xpcs import beamline, simulate
+
+    src = tmp_path / "raw.h5"
+    simulate(src, layout="aps-u", n_phi=2, n_t=30, mode="static", dt=DT, q=Q, L=L, params=TRUTH[:3],
+             contrast=0.25, offset=1.0, noise=0.002, seed=5)
+    with pytest.raises(hpcfit.InputError, match="`dt` is required"):
+        beamline(src, q=Q)
+    with pytest.raises(hpcfit.InputError, match="triangle='upper'"):
+        fit(beamline(src, q=Q, dt=DT), mode="static", triangle="both", verbose=0)
+    with h5py.File(src, "r+") as f:
+        name = sorted(f["xpcs/twotime/correlation_map"])[1]
+        f["xpcs/twotime/correlation_map"][name][4, 20] = np.nan
+    with pytest.raises(hpcfit.InputError, match=rf"map '.*{name}' \(angle index 1.*frames \(5, 21\)"):
+        fit(beamline(src, q=Q, dt=DT), mode="static", scan=False, verbose=0, chunk_size=64)

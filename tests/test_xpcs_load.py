@@ -25,7 +25,7 @@ DT = 0.25
 def symmetric_c2(n_q=Q.size, n_phi=PHI.size, n_t=N_T, seed=0):
     """Distinct values everywhere, so a wrong bin, angle, frame or transpose cannot pass unnoticed."""
     a = np.random.default_rng(seed).uniform(1.0, 2.0, size=(n_q, n_phi, n_t, n_t))
-    return a + np.swapaxes(a, -1, -2)
+    return (a + np.swapaxes(a, -1, -2)).astype(np.float32).astype(np.float64)   # maps are stored as float32
 
 
 def neighbour_mean_diagonal(m):

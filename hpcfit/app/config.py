@@ -23,7 +23,8 @@ from ..errors import InputError
 #: What [data] may describe, and the keys each kind takes (required keys first in the docs).
 DATA_KINDS = {
     "file": {"file": "path", "y": "str|int", "x": "str|int", "sigma": "str|int", "absolute_sigma": "bool"},
-    "xpcs": {"file": "path", "q": "float", "dt": "float", "phi_ranges": "ranges", "frames": "frames"},
+    "xpcs": {"file": "path", "q": "float", "dt": "float", "phi_ranges": "ranges", "frames": "frames",
+             "convert": "bool"},
     "xpcs-simulated": {"file": "path", "n_phi": "int", "n_t": "int", "mode": "str", "dt": "float", "q": "float",
                        "L": "float", "params": "floats", "contrast": "float|floats", "offset": "float|floats",
                        "noise": "float", "seed": "int", "phi": "floats"},

@@ -209,13 +209,14 @@ class Prepared:
     names: list | None = None
     arrays: tuple | None = None          # x, y, sigma (kind "file", table)
     source: object = None                # HDF5Source (kind "file", HDF5)
-    xpcs_data: object = None             # stream file path (XPCS kinds)
+    xpcs_data: object = None             # stream file path or hpcfit.xpcs.beamline selection (XPCS kinds)
     describe: str = ""
 
 
 def prepare(cfg: RunConfig, comm=None, say=print) -> Prepared:
-    """Collective: the model and the data, checked up front; XPCS beamline files are converted to a
-    stream file once, simulated XPCS data made on first use."""
+    """Collective: the model and the data, checked up front; XPCS beamline files are streamed as
+    they are (converted to a stream file once with ``convert = true`` or ``triangle = "both"``),
+    simulated XPCS data made on first use."""
     data = cfg.data
     with Communicator(comm) as hc:
         if cfg.kind == "demo":
@@ -269,6 +270,15 @@ def prepare(cfg: RunConfig, comm=None, say=print) -> Prepared:
             summary = simulate(path, layout="stream", comm=comm, **args)
             say(f"hpcfit: simulated XPCS data: {summary.brief()}")
         return Prepared("xpcs", xpcs_data=path, describe=path)
+    triangle = cfg.model.get("triangle", "upper")
+    if not data.get("convert", False) and triangle == "upper":     # the maps streamed as they are
+        from ..xpcs import beamline
+
+        with Communicator(comm) as hc:
+            dt = hc.agree(_dt, data)
+            ref = hc.agree(beamline, data["file"], q=data["q"], dt=dt, phi_ranges=data.get("phi_ranges"),
+                           frames=data.get("frames"))
+        return Prepared("xpcs", xpcs_data=ref, describe=data["file"])
     from ..xpcs import prepare_stream
     from ..xpcs.stream import converted_path
 
@@ -428,7 +438,7 @@ def data_fingerprint(cfg: RunConfig, prepared: Prepared, result) -> dict:
     import hashlib
 
     out = {"kind": cfg.kind, "source": result.info.get("source"), "n_points": result.n_points}
-    path = prepared.xpcs_data if prepared.kind == "xpcs" else cfg.data.get("file")
+    path = getattr(prepared.xpcs_data, "path", prepared.xpcs_data) if prepared.kind == "xpcs" else cfg.data.get("file")
     if path and os.path.isfile(path):
         st = os.stat(path)
         out["file"] = {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,

@@ -147,7 +147,7 @@ class HDF5Source:
 
         def read(i: int) -> Chunk:
             lo, hi = grid.chunk_points(first + i)
-            ys = self._checked(self.y, self._read(y, self.y, lo, hi, first + i), lo)
+            ys = self._checked(self.y, self._read(y, self.y, lo, hi, first + i), lo, keep_single=True)
             ws = np.ones(hi - lo)
             if sigma is not None:
                 ss = self._checked(self.sigma, self._read(sigma, self.sigma, lo, hi, first + i), lo)
@@ -212,10 +212,13 @@ class HDF5Source:
                              f"[{int(indices[0])}, {int(indices[-1])}]: {type(exc).__name__}: {exc}. The file is "
                              "damaged or unreadable there") from None
 
-    def _checked(self, name: str, values: np.ndarray, at) -> np.ndarray:
+    def _checked(self, name: str, values: np.ndarray, at, keep_single: bool = False) -> np.ndarray:
         """Values read from global points ``at`` (along the last axis: a start index for a contiguous
-        read, or an index array), checked finite."""
-        values = np.asarray(values, dtype=np.float64)
+        read, or an index array), checked finite; float64, or float32 as stored with ``keep_single``
+        (y: the kernels accumulate in float64, the chunk travels at half the size)."""
+        values = np.asarray(values)
+        if not (keep_single and values.dtype == np.float32):
+            values = values.astype(np.float64)
         bad = ~np.isfinite(values)
         if bad.any():
             k = int(np.flatnonzero(bad.reshape(-1, bad.shape[-1]).any(axis=0))[0])   # first bad point

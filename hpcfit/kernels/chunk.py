@@ -108,6 +108,7 @@ def jacobian_kernel(model: Callable, loss: str, mode: str = "forward"):
     def build():
         def kernel(u, offset, scale, x, y, w, n_valid, f_scale):
             TRACE_COUNTS["jacobian"] += 1
+            y = y.astype(offset.dtype)            # float32 data arrive as float32; the sums are float64
             r, jac = _jacobian(model, mode, u, x, y, w, offset, scale)
             mask = jnp.arange(r.shape[0]) < n_valid
             finite = jnp.isfinite(r)
@@ -134,6 +135,7 @@ def cost_kernel(model: Callable, loss: str):
     def build():
         def kernel(u, offset, scale, x, y, w, n_valid, f_scale):
             TRACE_COUNTS["cost"] += 1
+            y = y.astype(offset.dtype)
             r = _model_residual(model, x, y, w, offset, scale)(u)
             mask = jnp.arange(r.shape[0]) < n_valid
             finite = jnp.isfinite(r)

@@ -66,6 +66,7 @@ def grouped_jacobian_kernel(model: Callable, loss: str, layout, coords=None, chu
     def build():
         def kernel(u, offset, scale, x, y, w, n_valid, f_scale, start):
             TRACE_COUNTS["jacobian"] += 1
+            y = y.astype(offset.dtype)            # float32 data arrive as float32; the sums are float64
             n = y.shape[0]
             last = layout.starts[-1] - 1
             index = jnp.minimum(start + jnp.arange(n), last)          # padding → the last point

@@ -1,6 +1,7 @@
 """XPCS two-time fits: models, APS 8-ID-I loaders, stream files, simulation and fitting."""
 from ..models.xpcs import TwoTimeModel as TwoTimeModel
 from ..models.xpcs import two_time_c2 as two_time_c2
+from .beamline import beamline as beamline
 from .fit import fit as fit
 from .fit import initial_scaling as initial_scaling
 from .load import TwoTimeData as TwoTimeData

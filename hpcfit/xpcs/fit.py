@@ -41,6 +41,7 @@ class _Points:
     dt: float
     q: float
     sample: object          # (angle, t1, t2) index arrays → values
+    selection: object = None  # the beamline file's selection, when its maps are streamed directly
 
 
 def _pair_position(t1, t2, n_t: int, triangle: str):
@@ -50,7 +51,31 @@ def _pair_position(t1, t2, n_t: int, triangle: str):
     return t1 * (n_t - 1) + t2 - (t2 > t1)
 
 
+def _beamline_points(data, triangle: str) -> _Points:
+    """Points streamed straight from the beamline file's maps (no conversion)."""
+    from .beamline import BeamlineSource
+    from .load import select
+
+    if triangle != "upper":
+        raise InputError(f"a beamline file is fitted directly with triangle='upper' (each independent pair once); "
+                         f"for triangle={triangle!r} convert it first with hpcfit.xpcs.prepare_stream")
+    sel = select(data.path, q=data.q, phi_ranges=data.phi_ranges, frames=data.frames)
+
+    def sample(a, t1, t2):
+        reader = BeamlineSource(sel)
+        try:
+            return reader.pairs(a, t1, t2)
+        finally:
+            reader.close()
+
+    return _Points(BeamlineSource(sel), np.asarray(sel.phi), sel.n_t, data.dt, sel.q, sample, sel)
+
+
 def _points(data, triangle: str) -> _Points:
+    from .beamline import BeamlineData
+
+    if isinstance(data, BeamlineData):
+        return _beamline_points(data, triangle)
     if isinstance(data, (str, os.PathLike)):
         from .stream import read_stream_meta
 
@@ -67,7 +92,7 @@ def _points(data, triangle: str) -> _Points:
             idx = a * per_angle + _pair_position(t1, t2, meta.n_t, triangle)
             order = np.argsort(idx)
             with h5py.File(data, "r") as f:
-                values = f["y"][idx[order]]
+                values = f["y"][idx[order]].astype(np.float64)
             out = np.empty_like(values)
             out[order] = values
             return out
@@ -75,8 +100,8 @@ def _points(data, triangle: str) -> _Points:
         return _Points(HDF5Source(data, y="y", grid=grid), np.asarray(meta.phi), int(meta.n_t), float(meta.dt),
                        float(meta.q), sample)
     if not all(hasattr(data, k) for k in ("c2", "phi", "dt", "q")):
-        raise InputError(f"`data` must be a TwoTimeData (hpcfit.xpcs.load) or the path of a stream file; "
-                         f"got {type(data).__name__}")
+        raise InputError(f"`data` must be a TwoTimeData (hpcfit.xpcs.load), hpcfit.xpcs.beamline(path, q=...) or "
+                         f"the path of a stream file; got {type(data).__name__}")
     c2 = np.asarray(data.c2)
     n_phi, n_t = c2.shape[0], c2.shape[1]
     t1, t2 = pair_frames(n_t, triangle)
@@ -212,6 +237,10 @@ def fit(data, *, mode: str = "laminar_flow", scaling: str = "individual", p0=Non
         scan: bool = True, **options) -> FitResult:
     """Fit a two-time dataset with the ``static`` or ``laminar_flow`` transport model.
 
+    ``data``: a beamline file's selection, ``hpcfit.xpcs.beamline(path, q=…, dt=…)``, whose maps
+    are streamed directly (each rank reads its own chunks; nothing is converted); the path of a
+    stream file (``prepare_stream``, ``simulate``); or a loaded :class:`TwoTimeData` (in memory).
+
     ``p0``/``bounds``: for the physical parameters only (contrast/offset start from the data,
     :func:`initial_scaling`, clipped into their bounds) or for all of them; ``None`` takes
     :data:`DEFAULT_P0` and :data:`DEFAULT_BOUNDS`. ``L`` (Å) is needed for ``laminar_flow``.
@@ -224,6 +253,8 @@ def fit(data, *, mode: str = "laminar_flow", scaling: str = "individual", p0=Non
     with Communicator(comm) as hc:
         points, model, (lower, upper) = hc.agree(_setup, data, mode, scaling, p0, bounds, L, contrast, offset,
                                                  triangle, form)
+        if hc.is_root and points.selection is not None:
+            points.selection.warn_about_q()
         start = hc.bcast(hc.agree(lambda: _start(points, model, p0, lower, upper) if hc.is_root else None))
         options = hc.agree(_complete_starts, options, start, model, scan)
     result = _fit(model, points.source, start, bounds=(lower, upper), comm=comm, **options)

@@ -109,7 +109,8 @@ class MapWriter(PiecewiseFile):
         if m.shape != (self.n_t, self.n_t):
             raise InputError(f"`c2_map` must have shape ({self.n_t}, {self.n_t}); got {m.shape}")
         try:
-            f.create_dataset(self._names[cell], data=_triangle(m, self.half))
+            # float32, as the beamline software writes maps
+            f.create_dataset(self._names[cell], data=_triangle(m, self.half).astype(np.float32))
         except OSError as exc:
             raise InputError(f"cannot write {self.path}: {exc}") from None
         self._done(cell)

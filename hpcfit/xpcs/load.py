@@ -422,6 +422,14 @@ def select(path, *, q, phi_ranges=None, frames=None) -> Selection:
     return Selection(path, c.layout, chosen, phi, names, n_t, (first, last), stamp, _q_note(path, q, chosen, e.q))
 
 
+def map_dtype(selection: Selection) -> np.dtype:
+    """float32 when the selection's first map is stored in float32 (as at APS), else float64: the
+    precision a copy of its points keeps."""
+    with _open(selection.path) as f:
+        kind = f[selection.names[0]].dtype
+    return np.dtype(np.float32) if kind == np.float32 else np.dtype(np.float64)
+
+
 class MapReader:
     """Reads the selected maps one at a time: rebuilt from the stored half, diagonal replaced."""
 

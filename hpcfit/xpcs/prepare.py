@@ -15,7 +15,7 @@ import numpy as np
 
 from ..comm import Communicator
 from ..errors import InputError
-from .load import MapReader, pair_frames, require_finite_pairs, select
+from .load import MapReader, map_dtype, pair_frames, require_finite_pairs, select
 from .rounds import write_rounds
 from .stream import converted_path, is_current, is_stream_file, open_stream_writer, read_stream_meta
 
@@ -38,7 +38,7 @@ def prepare_stream(path, *, q, dt, phi_ranges=None, frames=None, triangle: str =
             return target
         writer = hc.agree(lambda: open_stream_writer(
             target, phi=sel.phi, n_t=sel.n_t, dt=dt, q=sel.q, triangle=triangle, frames=sel.frames,
-            layout=sel.layout, source=(sel.path, *sel.stamp)) if hc.is_root else None)
+            layout=sel.layout, source=(sel.path, *sel.stamp), dtype=map_dtype(sel)) if hc.is_root else None)
         reader = None
         try:
             reader = hc.agree(MapReader, sel)

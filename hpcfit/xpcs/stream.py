@@ -92,13 +92,13 @@ class StreamWriter(PiecewiseFile):
 
     piece = "angle"
 
-    def __init__(self, path: Path, phi: np.ndarray, n_t: int, triangle: str, attrs: dict):
+    def __init__(self, path: Path, phi: np.ndarray, n_t: int, triangle: str, attrs: dict, dtype=np.float64):
         self.n_t, self.triangle, self.n_phi = n_t, triangle, phi.size
         self._mask = _pair_mask(n_t, triangle)
         self._n_pairs = n_pairs(n_t, triangle)
 
         def setup(f):
-            self._y = f.create_dataset("y", shape=(self.n_phi * self._n_pairs,), dtype=np.float64)
+            self._y = f.create_dataset("y", shape=(self.n_phi * self._n_pairs,), dtype=dtype)
             f.create_dataset("phi", data=phi)
             f.attrs.update(attrs)
 
@@ -115,19 +115,21 @@ class StreamWriter(PiecewiseFile):
             raise InputError(f"`c2_map` must have shape ({self.n_t}, {self.n_t}); got {m.shape}")
         start = phi_idx * self._n_pairs
         try:
-            self._y[start:start + self._n_pairs] = m[self._mask]
+            self._y[start:start + self._n_pairs] = m[self._mask].astype(self._y.dtype)
         except OSError as exc:
             raise InputError(f"cannot write the stream file {self.path}: {exc}") from None
         self._done(phi_idx)
 
 
 def open_stream_writer(out_path, *, phi, n_t: int, dt: float, q: float, triangle: str = "upper", frames=None,
-                       layout: str, source: tuple[str, int, int] | None = None, attrs=None) -> StreamWriter:
+                       layout: str, source: tuple[str, int, int] | None = None, attrs=None,
+                       dtype=np.float64) -> StreamWriter:
     """Start a stream file at ``out_path`` for the angles ``phi`` (degrees) of (n_t, n_t) maps.
 
     ``frames``: (first, last) of the source's frames, default (1, n_t); ``layout``: the source's layout (a free
     string, e.g. "simulated"); ``source``: (path, size, mtime_ns) of the source file, None for no source
-    (:data:`NO_SOURCE`); ``attrs``: further root attributes (e.g. what a simulation was made from). Rank 0 only.
+    (:data:`NO_SOURCE`); ``attrs``: further root attributes (e.g. what a simulation was made from); ``dtype`` of
+    ``y``: float32 for float32 maps, so that a conversion adds half the source's size, not its double. Rank 0 only.
     """
     tri = _check_triangle(triangle)
     if isinstance(n_t, bool) or not isinstance(n_t, (int, np.integer)) or n_t < 2:
@@ -145,7 +147,9 @@ def open_stream_writer(out_path, *, phi, n_t: int, dt: float, q: float, triangle
     clash = sorted(set(own) & set(attrs or {}))
     if clash:
         raise InputError(f"`attrs` must not set the stream format's own attributes {clash}")
-    return StreamWriter(Path(out_path), phi, n_t, tri, {**own, **(attrs or {})})
+    if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise InputError(f"`dtype` must be float32 or float64; got {dtype!r}")
+    return StreamWriter(Path(out_path), phi, n_t, tri, {**own, **(attrs or {})}, np.dtype(dtype))
 
 
 def convert_to_stream(data: TwoTimeData, out_path, *, triangle: str = "upper") -> Path:

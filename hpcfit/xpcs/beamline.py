@@ -1,0 +1,248 @@
+"""Fitting straight from a beamline two-time file: the points t1 < t2 streamed from the maps, no conversion.
+
+A map is stored as a full (n_t, n_t) dataset holding one triangle (:mod:`.load`), so the pairs t1 < t2
+of a row are one contiguous hyperslab of it (of a column, when the lower triangle is stored). A chunk
+of the flat point index (:class:`~hpcfit.data.PairGrid` order: angle, t1, t2) is read as one block of
+rows per angle it touches and the pairs are picked out of it; values keep the file's dtype (float32
+maps stay float32 in memory and in transfer; the kernels accumulate in float64). Each rank reads
+only its own chunks. The diagonal, which :func:`~.load.load` replaces, is not a point of the fit.
+
+``beamline(path, q=…, dt=…)`` describes the selection; :func:`hpcfit.xpcs.fit` takes it as ``data``.
+Nothing here is collective except :meth:`BeamlineSource.open` (through the communicator).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+
+from ..data.chunks import Chunk, LocalChunks, pad_chunk, reduction_slots
+from ..data.grid import ChunkGrid
+from ..errors import InputError
+from ..kernels.coords import PairGrid
+from ..validate import number
+from .load import (_LAYOUT_NAMES, Selection, _check_frames, _check_phi_ranges, _Ctx, _existing_file, _open,
+                   recorded_dt, select)
+
+UPPER, LOWER = "upper", "lower"
+
+
+@dataclass(frozen=True)
+class BeamlineData:
+    """A selection of a beamline two-time file to fit directly (from :func:`beamline`)."""
+
+    path: str
+    q: float
+    dt: float
+    phi_ranges: tuple | None = None
+    frames: tuple | None = None
+
+
+def beamline(path, *, q, dt=None, phi_ranges=None, frames=None) -> BeamlineData:
+    """The q ring nearest to ``q`` of an APS 8-ID-I two-time file (either layout), to pass to
+    :func:`hpcfit.xpcs.fit` as ``data``; ``phi_ranges`` and ``frames`` as in :func:`~.load.load`.
+    ``dt`` (seconds per frame of the maps) defaults to the one the file records (frame_time ×
+    stride_frame × avg_frame); when it does not record all three, dt is required. Local: reads
+    only metadata."""
+    path = _existing_file(path)
+    q = number("q", q)
+    if dt is None:
+        dt, what = recorded_dt(path)
+        if dt is None:
+            raise InputError(f"`dt` is required: {what}")
+    return BeamlineData(path, q, number("dt", dt), _check_phi_ranges(phi_ranges), _check_frames(frames))
+
+
+def pair_at(k: np.ndarray, n_t: int) -> tuple[np.ndarray, np.ndarray]:
+    """(t1, t2) of position k within an angle's pairs t1 < t2 (row-major), exact for any n_t."""
+    k = np.asarray(k, dtype=np.int64)
+    b = 2 * n_t - 1
+    t1 = np.floor((b - np.sqrt(np.maximum(b * b - 8.0 * k, 0.0))) / 2).astype(np.int64)
+    row = lambda t: t * (2 * n_t - t - 1) // 2  # noqa: E731 - first position of row t
+    t1 = np.where(row(t1) > k, t1 - 1, t1)
+    t1 = np.where(row(t1 + 1) <= k, t1 + 1, t1)
+    return t1, k - row(t1) + t1 + 1
+
+
+def _stored_halves(sel: Selection) -> tuple[str, ...]:
+    """Which triangle each selected map stores (a row and a column of the frame window read), its
+    shape and dtype checked; an error names the map."""
+    first, last = sel.frames
+    out = []
+    with _open(sel.path) as f:
+        c = _Ctx(f, sel.path, sel.layout)
+        for name in sel.names:
+            ds = c.dataset(name)
+            if ds.ndim != 2 or ds.shape != (sel.n_t_file, sel.n_t_file) or ds.dtype.kind not in "iuf":
+                raise InputError(f"{sel.path}: dataset '{name}' has shape {ds.shape} and dtype {ds.dtype}; every "
+                                 f"selected map must be a numeric ({sel.n_t_file}, {sel.n_t_file}) matrix like the "
+                                 f"first one ({_LAYOUT_NAMES[sel.layout]})")
+            row = np.asarray(ds[first - 1, first:last])            # above the diagonal
+            col = np.asarray(ds[first:last, first - 1])            # below it
+            if np.any(row) and np.any(col):
+                raise InputError(f"{sel.path}: dataset '{name}' holds values on both sides of the diagonal; a "
+                                 f"triangular half (zeros on one side) is expected ({_LAYOUT_NAMES[sel.layout]})")
+            out.append(LOWER if np.any(col) else UPPER)
+    return tuple(out)
+
+
+class BeamlineSource:
+    """The points t1 < t2 of a selection, read chunk by chunk from the beamline file itself."""
+
+    def __init__(self, selection: Selection):
+        self.sel = selection
+        self.grid = PairGrid(selection.phi.size, selection.n_t, "upper")
+        self.per_angle = self.grid.n_points // selection.phi.size
+        self._file = None
+        self._halves = None
+        self._stamp = None
+
+    def check_arguments(self) -> None:
+        if not isinstance(self.sel, Selection):
+            raise InputError(f"BeamlineSource needs a Selection (hpcfit.xpcs.load.select); got "
+                             f"{type(self.sel).__name__}")
+
+    @property
+    def describe(self) -> str:
+        return f"two-time file {self.sel.path} (q={self.sel.q:g}, {self.sel.phi.size} maps, frames " \
+               f"{self.sel.frames[0]}-{self.sel.frames[1]})"
+
+    def open(self, comm, chunk_size: int) -> LocalChunks:
+        """Collective: rank 0 checks which half each map stores, every rank opens the file and lays
+        out its chunks. On any error the file is closed again."""
+        try:
+            return self._open(comm, chunk_size)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, comm, chunk_size: int) -> LocalChunks:
+        from ..data.hdf5 import _file_stamp
+
+        self._halves = comm.bcast(comm.agree(lambda: _stored_halves(self.sel) if comm.is_root else None))
+        comm.check_same({"two-time file": os.path.abspath(self.sel.path), "maps": self.sel.names,
+                         "frames": self.sel.frames}, "every rank must stream the same selection of the same file")
+
+        def open_file():
+            self.close()
+            self._stamp = _file_stamp(self.sel.path)
+            self._file = _open(self.sel.path)
+
+        comm.agree(open_file)
+        n = self.grid.n_points
+        chunk_size = min(chunk_size, n)
+        grid = ChunkGrid(n, chunk_size, comm.size)
+        runs = [grid.rank_chunks(r) for r in range(comm.size)]
+        first, stop = runs[comm.rank]
+
+        def read(i: int) -> Chunk:
+            lo, hi = grid.chunk_points(first + i)
+            ys = self._read_points(lo, hi, first + i)
+            _, ys, ws = pad_chunk(None, ys, np.ones(hi - lo), chunk_size)
+            return Chunk(np.asarray(lo), ys, ws, hi - lo, lo)
+
+        def take(indices: np.ndarray) -> tuple:
+            unique, back = np.unique(indices, return_inverse=True)
+            ys = self.values(unique)[back]
+            return None, ys, np.ones(indices.size)
+
+        return LocalChunks(read, stop - first, chunk_size, first, grid.n_chunks, reduction_slots(runs, grid.n_chunks),
+                           n, (), cacheable=False, coords=self.grid, describe=self.describe,
+                           point_runs=tuple(grid.rank_points(r) for r in range(comm.size)), take=take,
+                           verify=self._verify_unchanged)
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def _dataset(self, angle: int):
+        if self._file is None:                    # a sample read before (or without) open()
+            self._file = _open(self.sel.path)
+        return self._file[self.sel.names[angle]]
+
+    def _halves_now(self) -> tuple:
+        if self._halves is None:
+            self._halves = _stored_halves(self.sel)
+        return self._halves
+
+    def _read_points(self, lo: int, hi: int, chunk: int) -> np.ndarray:
+        """Values of global points [lo, hi): one block of rows (or columns) per angle touched."""
+        parts = []
+        f0 = self.sel.frames[0] - 1
+        n_t = self.sel.n_t
+        for angle in range(lo // self.per_angle, (hi - 1) // self.per_angle + 1):
+            base = angle * self.per_angle
+            k = np.arange(max(lo, base) - base, min(hi, base + self.per_angle) - base)
+            t1, t2 = pair_at(k, n_t)
+            r0, r1 = int(t1[0]), int(t1[-1])
+            ds = self._dataset(angle)
+            try:
+                if self._halves_now()[angle] == UPPER:
+                    block = ds[f0 + r0: f0 + r1 + 1, f0 + r0 + 1: f0 + n_t]
+                    values = block[t1 - r0, t2 - r0 - 1]
+                else:
+                    block = ds[f0 + r0 + 1: f0 + n_t, f0 + r0: f0 + r1 + 1]
+                    values = block[t2 - r0 - 1, t1 - r0]
+            except Exception as exc:  # noqa: BLE001 - h5py raises OSError, RuntimeError, ... for damaged files
+                raise InputError(f"{self.sel.path}: reading map '{self.sel.names[angle]}' failed at frames "
+                                 f"{f0 + r0 + 1}-{f0 + r1 + 1} (chunk {chunk}): {type(exc).__name__}: {exc}. The "
+                                 "file is damaged or unreadable there") from None
+            self._require_finite(values, angle, t1, t2)
+            parts.append(values)
+        out = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        return out if out.dtype == np.float32 else out.astype(np.float64)
+
+    def values(self, index: np.ndarray) -> np.ndarray:
+        """Values at sorted distinct global points (a sample): one element selection per angle."""
+        out = np.empty(index.size, dtype=np.float64)
+        angle = index // self.per_angle
+        f0 = self.sel.frames[0] - 1
+        for a in np.unique(angle):
+            where = np.flatnonzero(angle == a)
+            t1, t2 = pair_at(index[where] - a * self.per_angle, self.sel.n_t)
+            rows, cols = (t1, t2) if self._halves_now()[a] == UPPER else (t2, t1)
+            ds = self._dataset(int(a))
+            space = ds.id.get_space()
+            space.select_elements(np.stack([f0 + rows, f0 + cols], axis=1).astype(np.uint64))
+            values = np.empty(where.size, dtype=ds.dtype)
+            ds.id.read(h5py.h5s.create_simple((where.size,)), space, values)
+            self._require_finite(values, int(a), t1, t2)
+            out[where] = values
+        return out
+
+    def pairs(self, angle, t1, t2) -> np.ndarray:
+        """c2 at frame pairs (t1 < t2, 0-based in the window) of angles ``angle`` (for start values)."""
+        index = np.asarray(angle) * self.per_angle + np.asarray(t1) * (2 * self.sel.n_t - np.asarray(t1) - 1) // 2 \
+            + (np.asarray(t2) - np.asarray(t1) - 1)
+        order = np.argsort(index, kind="stable")
+        unique, back = np.unique(index[order], return_inverse=True)
+        out = np.empty(index.size)
+        out[order] = self.values(unique)[back]
+        return out
+
+    def _require_finite(self, values: np.ndarray, angle: int, t1: np.ndarray, t2: np.ndarray) -> None:
+        bad = ~np.isfinite(values)
+        if bad.any():
+            i = int(np.argmax(bad))
+            first = self.sel.frames[0]
+            raise InputError(f"{self.sel.path}: map '{self.sel.names[angle]}' (angle index {angle}, φ = "
+                             f"{self.sel.phi[angle]:g}°, q = {self.sel.q:g}) holds {values[i]} at frames "
+                             f"({int(t1[i]) + first}, {int(t2[i]) + first}) (1-based, in the file), and "
+                             f"{int(bad.sum())} non-finite value(s) in this read; a fit needs finite c2. Restrict "
+                             "`frames` or `phi_ranges` to leave them out")
+
+    def _verify_unchanged(self) -> None:
+        from ..data.hdf5 import _file_stamp
+
+        try:
+            now = _file_stamp(self.sel.path)
+        except OSError as exc:
+            raise InputError(f"{self.sel.path}: the two-time file is gone while the fit was reading it ({exc})") from None
+        if now != self._stamp:
+            raise InputError(f"{self.sel.path}: the two-time file changed while the fit was reading it: its answer "
+                             "would mix two versions of the data. Fit a file that is complete and not being written")
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
