@@ -253,7 +253,7 @@ def _run(hc, f, source, opts, p0, lower, upper, absolute_sigma, t_start) -> FitR
     result.timings.update({"setup": t_setup - t_start, "phase1": t_warm - t_setup, "phase2": t_solve - t_warm,
                            "covariance": t_end - t_solve, "total": t_end - t_start,
                            "jacobian_passes": stats.jacobian_seconds, "cost_passes": stats.cost_seconds,
-                           "reductions": stats.reduction_seconds})
+                           "reductions": stats.reduction_seconds, "reads": stats.read_seconds})
     result.info.update({
         "chunk_size": local.chunk_size, "n_chunks": local.n_leaves, "n_ranks": hc.size,
         "source": local.describe, "normalize": norm.strategy, "linear_solves": outcome.solvers,

@@ -52,6 +52,7 @@ class PassStats:
     jacobian_seconds: float = 0.0
     cost_seconds: float = 0.0
     reduction_seconds: float = 0.0
+    read_seconds: float = 0.0       # reading chunks from the source (on the reader thread, overlapping compute)
 
 
 def fill_and_reduce(comm: Communicator, slots: np.ndarray, fill: Callable[[], None], what: str,
@@ -173,7 +174,9 @@ class PassEvaluator:
         return combine_blocks(values, self.local.n_leaves, _add), summed
 
     def _to_device(self, i: int) -> tuple:
+        t0 = time.perf_counter()
         c = self.local.read(i)
+        self.stats.read_seconds += time.perf_counter() - t0
         self._starts[i] = c.global_start
         if self.chunk_checksums is not None:
             crc, k = chunk_checksum(c), self.local.first_leaf + i

@@ -1,0 +1,174 @@
+"""XPCS at scale (issue 13): time to solution from a beamline file, strong and weak scaling, and a model
+that extrapolates to 3.5·10⁹ points on 16, 64 and 256 ranks.
+
+Data: laminar flow, 25 angles, individual scaling (7 + 50 = 57 parameters), the APS-U layout with
+float32 maps (as the beamline writes them), simulated once per size under ``--data`` and reused.
+Each configuration is a fresh process (under mpiexec for 2 ranks) that fits the file directly
+(``hpcfit.xpcs.beamline``), default method from the default start: the wall time includes opening
+and reading the data, phase 1 and the covariance. Recorded per run: time to solution, Jacobian- and
+cost-pass points/s (per rank), the share of pass time spent reading (on the reader thread, which
+overlaps compute), reduction time, peak RSS per rank, the largest |popt − truth|/perr of the
+physical parameters, and a hash of popt (same bits on 1 and 2 ranks).
+
+Run (never more ranks than cores):
+    .venv/bin/python benchmarks/bench_xpcs_scale.py --runs 1e7:1,1e7:2,2e7:2,1e8:2,1e8:1 [--data DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+N_PHI = 25
+PHI = np.linspace(-170.0, 170.0, N_PHI)
+DT, Q, L = 0.5, 0.0054, 2e6
+TRUTH = [1500.0, -0.25, 20.0, 3e-4, 0.35, 1e-5, 5.0]
+CONTRAST = [0.2 + 0.004 * i for i in range(N_PHI)]
+OFFSET = [1.0 + 0.0004 * i for i in range(N_PHI)]
+NOISE = 0.002
+
+
+def n_t_for(points: float) -> int:
+    return int(round(0.5 + math.sqrt(0.25 + 2.0 * points / N_PHI)))
+
+
+def data_file(folder: str, points: float) -> str:
+    """The beamline file of this size, simulated on first use (rank 0 of this process)."""
+    from hpcfit.xpcs import simulate
+
+    n_t = n_t_for(points)
+    path = os.path.join(folder, f"xpcs-{N_PHI}x{n_t}.h5")
+    if not os.path.exists(path):
+        t = time.perf_counter()
+        simulate(path, layout="aps-u", n_phi=N_PHI, n_t=n_t, mode="laminar_flow", dt=DT, q=Q, L=L, params=TRUTH,
+                 contrast=CONTRAST, offset=OFFSET, noise=NOISE, seed=11, phi=PHI.tolist())
+        print(f"simulated {path} ({os.path.getsize(path) / 2**30:.2f} GiB) in {time.perf_counter() - t:.0f} s",
+              flush=True)
+    return path
+
+
+def worker(path: str) -> None:
+    """One fit in this process (collective under mpiexec); rank 0 prints one JSON line."""
+    import resource
+
+    t0 = time.perf_counter()
+    from mpi4py import MPI
+
+    import hpcfit.xpcs as hx
+
+    comm = MPI.COMM_WORLD
+    t = time.perf_counter()
+    res = hx.fit(hx.beamline(path, q=Q, dt=DT), mode="laminar_flow", L=L, comm=comm if comm.size > 1 else None,
+                 verbose=0)
+    wall = time.perf_counter() - t
+    rss = comm.gather(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+    if comm.rank:
+        return
+    tm = res.timings
+    pass_seconds = tm["jacobian_passes"] + tm["cost_passes"]
+    sigma = np.abs(res.popt[:7] - TRUTH) / res.perr[:7]
+    print(json.dumps({
+        "ranks": comm.size, "points": res.n_points, "wall": wall, "import": t - t0, "phase1": tm["phase1"],
+        "phase2": tm["phase2"], "setup": tm["setup"], "njev": res.njev, "ncost": res.nfev - res.njev,
+        "iterations": res.n_iterations, "jac_pps": res.info["jacobian_points_per_second"],
+        "cost_pps": res.info["cost_points_per_second"], "chunk": res.info["chunk_size"],
+        "read_share": tm["reads"] / pass_seconds, "reductions": tm["reductions"], "rss_mib": rss,
+        "max_sigma": float(sigma.max()), "success": bool(res.success), "trustworthy": bool(res.trustworthy),
+        "popt_sha": hashlib.sha256(res.popt.tobytes()).hexdigest()[:16], "cost": res.cost}), flush=True)
+
+
+def run(path: str, ranks: int) -> dict:
+    cmd = [sys.executable, __file__, "--worker", path]
+    if ranks > 1:
+        mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+        cmd = [mpiexec, "-n", str(ranks), sys.executable, "-m", "mpi4py", __file__, "--worker", path]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(out.stdout + out.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def reduction_buffer(points: float, ranks: int, p_angles: int = 100, chunk: int = 32768) -> tuple[int, float, float]:
+    """(slots, MB with the arrow layout, MB with dense JᵀWJ) of one pass's reduction at p = 7 + 2·p_angles."""
+    from hpcfit.data.chunks import reduction_slots
+    from hpcfit.data.grid import ChunkGrid
+
+    grid = ChunkGrid(int(points), chunk, ranks)
+    slots = len(reduction_slots([grid.rank_chunks(r) for r in range(ranks)], grid.n_chunks))
+    p = 7 + 2 * p_angles
+    arrow = 7 * 8 // 2 + p_angles * (3 + 14) + p + 3
+    dense = p * (p + 1) // 2 + p + 3
+    return slots, slots * arrow * 8 / 1e6, slots * dense * 8 / 1e6
+
+
+def predict(rows: list[dict], points: float, ranks: int, fs_mb_per_rank: float, alpha: float, beta: float) -> dict:
+    """Time to solution at ``points`` on ``ranks`` from the largest 2-rank run here: passes scale
+    with points per rank at this machine's per-rank rates (bounded by the file system's per-rank
+    bandwidth, float32 points), the pass counts and phase 1 are taken as measured, each pass adds
+    one Allreduce of the arrow-layout buffer (latency α·log₂P + bandwidth 2·S·β)."""
+    ref = max((r for r in rows if r["ranks"] == 2), key=lambda r: r["points"])
+    per_rank_j, per_rank_c = ref["jac_pps"] / ref["ranks"], ref["cost_pps"] / ref["ranks"]
+    io_pps = fs_mb_per_rank * 1e6 / 4.0
+    share = points / ranks
+    t_j = share / min(per_rank_j, io_pps)
+    t_c = share / min(per_rank_c, io_pps)
+    slots, arrow_mb, _ = reduction_buffer(points, ranks)
+    t_red = alpha * math.log2(ranks) + 2 * arrow_mb * 1e6 * beta
+    passes = ref["njev"] + ref["ncost"]
+    total = ref["njev"] * t_j + ref["ncost"] * t_c + passes * t_red + ref["phase1"] + 10.0
+    return {"ranks": ranks, "points": points, "j_pass": t_j, "cost_pass": t_c, "reduction": t_red, "slots": slots,
+            "buffer_mb": arrow_mb, "total": total}
+
+
+def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--worker":
+        worker(sys.argv[2])
+        return
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", default="1e7:1,1e7:2,2e7:2,1e8:2,1e8:1", help="points:ranks,...")
+    ap.add_argument("--data", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), ".data"))
+    ap.add_argument("--fs-mb-per-rank", type=float, default=500.0, help="assumed file system bandwidth per rank")
+    ap.add_argument("--alpha", type=float, default=5e-6, help="assumed Allreduce latency per log2(P) step, s")
+    ap.add_argument("--beta", type=float, default=1e-10, help="assumed s per byte (10 GB/s links)")
+    args = ap.parse_args()
+    os.makedirs(args.data, exist_ok=True)
+    rows = []
+    for spec in args.runs.split(","):
+        points, ranks = spec.split(":")
+        path = data_file(args.data, float(points))
+        rows.append(run(path, int(ranks)))
+        print(rows[-1], flush=True)
+    print("\n| points | ranks | time to solution s | phase 1 s | phase 2 s | J passes | cost passes | J points/s per rank "
+          "| cost points/s per rank | read share | reductions s | peak RSS per rank MiB | max abs(popt-truth)/perr | popt sha |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['points']:.3g} | {r['ranks']} | {r['wall']:.1f} | {r['phase1']:.1f} | {r['phase2']:.1f} | "
+              f"{r['njev']} | {r['ncost']} | {r['jac_pps'] / r['ranks']:.3g} | {r['cost_pps'] / r['ranks']:.3g} | "
+              f"{r['read_share']:.2f} | {r['reductions']:.3f} | {', '.join(f'{m:.0f}' for m in r['rss_mib'])} | "
+              f"{r['max_sigma']:.2f} | {r['popt_sha']} |")
+    print("\nReduction buffer per pass at p = 207 (100 angles, individual), 3.5e9 points, chunk 32768:")
+    print("| ranks | slots | arrow layout MB | dense JᵀWJ MB |")
+    print("|---|---|---|---|")
+    for ranks in (16, 64, 256):
+        slots, arrow, dense = reduction_buffer(3.5e9, ranks)
+        print(f"| {ranks} | {slots} | {arrow:.1f} | {dense:.1f} |")
+    print(f"\nPredicted time to solution, 3.5e9 points (assumed: {args.fs_mb_per_rank:g} MB/s file system per rank, "
+          f"Allreduce α = {args.alpha:g} s, β = {args.beta:g} s/byte; per-rank rates and pass counts from the largest "
+          "2-rank run above):")
+    print("| ranks | J pass s | cost pass s | reduction s | slots | buffer MB | time to solution s |")
+    print("|---|---|---|---|---|---|---|")
+    for ranks in (16, 64, 256):
+        pr = predict(rows, 3.5e9, ranks, args.fs_mb_per_rank, args.alpha, args.beta)
+        print(f"| {ranks} | {pr['j_pass']:.2f} | {pr['cost_pass']:.2f} | {pr['reduction']:.4f} | {pr['slots']} | "
+              f"{pr['buffer_mb']:.1f} | {pr['total']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
