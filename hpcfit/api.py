@@ -214,7 +214,8 @@ def _run(hc, f, source, opts, p0, lower, upper, absolute_sigma, t_start) -> FitR
         evaluator.show_progress = bool(opts.verbose) and hc.is_root
         t_setup = time.perf_counter()
         problem = Problem(hc, local, f, opts, norm, p0, lower, upper, norm.to_u(lower), norm.to_u(upper),
-                          bool(absolute_sigma), IterationTable(bool(opts.verbose) and hc.is_root), weight_scale)
+                          bool(absolute_sigma), IterationTable(bool(opts.verbose) and hc.is_root), weight_scale,
+                          groups)
         if weight_scale != 1.0:
             problem.table.line(f"the data (y/sigma) are of order 2^{-math.frexp(weight_scale)[1] + 1}: residuals are "
                                f"scaled by 2^{math.frexp(weight_scale)[1] - 1} inside the fit (exact); the table "
@@ -287,8 +288,10 @@ def _explore(problem: Problem, checkpoints) -> ExploreOutcome:
     local, norm, f = problem.local, problem.norm, problem.model
     sample = gather_sample(hc, local, opts.explore_sample_points, opts.warmup_seed)
     sample_model = f if sample.coords is None else IndexedX(f, sample.coords)
-    sample_pass = hc.agree(PassEvaluator, Communicator(None), sample_chunks(sample, local.chunk_size), sample_model,
-                           opts.loss, opts.f_scale, norm.offset, norm.scale, opts.jacobian_mode, problem.weight_scale)
+    chunks = sample_chunks(sample, local.chunk_size)
+    sample_pass = hc.agree(PassEvaluator, Communicator(None), chunks, sample_model, opts.loss, opts.f_scale,
+                           norm.offset, norm.scale, opts.jacobian_mode, problem.weight_scale,
+                           _sample_groups(problem.groups, sample, chunks))
 
     def run_adam(u):
         points = hc.agree(PointEvaluator, hc, local, f, opts.loss, opts.f_scale, norm.offset, norm.scale,
@@ -418,6 +421,18 @@ def _parameter_names(f, p: int) -> list[str] | None:
 
 def _rate(n_points: int, passes: int, seconds: float) -> float:
     return n_points * passes / seconds if seconds > 0 else float("nan")
+
+
+def _sample_groups(groups: GroupLayout | None, sample, chunks) -> GroupLayout | None:
+    """The fit's group layout for phase 1's sample (sorted global indices, chunks of the fit's size):
+    the same groups, the span of the sample's chunks. Block-sparse on a grid source only, where the
+    sample's x holds the global indices."""
+    if groups is None or sample.coords is None:
+        return None
+    at = groups.group_of(sample.indices)
+    first = at[:: chunks.chunk_size]
+    last = at[np.minimum(np.arange(first.size) * chunks.chunk_size + chunks.chunk_size, at.size) - 1]
+    return replace(groups, span=int(np.max(last - first)) + 1)
 
 
 def _kernel_width(f, p: int, opts) -> int:

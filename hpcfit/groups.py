@@ -184,6 +184,26 @@ class GroupLayout:
         return np.searchsorted(np.asarray(self.starts), index, side="right") - 1
 
 
+@dataclass(frozen=True)
+class DenseLayout:
+    """The packed sums of a dense Jacobian pass: upper(JᵀWJ), JᵀWr, cost, n_bad, first_bad."""
+
+    n_params: int
+
+    @property
+    def width(self) -> int:
+        return self.n_params * (self.n_params + 1) // 2 + self.n_params + 3
+
+    def unpack(self, vec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(JᵀWJ (p, p), JᵀWr (p,)) from a packed (reduced) vector."""
+        p = self.n_params
+        rows, cols = np.triu_indices(p)
+        jtj = np.zeros((p, p))
+        jtj[rows, cols] = vec[: rows.size]
+        jtj[cols, rows] = vec[: rows.size]
+        return jtj, vec[rows.size: rows.size + p].copy()
+
+
 def resolve_groups(groups: ParameterGroups, n_params: int, n_points: int, coords, chunk_size: int) -> GroupLayout:
     """The layout of ``groups`` on data of ``n_points`` points (coordinates ``coords``, or explicit
     x when None), checked against the parameter count; InputError naming parameter_groups."""

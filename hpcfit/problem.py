@@ -33,6 +33,7 @@ class Problem:
     absolute_sigma: bool
     table: IterationTable
     weight_scale: float = 1.0    # residuals are (f − y)·w·weight_scale inside the fit (hpcfit.data.scale)
+    groups: object = None        # GroupLayout of block-sparse Jacobian passes (hpcfit.groups), or None
 
     @property
     def n_params(self) -> int:

@@ -167,3 +167,33 @@ def test_dense_solve_time_stays_small_next_to_a_pass():
     assert layout.width == 7 * 8 // 2 + 100 * (3 + 14) + 207 + 3        # not p(p+1)/2 = 21528
     position = layout.packed_position()
     assert (position >= 0).sum() == 7 * 7 + 100 * (4 + 2 * 14)          # the arrow's non-zeros
+
+
+def test_phase_1_sample_passes_are_block_sparse_and_equal_dense():
+    """The sample (sorted global indices on a grid source) spans many groups per chunk: the per-group
+    blocks come from segment sums; the result is the dense pass's to rounding."""
+    from hpcfit.api import _sample_groups
+    from hpcfit.data.sample import gather_sample, sample_chunks
+    from hpcfit.kernels.coords import IndexedX
+
+    n_groups, n_t = 9, 301
+    model = GroupedDecay(n_groups, "by_group")
+    grid = RegularGrid(np.arange(n_groups), np.linspace(0, 3, n_t))
+    rng = np.random.default_rng(4)
+    theta = _theta(n_groups, "by_group", rng)
+    y = np.asarray(model(grid(np.arange(grid.n_points)), *theta)) + 0.01 * rng.standard_normal(grid.n_points)
+    u = theta * 0.9
+    p = theta.size
+    with Communicator(None) as hc:
+        local = ArraySource(None, y, grid=grid).open(hc, 512)
+        layout = resolve_groups(ParameterGroups(N_SHARED, 2, "by_group"), p, local.n_points, grid, 512)
+        sample = gather_sample(hc, local, 700, 0)
+    for chunk_size in (1024, 128):                       # one chunk over all groups (segment sums); span 2 or 3
+        chunks = sample_chunks(sample, chunk_size)
+        sample_layout = _sample_groups(layout, sample, chunks)
+        assert sample_layout.span == n_groups if chunk_size == 1024 else 2 <= sample_layout.span <= 3
+        args = (Communicator(None), chunks, IndexedX(model, grid), "soft_l1", 0.5, np.zeros(p), np.ones(p))
+        dense = PassEvaluator(*args).jacobian_pass(u)
+        sparse = PassEvaluator(*args, groups=sample_layout).jacobian_pass(u)
+        np.testing.assert_allclose(sparse.jtj, dense.jtj, rtol=0, atol=1e-12 * np.abs(dense.jtj).max())
+        np.testing.assert_allclose(sparse.jtr, dense.jtr, rtol=0, atol=1e-12 * np.abs(dense.jtr).max())

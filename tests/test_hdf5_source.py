@@ -128,3 +128,22 @@ def test_grid_and_x_arguments(h5file):
 def test_source_must_be_a_source():
     with pytest.raises(hpcfit.InputError, match="`source` must be a data source"):
         hpcfit.fit(exponential_decay, np.zeros(10), p0=[1, 1, 0])
+
+
+def test_float32_y_stays_float32_until_the_kernels_and_gives_the_float64_answer(tmp_path):
+    """A float32 y dataset is read and handed to the kernels as float32 (half the bytes); the kernels
+    widen it, so the fit is bit for bit the fit of the same values given as float64."""
+    from hpcfit.comm import Communicator
+
+    x, y, sigma = _data()
+    y32 = y.astype(np.float32)
+    path = write(tmp_path / "f32.h5", x=x, y=y32, sigma=sigma)
+    with Communicator(None) as hc:
+        chunk = HDF5Source(path, y="y", x="x", sigma="sigma").open(hc, 1000).read(0)
+    assert chunk.y.dtype == np.float32 and chunk.weight.dtype == np.float64
+    streamed = hpcfit.fit(exponential_decay, HDF5Source(path, y="y", x="x", sigma="sigma"), [1, 1, 0],
+                          chunk_size=1000, verbose=0)
+    in_memory = hpcfit.curve_fit(exponential_decay, x, y32.astype(np.float64), p0=[1, 1, 0], sigma=sigma,
+                                 chunk_size=1000, verbose=0)
+    assert streamed.popt.tobytes() == in_memory.popt.tobytes()
+    assert streamed.pcov.tobytes() == in_memory.pcov.tobytes()

@@ -1,5 +1,4 @@
 """MPI lane: block-sparse Jacobian passes give the serial bits on any rank count."""
-import numpy as np
 import pytest
 
 import hpcfit

@@ -13,10 +13,11 @@ XPCS = '''\
 #   kind = "xpcs"
 #   file = "/data/sample_results.hdf"
 #   q = 0.0054               # the q ring (nearest one in the file; a warning if it is far)
-#   dt = 0.5                 # seconds per frame of the maps (frame time x stride x averaging)
+#   dt = 0.5                 # seconds per frame of the maps (default: what the file records)
 #   phi_ranges = [[-10, 10], [170, 190]]   # optional: degrees to keep
 #   frames = [1, 1000]       # optional: 1-based, inclusive
-# The file is converted once to a stream file in the output directory and streamed by every rank.
+# Every rank streams its own chunks straight from the file's maps (nothing is copied); with
+# convert = true the points are first copied once to a stream file in the output directory.
 kind = "xpcs-simulated"
 n_phi = 8
 n_t = 300

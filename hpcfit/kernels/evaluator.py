@@ -20,9 +20,10 @@ from ..comm import Communicator
 from ..data.chunks import LocalChunks, chunk_checksum
 from ..data.grid import TreeAccumulator, combine_blocks
 from ..errors import FitError, HpcfitError, InputError
+from ..groups import DenseLayout
 from ..progress import Progress
 from .chunk import cost_kernel, jacobian_kernel
-from .coords import implicit_model
+from .coords import IndexedX, implicit_model
 from .grouped import grouped_jacobian_kernel
 
 
@@ -91,8 +92,12 @@ class PassEvaluator:
         self.local = local
         self.p = offset.shape[0]
         self.groups = groups
+        # a sample's chunks hold global indices that an IndexedX model maps to coordinates
+        self._indexed = groups is not None and isinstance(model, IndexedX)
         if groups is None:
             self._jac = jacobian_kernel(implicit_model(model, local), loss, jacobian_mode)
+        elif self._indexed:
+            self._jac = grouped_jacobian_kernel(model.model, loss, groups, model.coords, local.chunk_size, True)
         else:
             self._jac = grouped_jacobian_kernel(model, loss, groups, local.coords, local.chunk_size)
         self._cost = cost_kernel(implicit_model(model, local), loss)
@@ -104,6 +109,7 @@ class PassEvaluator:
         self._f_scale = jnp.asarray(float(f_scale) * self._weight_scale)
         self._cache: dict[int, tuple] = {}
         self._starts = [0] * local.n_local
+        self._first_groups = [0] * local.n_local
         blocks = local.local_blocks
         self._slot0 = local.slots.index(blocks[0]) if blocks else 0
         # local chunk range [first, stop) of each tree block, and the block of each chunk
@@ -140,18 +146,12 @@ class PassEvaluator:
     def jacobian_pass(self, u: np.ndarray, flags=()) -> PassResult:
         """Collective: JᵀWJ, JᵀWr and cost at ``u`` (normalized parameters)."""
         t0 = time.perf_counter()
-        width = self.p * (self.p + 1) // 2 + self.p + 3 if self.groups is None else self.groups.width
-        vec, summed = self._run(self._jac, u, width, flags)
+        layout = self.groups if self.groups is not None else DenseLayout(self.p)
+        vec, summed = self._run(self._jac, u, layout.width, flags)
         self.stats.jacobian_passes += 1
         self.stats.jacobian_seconds += time.perf_counter() - t0
-        if self.groups is not None:
-            jtj, jtr = self.groups.unpack(vec)
-            return PassResult(*self._flags(vec), jtj=jtj, jtr=jtr, flags=summed)
-        jtj = np.zeros((self.p, self.p))
-        rows, cols = np.triu_indices(self.p)
-        jtj[rows, cols] = vec[: rows.size]
-        jtj[cols, rows] = vec[: rows.size]
-        return PassResult(*self._flags(vec), jtj=jtj, jtr=vec[rows.size: rows.size + self.p].copy(), flags=summed)
+        jtj, jtr = layout.unpack(vec)
+        return PassResult(*self._flags(vec), jtj=jtj, jtr=jtr, flags=summed)
 
     def cost_pass(self, u: np.ndarray, flags=()) -> PassResult:
         """Collective: cost at ``u``."""
@@ -178,6 +178,9 @@ class PassEvaluator:
         c = self.local.read(i)
         self.stats.read_seconds += time.perf_counter() - t0
         self._starts[i] = c.global_start
+        if self.groups is not None:
+            first_point = np.asarray(c.x).reshape(-1)[0] if self._indexed else c.global_start
+            self._first_groups[i] = int(self.groups.group_of(np.asarray([first_point]))[0])
         if self.chunk_checksums is not None:
             crc, k = chunk_checksum(c), self.local.first_leaf + i
             if self.chunk_checksums.setdefault(k, crc) != crc:
@@ -219,8 +222,7 @@ class PassEvaluator:
             leaf = np.array(out, dtype=np.float64)
             if grouped:
                 q = self.groups.n_shared + self.groups.span * self.groups.per_group + 1
-                leaf = self.groups.leaf(leaf[:-3].reshape(q, q), int(self.groups.group_of(self._starts[i])),
-                                        leaf[-3:])
+                leaf = self.groups.leaf(leaf[:-3].reshape(q, q), self._first_groups[i], leaf[-3:])
             leaf[-1] = leaf[-1] + self._starts[i] if leaf[-2] > 0 else np.inf
             acc.push(leaf)
             if i == self._block_range[b][1] - 1:

@@ -59,9 +59,36 @@ def _derivatives(model, layout, u, offset, scale, x, y, w, groups, first_group):
     return r, jac[:, :s], d_own
 
 
-def grouped_jacobian_kernel(model: Callable, loss: str, layout, coords=None, chunk_size: int = 0):
-    """The fused block-sparse kernel of ``model`` (the user's model; ``coords`` rebuild x from the
-    chunk's start index when the source has implicit coordinates)."""
+def _slot_products(layout, a, d_own, slot):
+    """AᵀA of A = [J_shared | J_own of slot 0 | … | r] without forming A when a chunk spans many
+    groups (a sample): the shared block by one GEMM of [J_shared | r], each slot's own and coupling
+    blocks by segment sums over the points — work per point independent of the span."""
+    s, k, span = layout.n_shared, layout.per_group, layout.span
+    q = s + span * k + 1
+    shared = a.T @ a                                                  # a = [J_shared | r]: (s+1)²
+    own_own = jax.ops.segment_sum((d_own[:, :, None] * d_own[:, None, :]).reshape(-1, k * k), slot, span)
+    with_own = jax.ops.segment_sum((a[:, :, None] * d_own[:, None, :]).reshape(-1, (s + 1) * k), slot, span)
+    out = jnp.zeros((q, q), dtype=a.dtype)
+    out = out.at[:s, :s].set(shared[:s, :s]).at[:s, q - 1].set(shared[:s, s]).at[q - 1, :s].set(shared[s, :s])
+    out = out.at[q - 1, q - 1].set(shared[s, s])
+    for t in range(span):
+        cols = slice(s + t * k, s + (t + 1) * k)
+        coupling = with_own[t].reshape(s + 1, k)
+        out = out.at[cols, cols].set(own_own[t].reshape(k, k))
+        out = out.at[:s, cols].set(coupling[:s]).at[cols, :s].set(coupling[:s].T)
+        out = out.at[q - 1, cols].set(coupling[s]).at[cols, q - 1].set(coupling[s])
+    return out
+
+
+#: Above this many groups per chunk the per-slot blocks come from segment sums, not one wide GEMM.
+GEMM_SPAN = 2
+
+
+def grouped_jacobian_kernel(model: Callable, loss: str, layout, coords=None, chunk_size: int = 0,
+                            indexed: bool = False):
+    """The fused block-sparse kernel of ``model`` (the user's model). ``coords`` rebuild x from the
+    chunk's start index when the source has implicit coordinates, or with ``indexed`` from the
+    global indices the chunk's x holds (phase 1's sample, sorted by index)."""
 
     def build():
         def kernel(u, offset, scale, x, y, w, n_valid, f_scale, start):
@@ -69,10 +96,10 @@ def grouped_jacobian_kernel(model: Callable, loss: str, layout, coords=None, chu
             y = y.astype(offset.dtype)            # float32 data arrive as float32; the sums are float64
             n = y.shape[0]
             last = layout.starts[-1] - 1
-            index = jnp.minimum(start + jnp.arange(n), last)          # padding → the last point
+            index = x.astype(jnp.int64) if indexed else jnp.minimum(start + jnp.arange(n), last)  # padding → last
             points = x if coords is None else coords(index)
             groups = _point_groups(layout, index)
-            first_group = _point_groups(layout, start)
+            first_group = groups[0]
             r, d_shared, d_own = _derivatives(model, layout, u, offset, scale, points, y, w, groups, first_group)
             mask = jnp.arange(n) < n_valid
             finite = jnp.isfinite(r)
@@ -80,18 +107,23 @@ def grouped_jacobian_kernel(model: Callable, loss: str, layout, coords=None, chu
             bad, n_bad, first = _bad_points(mask, finite, cost_terms)
             keep = mask & ~bad
             cost = jnp.sum(jnp.where(keep, cost_terms, 0.0))
-            # one GEMM: each slot's own columns are zero outside its group's rows
             slot = groups - first_group
+            if loss != "linear":
+                d_shared, d_own = d_shared * j_scale[:, None], d_own * j_scale[:, None]
+            tail = jnp.stack([cost, n_bad, first])
+            if layout.span > GEMM_SPAN:
+                a = jnp.where(keep[:, None], jnp.concatenate([d_shared, r_scaled[:, None]], axis=1), 0.0)
+                d_own = jnp.where(keep[:, None], d_own, 0.0)
+                a, d_own = jax.lax.optimization_barrier((a, d_own))
+                return jnp.concatenate([_slot_products(layout, a, d_own, slot).reshape(-1), tail])
+            # one GEMM: each slot's own columns are zero outside its group's rows
             own = [jnp.where((slot == t)[:, None], d_own, 0.0) for t in range(layout.span)] if layout.span > 1 \
                 else [d_own]
-            a = jnp.concatenate([d_shared, *own], axis=1)
-            if loss != "linear":
-                a = a * j_scale[:, None]
-            a = jnp.where(keep[:, None], jnp.concatenate([a, r_scaled[:, None]], axis=1), 0.0)
+            a = jnp.where(keep[:, None], jnp.concatenate([d_shared, *own, r_scaled[:, None]], axis=1), 0.0)
             # materialize A: fused into the product's operands, XLA would recompute the model per read
             a = jax.lax.optimization_barrier(a)
-            return jnp.concatenate([(a.T @ a).reshape(-1), jnp.stack([cost, n_bad, first])])
+            return jnp.concatenate([(a.T @ a).reshape(-1), tail])
 
         return jax.jit(kernel)
 
-    return _cached(("grouped", model, loss, layout, coords, chunk_size), build)
+    return _cached(("grouped", model, loss, layout, coords, chunk_size, indexed), build)

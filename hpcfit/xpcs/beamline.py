@@ -24,7 +24,7 @@ from ..errors import InputError
 from ..kernels.coords import PairGrid
 from ..validate import number
 from .load import (_LAYOUT_NAMES, Selection, _check_frames, _check_phi_ranges, _Ctx, _existing_file, _open,
-                   recorded_dt, select)
+                   recorded_dt)
 
 UPPER, LOWER = "upper", "lower"
 
