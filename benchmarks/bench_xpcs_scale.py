@@ -12,6 +12,7 @@ physical parameters, and a hash of popt (same bits on 1 and 2 ranks).
 
 Run (never more ranks than cores):
     .venv/bin/python benchmarks/bench_xpcs_scale.py --runs 1e7:1,1e7:2,2e7:2,1e8:2,1e8:1 [--data DIR]
+    .venv/bin/python benchmarks/bench_xpcs_scale.py --allreduce     # the reduction buffers' Allreduce, 2 ranks
 """
 from __future__ import annotations
 
@@ -84,6 +85,27 @@ def worker(path: str) -> None:
         "popt_sha": hashlib.sha256(res.popt.tobytes()).hexdigest()[:16], "cost": res.cost}), flush=True)
 
 
+def allreduce_worker() -> None:
+    """Best-of-5 Allreduce time of the reduction buffers at p = 207 on 64 ranks (arrow, dense), and
+    at 16 ranks, on this communicator (under mpiexec -n 2 here: shared memory)."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    sizes = [reduction_buffer(3.5e9, 16)[1], reduction_buffer(3.5e9, 64)[1], reduction_buffer(3.5e9, 64)[2]]
+    for mb in sizes:
+        a = np.ones(int(mb * 1e6 / 8))
+        b = np.empty_like(a)
+        comm.Allreduce(a, b)
+        best = np.inf
+        for _ in range(5):
+            comm.Barrier()
+            t = time.perf_counter()
+            comm.Allreduce(a, b)
+            best = min(best, time.perf_counter() - t)
+        if comm.rank == 0:
+            print(f"| {comm.size} | {mb:.1f} | {best * 1e3:.1f} |", flush=True)
+
+
 def run(path: str, ranks: int) -> dict:
     cmd = [sys.executable, __file__, "--worker", path]
     if ranks > 1:
@@ -130,6 +152,14 @@ def predict(rows: list[dict], points: float, ranks: int, fs_mb_per_rank: float, 
 def main():
     if len(sys.argv) > 2 and sys.argv[1] == "--worker":
         worker(sys.argv[2])
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--allreduce":
+        if os.environ.get("PMI_RANK") is None and os.environ.get("OMPI_COMM_WORLD_RANK") is None:
+            mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+            print("| ranks | buffer MB | Allreduce ms |\n|---|---|---|", flush=True)
+            subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "mpi4py", __file__, "--allreduce"], check=True)
+        else:
+            allreduce_worker()
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default="1e7:1,1e7:2,2e7:2,1e8:2,1e8:1", help="points:ranks,...")

@@ -50,13 +50,19 @@ def plan(cfg: RunConfig, comm=None) -> list[str]:
         else:
             p = len(cfg.parameters)
     opts = make_options(**fit_options(cfg))
-    chunk = min(opts.chunk_size_for(p), n)
+    width = p                       # the columns of a Jacobian chunk
+    block_sparse = cfg.kind.startswith("xpcs") and opts.parameter_groups is not None
+    if block_sparse:                # XPCS: the physical parameters and two angles' contrast/offset at most
+        from ..models.xpcs import MODES
+        width = MODES.get(cfg.model.get("mode", "laminar_flow"), 7) + \
+            {"individual": 4, "fixed": 0}.get(cfg.model.get("scaling", "individual"), 2)
+    chunk = min(opts.chunk_size_for(width), n)
     n_chunks = -(-n // chunk)
     per_rank = (n_chunks // size, -(-n_chunks // size))
     # per rank: a chunk's x, y, w and its Jacobian block [J | r] (p + 1 columns), twice for double
     # buffering, in float64; plus the p x p normal equations
-    bytes_per_rank = 8 * chunk * (3 + (p + 1)) * 2 + 8 * p * p * 4
-    kernels = ["jacobian (" + opts.jacobian_mode + ")", "cost"]
+    bytes_per_rank = 8 * chunk * (3 + (width + 1)) * 2 + 8 * p * p * 4
+    kernels = ["jacobian (" + ("block-sparse over the angles" if block_sparse else opts.jacobian_mode) + ")", "cost"]
     if opts.method == "hybrid":
         kernels.append("phase 1: the same two on the sample's chunk shape (none extra when it matches)")
     return [
