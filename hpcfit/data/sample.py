@@ -65,7 +65,8 @@ def sample_chunks(sample: Sample, chunk_size: int) -> LocalChunks:
     """The sample as the chunks of a serial fit (one rank, in memory), padded as any chunk is.
 
     With the full data's chunk size (even if that pads a small sample) phase 1 calls the kernels
-    phase 2 compiles anyway: a fit compiles nothing extra for its sample."""
+    phase 2 compiles anyway: a fit compiles nothing extra for its sample (with block-sparse passes,
+    one Jacobian kernel: the sample's chunk spans more groups than phase 2's)."""
     m = sample.size
     n_chunks = -(-m // chunk_size)
 
