@@ -197,3 +197,16 @@ def test_phase_1_sample_passes_are_block_sparse_and_equal_dense():
         sparse = PassEvaluator(*args, groups=sample_layout).jacobian_pass(u)
         np.testing.assert_allclose(sparse.jtj, dense.jtj, rtol=0, atol=1e-12 * np.abs(dense.jtj).max())
         np.testing.assert_allclose(sparse.jtr, dense.jtr, rtol=0, atol=1e-12 * np.abs(dense.jtr).max())
+
+
+def test_a_declaration_is_part_of_the_checkpointed_answer(tmp_path):
+    """The declaration is recorded with the checkpoint (JSON) and compared on resume."""
+    sizes = [120, 80]
+    model, x, y, theta, _ = _data(sizes, "by_parameter", seed=7)
+    groups = ParameterGroups(N_SHARED, 2, group_sizes=sizes)
+    kw = dict(p0=theta * 0.9, chunk_size=64, verbose=0, method="gn", checkpoint=str(tmp_path / "ck.h5"))
+    first = hpcfit.curve_fit(model, x, y, parameter_groups=groups, **kw)
+    again = hpcfit.curve_fit(model, x, y, parameter_groups=groups, resume=True, **kw)
+    assert again.popt.tobytes() == first.popt.tobytes()
+    with pytest.raises(InputError, match="parameter_groups"):
+        hpcfit.curve_fit(model, x, y, parameter_groups=None, resume=True, **kw)
