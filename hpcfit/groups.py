@@ -109,7 +109,12 @@ class GroupLayout:
         return s * (s + 1) // 2 + self.n_groups * (k * (k + 1) // 2 + s * k) + self.n_params + 3
 
     def _dense_positions(self) -> tuple[np.ndarray, np.ndarray]:
-        """(row, col) in JᵀWJ of every entry of the packed matrix part, in packed order."""
+        """(row, col) in JᵀWJ of every entry of the packed matrix part, in packed order (cached)."""
+        if not hasattr(self, "_rows_cols"):
+            object.__setattr__(self, "_rows_cols", self._list_positions())
+        return self._rows_cols
+
+    def _list_positions(self) -> tuple[np.ndarray, np.ndarray]:
         s, k = self.n_shared, self.per_group
         rows, cols = [], []
         r, c = np.triu_indices(s)
