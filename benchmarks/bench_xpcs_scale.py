@@ -13,6 +13,7 @@ physical parameters, and a hash of popt (same bits on 1 and 2 ranks).
 Run (never more ranks than cores):
     .venv/bin/python benchmarks/bench_xpcs_scale.py --runs 1e7:1,1e7:2,2e7:2,1e8:2,1e8:1 [--data DIR]
     .venv/bin/python benchmarks/bench_xpcs_scale.py --allreduce     # the reduction buffers' Allreduce, 2 ranks
+    .venv/bin/python benchmarks/bench_xpcs_scale.py --p207          # a real fit's reductions at p = 207, 2 ranks
 """
 from __future__ import annotations
 
@@ -106,6 +107,26 @@ def allreduce_worker() -> None:
             print(f"| {comm.size} | {mb:.1f} | {best * 1e3:.1f} |", flush=True)
 
 
+def p207_worker(path: str) -> None:
+    """Reductions of a real fit at p = 207 (100 angles, individual), arrow against dense layout:
+    a few passes on many small chunks, on this communicator."""
+    from mpi4py import MPI
+
+    import hpcfit.xpcs as hx
+
+    comm = MPI.COMM_WORLD
+    for groups in ("auto", "off"):
+        res = hx.fit(hx.beamline(path, q=Q, dt=DT), mode="laminar_flow", L=L, comm=comm, verbose=0, method="gn",
+                     max_iterations=3, chunk_size=4096, parameter_groups=groups)
+        passes = res.nfev
+        slots, arrow_mb, dense_mb = reduction_buffer(res.n_points, comm.size, 100, 4096)
+        if comm.rank == 0:
+            print(f"| {'arrow (block-sparse)' if groups == 'auto' else 'dense'} | {res.n_params} | "
+                  f"{res.info['n_chunks']} | {slots} | {(arrow_mb if groups == 'auto' else dense_mb) * 1e3:.0f} | "
+                  f"{passes} | {res.timings['reductions'] / passes * 1e3:.1f} | "
+                  f"{res.timings['jacobian_passes'] / res.njev:.2f} |", flush=True)
+
+
 def run(path: str, ranks: int) -> dict:
     cmd = [sys.executable, __file__, "--worker", path]
     if ranks > 1:
@@ -152,6 +173,25 @@ def predict(rows: list[dict], points: float, ranks: int, fs_mb_per_rank: float, 
 def main():
     if len(sys.argv) > 2 and sys.argv[1] == "--worker":
         worker(sys.argv[2])
+        return
+    if len(sys.argv) > 2 and sys.argv[1] == "--p207-worker":
+        p207_worker(sys.argv[2])
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--p207":
+        from hpcfit.xpcs import simulate
+
+        folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".data")
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, "xpcs-100x200.h5")
+        if not os.path.exists(path):
+            simulate(path, layout="aps-u", n_phi=100, n_t=200, mode="laminar_flow", dt=DT, q=Q, L=L, params=TRUTH,
+                     contrast=0.2, offset=1.0, noise=NOISE, seed=3)
+        print("| layout | p | chunks | slots | buffer KB | passes | reduction ms per pass (incl. waiting) | J pass s |\n"
+              "|---|---|---|---|---|---|---|---|",
+              flush=True)
+        mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+        subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "mpi4py", __file__, "--p207-worker", path],
+                       check=True)
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--allreduce":
         if os.environ.get("PMI_RANK") is None and os.environ.get("OMPI_COMM_WORLD_RANK") is None:
