@@ -18,6 +18,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .chunk import TRACE_COUNTS, _bad_points, _cached, _model_residual
 from .losses import scale_rows
@@ -62,22 +63,22 @@ def _derivatives(model, layout, u, offset, scale, x, y, w, groups, first_group):
 def _slot_products(layout, a, d_own, slot):
     """AᵀA of A = [J_shared | J_own of slot 0 | … | r] without forming A when a chunk spans many
     groups (a sample): the shared block by one GEMM of [J_shared | r], each slot's own and coupling
-    blocks by segment sums over the points — work per point independent of the span."""
+    blocks by segment sums over the points — work per point independent of the span — placed with
+    a few scatters whose indices are static (no per-slot operations to trace)."""
     s, k, span = layout.n_shared, layout.per_group, layout.span
     q = s + span * k + 1
     shared = a.T @ a                                                  # a = [J_shared | r]: (s+1)²
     own_own = jax.ops.segment_sum((d_own[:, :, None] * d_own[:, None, :]).reshape(-1, k * k), slot, span)
     with_own = jax.ops.segment_sum((a[:, :, None] * d_own[:, None, :]).reshape(-1, (s + 1) * k), slot, span)
-    out = jnp.zeros((q, q), dtype=a.dtype)
-    out = out.at[:s, :s].set(shared[:s, :s]).at[:s, q - 1].set(shared[:s, s]).at[q - 1, :s].set(shared[s, :s])
-    out = out.at[q - 1, q - 1].set(shared[s, s])
-    for t in range(span):
-        cols = slice(s + t * k, s + (t + 1) * k)
-        coupling = with_own[t].reshape(s + 1, k)
-        out = out.at[cols, cols].set(own_own[t].reshape(k, k))
-        out = out.at[:s, cols].set(coupling[:s]).at[cols, :s].set(coupling[:s].T)
-        out = out.at[q - 1, cols].set(coupling[s]).at[cols, q - 1].set(coupling[s])
-    return out
+    # where each summed value goes in the (q, q) product; row s of `shared`/`with_own` is r's
+    place = np.r_[np.arange(s), q - 1]
+    t, i, j = np.meshgrid(np.arange(span), np.arange(k), np.arange(k), indexing="ij")
+    t2, row, j2 = np.meshgrid(np.arange(span), np.arange(s + 1), np.arange(k), indexing="ij")
+    own_rows, own_cols = (s + t * k + i).reshape(-1), (s + t * k + j).reshape(-1)
+    cpl_rows, cpl_cols = place[row].reshape(-1), (s + t2 * k + j2).reshape(-1)
+    out = jnp.zeros((q, q), dtype=a.dtype).at[np.ix_(place, place)].set(shared)
+    out = out.at[own_rows, own_cols].set(own_own.reshape(-1))
+    return out.at[cpl_rows, cpl_cols].set(with_own.reshape(-1)).at[cpl_cols, cpl_rows].set(with_own.reshape(-1))
 
 
 #: Above this many groups per chunk the per-slot blocks come from segment sums, not one wide GEMM.
