@@ -19,6 +19,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_xpcs as xb  # noqa: E402
+from hpcfit.kernels.evaluator import PassEvaluator  # noqa: E402
 
 
 def pass_times(scaling: str, groups, y: np.ndarray, n_t: int, repeat: int, chunk_size: int | None) -> dict:
@@ -26,7 +27,6 @@ def pass_times(scaling: str, groups, y: np.ndarray, n_t: int, repeat: int, chunk
     from hpcfit.api import _group_layout, _kernel_width
     from hpcfit.comm import Communicator
     from hpcfit.data import ArraySource, PairGrid
-    from hpcfit.kernels.evaluator import PassEvaluator
     from hpcfit.models.xpcs import TwoTimeModel
     from hpcfit.options import make_options
 
@@ -51,6 +51,42 @@ def pass_times(scaling: str, groups, y: np.ndarray, n_t: int, repeat: int, chunk
                 best = min(best, time.perf_counter() - t)
             out[kind] = best
         ev.close()
+    return out
+
+
+def sample_pass_times(n_phi: int, n_t: int, repeat: int) -> dict:
+    """Phase 1's sample Jacobian pass (32768 sampled points, one chunk spanning every angle):
+    first call (compilation) and best warm time, block-sparse (segment sums) and dense."""
+    from hpcfit.api import _sample_groups
+    from hpcfit.comm import Communicator
+    from hpcfit.data import ArraySource, PairGrid
+    from hpcfit.data.sample import gather_sample, sample_chunks
+    from hpcfit.groups import resolve_groups
+    from hpcfit.kernels.coords import IndexedX
+    from hpcfit.models.xpcs import TwoTimeModel
+
+    model = TwoTimeModel(tuple(np.linspace(-170.0, 170.0, n_phi)), n_t, xb.DT, xb.Q, xb.L)
+    grid = PairGrid(n_phi, n_t)
+    p = model.n_params
+    theta = np.array(xb.START + [0.2] * n_phi + [1.0] * n_phi)
+    out = {"angles": n_phi, "p": p}
+    with Communicator(None) as hc:
+        local = ArraySource(None, np.full(grid.n_points, 1.1), grid=grid).open(hc, 32768)
+        layout = resolve_groups(model.parameter_groups, p, local.n_points, grid, 32768)
+        sample = gather_sample(hc, local, 32768, 0)
+        chunks = sample_chunks(sample, 32768)
+        for name, groups in (("block-sparse", _sample_groups(layout, sample, chunks)), ("dense", None)):
+            ev = PassEvaluator(Communicator(None), chunks, IndexedX(model, grid), "linear", 1.0, np.zeros(p),
+                               np.ones(p), groups=groups)
+            t = time.perf_counter()
+            ev.jacobian_pass(theta)
+            first = time.perf_counter() - t
+            best = np.inf
+            for _ in range(repeat):
+                t = time.perf_counter()
+                ev.jacobian_pass(theta)
+                best = min(best, time.perf_counter() - t)
+            out[name] = (first, best)
     return out
 
 
@@ -79,6 +115,13 @@ def main():
         print(f"| {scaling} | {r['p']} | {'block-sparse' if sparse else 'dense'} | {r['chunk']} | {r['jacobian']:.3f} | "
               f"{n / r['jacobian']:.3g} | {r['cost']:.3f} | {n / r['cost']:.3g} | {r['jacobian'] / r['cost']:.2f} |")
     ind, sha = rows[("individual", True)], rows[("shared", True)]
+    print("\nPhase 1's sample Jacobian pass (32768 points, one chunk over every angle):")
+    print("| angles | p | block-sparse first call s | block-sparse warm ms | dense first call s | dense warm ms |")
+    print("|---|---|---|---|---|---|")
+    for n_phi, frames in ((23, 300), (300, 60)):
+        r = sample_pass_times(n_phi, frames, 10)
+        print(f"| {n_phi} | {r['p']} | {r['block-sparse'][0]:.2f} | {r['block-sparse'][1] * 1e3:.1f} | "
+              f"{r['dense'][0]:.2f} | {r['dense'][1] * 1e3:.1f} |")
     print(f"\nindividual, block-sparse: J pass / cost pass = {ind['jacobian'] / ind['cost']:.2f} (target <= 2.5); "
           f"J pass time individual / shared = {ind['jacobian'] / sha['jacobian']:.2f} (target <= 1.3); "
           f"speed-up over dense individual = {rows[('individual', False)]['jacobian'] / ind['jacobian']:.2f}x")
