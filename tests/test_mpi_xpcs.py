@@ -101,3 +101,42 @@ def test_a_beamline_file_streamed_directly_gives_the_serial_bits(world, shared_d
     par = fit(data, comm=world, **kw)
     assert par.popt.tobytes() == serial.popt.tobytes() and par.pcov.tobytes() == serial.pcov.tobytes()
     assert par.info["source"].startswith("two-time file") and par.info["n_ranks"] == world.size
+
+
+def test_a_nan_in_the_last_ranks_chunks_of_a_beamline_file_is_named_on_every_rank(world, shared_dir):
+    """Streaming the maps directly: only the last rank reads the last angle's chunks; its NaN is the
+    same error (file, map, angle, frames) on every rank, and the file is not touched."""
+    import h5py
+
+    import hpcfit
+    from hpcfit.xpcs import beamline
+    src = os.path.join(shared_dir, "nan-direct.h5")
+    simulate(src, layout="aps-u", n_phi=3, n_t=40, mode="static", dt=0.5, q=0.0054, L=2e6, params=TRUTH[:3],
+             contrast=0.25, offset=1.0, noise=0.002, seed=9, comm=world)
+    if world.rank == 0:
+        with h5py.File(src, "r+") as f:
+            maps = f["xpcs/twotime/correlation_map"]
+            maps[sorted(maps)[-1]][30, 37] = np.nan          # the last angle, near its last pairs
+    world.Barrier()
+    before = os.stat(src).st_mtime_ns
+    with pytest.raises(hpcfit.InputError) as err:
+        fit(beamline(src, q=0.0054, dt=0.5), mode="static", scan=False, method="gn", chunk_size=100, comm=world,
+            verbose=0)
+    message = str(err.value)
+    assert "angle index 2" in message and "frames (31, 38)" in message, message
+    assert world.allgather(message) == [message] * world.size
+    assert os.stat(src).st_mtime_ns == before
+
+
+def test_a_parameter_groups_declaration_on_one_rank_only_is_refused_everywhere(world, shared_dir):
+    """A different parameter_groups on one rank is named on every rank; nobody hangs."""
+    import hpcfit
+    from hpcfit.xpcs import beamline
+    src = os.path.join(shared_dir, "groups-one-rank.h5")
+    simulate(src, layout="aps-u", n_phi=2, n_t=30, mode="static", dt=0.5, q=0.0054, L=2e6, params=TRUTH[:3],
+             contrast=0.25, offset=1.0, noise=0.002, seed=4, comm=world)
+    groups = "off" if world.rank == world.size - 1 else "auto"
+    with pytest.raises(hpcfit.InputError, match="parameter_groups") as err:
+        fit(beamline(src, q=0.0054, dt=0.5), mode="static", scan=False, comm=world, verbose=0,
+            parameter_groups=groups)
+    assert world.allgather(str(err.value)) == [str(err.value)] * world.size
