@@ -21,7 +21,7 @@ from .data.arrays import ArraySource
 from .data.sample import gather_sample, sample_chunks
 from .data.scale import residual_scale
 from .errors import InputError, RankDeficientWarning
-from .groups import GroupLayout, resolve_groups
+from .groups import GroupLayout, declared_groups, kernel_columns, resolve_groups
 from .kernels.chunk import TRACE_COUNTS, model_fingerprint, model_output_shape, residuals
 from .kernels.coords import IndexedX, implicit_model
 from .kernels.evaluator import PassEvaluator
@@ -436,9 +436,7 @@ def _sample_groups(groups: GroupLayout | None, sample, chunks) -> GroupLayout | 
 
 
 def _kernel_width(f, p: int, opts) -> int:
-    """Columns of a Jacobian chunk: p, or with per-group parameters the shared ones and two groups'."""
-    groups = getattr(f, "parameter_groups", None) if opts.parameter_groups == "auto" else opts.parameter_groups
-    return p if groups is None else min(p, groups.n_shared + 2 * groups.per_group)
+    return kernel_columns(declared_groups(getattr(f, "parameter_groups", None), opts.parameter_groups), p)
 
 
 def _group_layout(f, local, p: int, opts) -> GroupLayout | None:
@@ -448,9 +446,8 @@ def _group_layout(f, local, p: int, opts) -> GroupLayout | None:
     (a grid source, or no per-group parameters) and forward mode is asked for; a declaration the
     user gave must hold, or the error says why.
     """
-    groups = opts.parameter_groups
-    if groups == "auto":
-        groups = getattr(f, "parameter_groups", None)
+    groups = declared_groups(getattr(f, "parameter_groups", None), opts.parameter_groups)
+    if opts.parameter_groups == "auto":
         if groups is None or opts.jacobian_mode != "forward" or (
                 groups.per_group and groups.group_sizes is None and local.coords is None):
             return None

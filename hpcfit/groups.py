@@ -157,11 +157,12 @@ class GroupLayout:
         s, k = self.n_shared, self.per_group
         out = np.zeros(self.width)
         r = product.shape[0] - 1
-        upper = np.triu_indices(s)
+        if not hasattr(self, "_uppers"):
+            object.__setattr__(self, "_uppers", (np.triu_indices(s), np.triu_indices(k)))
+        upper, own_upper = self._uppers
         out[: upper[0].size] = product[upper]
         jtr0 = self.width - 3 - self.n_params
         out[jtr0: jtr0 + s] = product[:s, r]
-        own_upper = np.triu_indices(k)
         for t in range((r - s) // k if k else 0):
             g = first_group + t
             if g >= self.n_groups:
@@ -207,6 +208,16 @@ class DenseLayout:
         jtj[rows, cols] = vec[: rows.size]
         jtj[cols, rows] = vec[: rows.size]
         return jtj, vec[rows.size: rows.size + p].copy()
+
+
+def declared_groups(models_own: ParameterGroups | None, option) -> ParameterGroups | None:
+    """The declaration a fit uses: the ``parameter_groups`` option, or with "auto" the model's own."""
+    return models_own if option == "auto" else option
+
+
+def kernel_columns(groups: ParameterGroups | None, n_params: int) -> int:
+    """Columns of a Jacobian chunk: p, or with per-group parameters the shared ones and two groups'."""
+    return n_params if groups is None else min(n_params, groups.n_shared + 2 * groups.per_group)
 
 
 def resolve_groups(groups: ParameterGroups, n_params: int, n_points: int, coords, chunk_size: int) -> GroupLayout:

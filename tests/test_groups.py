@@ -58,6 +58,16 @@ def _data(sizes, layout, seed=0):
     return model, np.stack([group, t]), y, theta, rng
 
 
+def _grid_data(n_groups, n_t, layout, seed):
+    """A grouped model on a RegularGrid (group × t) and noisy data from it."""
+    model = GroupedDecay(n_groups, layout)
+    grid = RegularGrid(np.arange(n_groups), np.linspace(0, 3, n_t))
+    rng = np.random.default_rng(seed)
+    theta = _theta(n_groups, layout, rng)
+    y = np.asarray(model(grid(np.arange(grid.n_points)), *theta)) + 0.01 * rng.standard_normal(grid.n_points)
+    return model, grid, y, theta
+
+
 def _passes(model, source, u, chunk_size, groups, loss="linear"):
     p = u.size
     with Communicator(None) as hc:
@@ -94,12 +104,8 @@ def test_block_sparse_normal_equations_equal_dense(layout, loss, chunk_size):
 
 def test_grid_source_groups_are_its_leading_axis():
     """Implicit coordinates: the leading grid axis is the group; chunks straddle group boundaries."""
-    n_groups, n_t = 6, 97
-    model = GroupedDecay(n_groups, "by_parameter")
-    grid = RegularGrid(np.arange(n_groups), np.linspace(0, 3, n_t))
-    rng = np.random.default_rng(3)
-    theta = _theta(n_groups, "by_parameter", rng)
-    y = np.asarray(model(grid(np.arange(grid.n_points)), *theta)) + 0.01 * rng.standard_normal(grid.n_points)
+    n_groups = 6
+    model, grid, y, theta = _grid_data(n_groups, 97, "by_parameter", 3)
     u = theta * 1.1
     dense, _ = _passes(model, ArraySource(None, y, grid=grid), u, 40, None)
     sparse, layout = _passes(model, ArraySource(None, y, grid=grid), u, 40, ParameterGroups(N_SHARED, 2))
@@ -176,12 +182,8 @@ def test_phase_1_sample_passes_are_block_sparse_and_equal_dense():
     from hpcfit.data.sample import gather_sample, sample_chunks
     from hpcfit.kernels.coords import IndexedX
 
-    n_groups, n_t = 9, 301
-    model = GroupedDecay(n_groups, "by_group")
-    grid = RegularGrid(np.arange(n_groups), np.linspace(0, 3, n_t))
-    rng = np.random.default_rng(4)
-    theta = _theta(n_groups, "by_group", rng)
-    y = np.asarray(model(grid(np.arange(grid.n_points)), *theta)) + 0.01 * rng.standard_normal(grid.n_points)
+    n_groups = 9
+    model, grid, y, theta = _grid_data(n_groups, 301, "by_group", 4)
     u = theta * 0.9
     p = theta.size
     with Communicator(None) as hc:

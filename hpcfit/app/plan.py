@@ -53,9 +53,11 @@ def plan(cfg: RunConfig, comm=None) -> list[str]:
     width = p                       # the columns of a Jacobian chunk
     block_sparse = cfg.kind.startswith("xpcs") and opts.parameter_groups is not None
     if block_sparse:                # XPCS: the physical parameters and two angles' contrast/offset at most
-        from ..models.xpcs import MODES
-        width = MODES.get(cfg.model.get("mode", "laminar_flow"), 7) + \
-            {"individual": 4, "fixed": 0}.get(cfg.model.get("scaling", "individual"), 2)
+        from ..groups import declared_groups, kernel_columns
+        from ..models.xpcs import angle_groups
+        groups = declared_groups(angle_groups(cfg.model.get("mode", "laminar_flow"),
+                                              cfg.model.get("scaling", "individual")), opts.parameter_groups)
+        width = kernel_columns(groups, p)
     chunk = min(opts.chunk_size_for(width), n)
     n_chunks = -(-n // chunk)
     per_rank = (n_chunks // size, -(-n_chunks // size))

@@ -86,7 +86,7 @@ class HDF5Source:
         if not os.path.exists(path):
             raise InputError(f"HDF5Source: file {path!r} does not exist")
         try:
-            self._stamp = _file_stamp(path)
+            self._stamp = file_stamp(path)
             self._file = h5py.File(path, "r")
         except OSError as exc:
             raise InputError(f"HDF5Source: cannot open {path!r} as HDF5: {exc}") from None
@@ -180,19 +180,11 @@ class HDF5Source:
 
     def _verify_unchanged(self) -> None:
         """The file is the one the fit opened: same inode, size and modification time (local)."""
-        path = os.fspath(self.path)
-        try:
-            now = _file_stamp(path)
-        except OSError as exc:
-            now = (None, None, None, None, str(exc))
-        if now != self._stamp:
-            fields = ("device", "inode", "size", "modification time")
-            what = [f"{name} {a} → {b}" for name, a, b in zip(fields, self._stamp, now) if a != b]
-            if len(now) > 4:
-                what = [f"it is gone ({now[4]})"]
-            raise InputError(f"HDF5Source: file {path!r} changed while the fit was reading it ({'; '.join(what)}): "
-                             "its answer would mix two versions of the data. Fit a file that is complete and not "
-                             "being written (copy it first if another program updates it)")
+        change = file_change(os.fspath(self.path), self._stamp)
+        if change is not None:
+            raise InputError(f"HDF5Source: file {os.fspath(self.path)!r} changed while the fit was reading it "
+                             f"({change}): its answer would mix two versions of the data. Fit a file that is "
+                             "complete and not being written (copy it first if another program updates it)")
 
     def _read(self, dset, name: str, lo: int, hi: int, chunk: int) -> np.ndarray:
         """Points [lo, hi) of a dataset; a read failure (a corrupt compressed block, an I/O error)
@@ -238,7 +230,19 @@ class HDF5Source:
             self._file = None
 
 
-def _file_stamp(path) -> tuple:
+def file_change(path: str, stamp: tuple) -> str | None:
+    """What changed in a file since ``stamp`` (:func:`file_stamp`) was taken, or None."""
+    try:
+        now = file_stamp(path)
+    except OSError as exc:
+        return f"it is gone ({exc})"
+    if now == stamp:
+        return None
+    fields = ("device", "inode", "size", "modification time")
+    return "; ".join(f"{name} {a} → {b}" for name, a, b in zip(fields, stamp, now) if a != b)
+
+
+def file_stamp(path) -> tuple:
     st = os.stat(path)
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 

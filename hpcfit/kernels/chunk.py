@@ -96,6 +96,17 @@ def _bad_points(mask, finite_r, cost_terms):
     return bad, jnp.sum(bad).astype(cost_terms.dtype), first.astype(cost_terms.dtype)
 
 
+def scaled_rows(loss: str, r, n_valid, f_scale):
+    """A chunk's residuals after the robust loss: (row scale of J, scaled r, the points kept, cost,
+    n_bad, first_bad) — padding and bad points left out of every sum."""
+    mask = jnp.arange(r.shape[0]) < n_valid
+    finite = jnp.isfinite(r)
+    j_scale, r_scaled, cost_terms = scale_rows(loss, jnp.where(mask & finite, r, 0.0), f_scale)
+    bad, n_bad, first = _bad_points(mask, finite, cost_terms)
+    keep = mask & ~bad
+    return j_scale, r_scaled, keep, jnp.sum(jnp.where(keep, cost_terms, 0.0)), n_bad, first
+
+
 def jacobian_kernel(model: Callable, loss: str, mode: str = "forward"):
     """The fused kernel: JᵀWJ (packed upper triangle), JᵀWr, cost and bad-point counts of a chunk.
 
@@ -110,12 +121,7 @@ def jacobian_kernel(model: Callable, loss: str, mode: str = "forward"):
             TRACE_COUNTS["jacobian"] += 1
             y = y.astype(offset.dtype)            # float32 data arrive as float32; the sums are float64
             r, jac = _jacobian(model, mode, u, x, y, w, offset, scale)
-            mask = jnp.arange(r.shape[0]) < n_valid
-            finite = jnp.isfinite(r)
-            j_scale, r_scaled, cost_terms = scale_rows(loss, jnp.where(mask & finite, r, 0.0), f_scale)
-            bad, n_bad, first = _bad_points(mask, finite, cost_terms)
-            keep = mask & ~bad
-            cost = jnp.sum(jnp.where(keep, cost_terms, 0.0))
+            j_scale, r_scaled, keep, cost, n_bad, first = scaled_rows(loss, r, n_valid, f_scale)
             if loss != "linear":
                 jac = jac * j_scale[:, None]
             a = jnp.where(keep[:, None], jnp.concatenate([jac, r_scaled[:, None]], axis=1), 0.0)

@@ -92,11 +92,9 @@ class PassEvaluator:
         self.local = local
         self.p = offset.shape[0]
         self.groups = groups
-        # a sample's chunks hold global indices that an IndexedX model maps to coordinates
-        self._indexed = groups is not None and isinstance(model, IndexedX)
         if groups is None:
             self._jac = jacobian_kernel(implicit_model(model, local), loss, jacobian_mode)
-        elif self._indexed:
+        elif isinstance(model, IndexedX):     # a sample's chunks: global indices the model maps to coordinates
             self._jac = grouped_jacobian_kernel(model.model, loss, groups, model.coords, local.chunk_size, True)
         else:
             self._jac = grouped_jacobian_kernel(model, loss, groups, local.coords, local.chunk_size)
@@ -109,7 +107,6 @@ class PassEvaluator:
         self._f_scale = jnp.asarray(float(f_scale) * self._weight_scale)
         self._cache: dict[int, tuple] = {}
         self._starts = [0] * local.n_local
-        self._first_groups = [0] * local.n_local
         blocks = local.local_blocks
         self._slot0 = local.slots.index(blocks[0]) if blocks else 0
         # local chunk range [first, stop) of each tree block, and the block of each chunk
@@ -178,9 +175,6 @@ class PassEvaluator:
         c = self.local.read(i)
         self.stats.read_seconds += time.perf_counter() - t0
         self._starts[i] = c.global_start
-        if self.groups is not None:
-            first_point = np.asarray(c.x).reshape(-1)[0] if self._indexed else c.global_start
-            self._first_groups[i] = int(self.groups.group_of(np.asarray([first_point]))[0])
         if self.chunk_checksums is not None:
             crc, k = chunk_checksum(c), self.local.first_leaf + i
             if self.chunk_checksums.setdefault(k, crc) != crc:
@@ -188,8 +182,9 @@ class PassEvaluator:
                                  f"passes of the fit ({self.local.describe}): its answer would mix two versions of "
                                  "the data")
         weight = c.weight if self._weight_scale == 1.0 else c.weight * self._weight_scale
-        return (jnp.asarray(c.x), jnp.asarray(c.y), jnp.asarray(weight), jnp.asarray(c.n_valid),
-                jnp.asarray(c.global_start, dtype=jnp.int64))
+        chunk = (jnp.asarray(c.x), jnp.asarray(c.y), jnp.asarray(weight), jnp.asarray(c.n_valid))
+        # the block-sparse kernel finds its points' groups from the global start (explicit x)
+        return chunk if self.groups is None else chunk + (jnp.asarray(c.global_start, dtype=jnp.int64),)
 
     def _device_chunks(self):
         """This rank's chunks as device arrays, in order: cached, or read one ahead on a thread."""
@@ -222,7 +217,7 @@ class PassEvaluator:
             leaf = np.array(out, dtype=np.float64)
             if grouped:
                 q = self.groups.n_shared + self.groups.span * self.groups.per_group + 1
-                leaf = self.groups.leaf(leaf[:-3].reshape(q, q), self._first_groups[i], leaf[-3:])
+                leaf = self.groups.leaf(leaf[:-4].reshape(q, q), int(leaf[-4]), leaf[-3:])
             leaf[-1] = leaf[-1] + self._starts[i] if leaf[-2] > 0 else np.inf
             acc.push(leaf)
             if i == self._block_range[b][1] - 1:

@@ -7,7 +7,8 @@ give these derivatives itself — ``model.grouped_jacobian(x, *params)`` returni
 (n, n_shared), ∂f/∂own (n, per_group)) — which the XPCS model does from its per-frame integrals;
 otherwise forward-mode JVPs along those directions give them.
 
-Output of one chunk: ``[AᵀA (Q², Q = n_shared + span·per_group + 1), cost, n_bad, first_bad]``
+Output of one chunk: ``[AᵀA (Q², Q = n_shared + span·per_group + 1), first_group, cost, n_bad,
+first_bad]``
 with A = [J_shared | J_own of slot 0 | … | J_own of slot span−1 | r], slot t's columns being zero
 outside the rows of group ``first_group + t``; the evaluator packs AᵀA into the arrow layout on the
 host (:meth:`hpcfit.groups.GroupLayout.leaf`).
@@ -20,8 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .chunk import TRACE_COUNTS, _bad_points, _cached, _model_residual
-from .losses import scale_rows
+from .chunk import TRACE_COUNTS, _cached, _model_residual, scaled_rows
 
 
 def _point_groups(layout, index):
@@ -102,16 +102,11 @@ def grouped_jacobian_kernel(model: Callable, loss: str, layout, coords=None, chu
             groups = _point_groups(layout, index)
             first_group = groups[0]
             r, d_shared, d_own = _derivatives(model, layout, u, offset, scale, points, y, w, groups, first_group)
-            mask = jnp.arange(n) < n_valid
-            finite = jnp.isfinite(r)
-            j_scale, r_scaled, cost_terms = scale_rows(loss, jnp.where(mask & finite, r, 0.0), f_scale)
-            bad, n_bad, first = _bad_points(mask, finite, cost_terms)
-            keep = mask & ~bad
-            cost = jnp.sum(jnp.where(keep, cost_terms, 0.0))
+            j_scale, r_scaled, keep, cost, n_bad, first = scaled_rows(loss, r, n_valid, f_scale)
             slot = groups - first_group
             if loss != "linear":
                 d_shared, d_own = d_shared * j_scale[:, None], d_own * j_scale[:, None]
-            tail = jnp.stack([cost, n_bad, first])
+            tail = jnp.stack([first_group.astype(cost.dtype), cost, n_bad, first])
             if layout.span > GEMM_SPAN:
                 a = jnp.where(keep[:, None], jnp.concatenate([d_shared, r_scaled[:, None]], axis=1), 0.0)
                 d_own = jnp.where(keep[:, None], d_own, 0.0)

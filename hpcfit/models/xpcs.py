@@ -245,6 +245,17 @@ def two_time_c2(params, *, phi, n_t, dt, q, L, contrast, offset, mode="laminar_f
                        q=q, L=L, dt=dt, mode=mode, form=form)
 
 
+def angle_groups(mode: str, scaling: str):
+    """The parameter groups of the model: the physical parameters shared, and with scaling
+    ``individual`` one contrast and one offset per angle (all contrasts, then all offsets)."""
+    from ..groups import ParameterGroups
+
+    n_phys = MODES[mode]
+    if scaling == "individual":
+        return ParameterGroups(n_phys, 2, "by_parameter")
+    return ParameterGroups(n_phys + (2 if scaling == "shared" else 0), 0)
+
+
 @dataclass(frozen=True)
 class TwoTimeModel:
     """c2 at points x = (angle index, t1 frame, t2 frame) as a model for ``hpcfit.curve_fit``.
@@ -316,14 +327,8 @@ class TwoTimeModel:
 
     @property
     def parameter_groups(self):
-        """The angles are the groups (block-sparse Jacobian passes, :mod:`hpcfit.groups`): scaling
-        ``individual`` has one contrast and one offset per angle, in the by-parameter order."""
-        from ..groups import ParameterGroups
-
-        n_phys = MODES[self.mode]
-        if self.scaling == "individual":
-            return ParameterGroups(n_phys, 2, "by_parameter")
-        return ParameterGroups(n_phys + (2 if self.scaling == "shared" else 0), 0)
+        """The angles are the groups (block-sparse Jacobian passes, :mod:`hpcfit.groups`)."""
+        return angle_groups(self.mode, self.scaling)
 
     def _frames_and_scales(self, x, params):
         if len(params) != self.n_params:

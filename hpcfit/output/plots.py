@@ -185,6 +185,7 @@ def xpcs_angles(plt, result, stream_path: str, path: str) -> str:
         ax.set_title(f"φ = {phi[a]:g}°: c2 at short lags (lines: fit)", fontsize=9)
         ax.set_xlabel("t1 (s)")
         ax.legend(fontsize=6)
+    getattr(points.source, "close", lambda: None)()      # a beamline file read for the samples
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

@@ -20,11 +20,12 @@ import numpy as np
 
 from ..data.chunks import Chunk, LocalChunks, pad_chunk, reduction_slots
 from ..data.grid import ChunkGrid
+from ..data.hdf5 import file_change, file_stamp
 from ..errors import InputError
 from ..kernels.coords import PairGrid
 from ..validate import number
-from .load import (_LAYOUT_NAMES, Selection, _check_frames, _check_phi_ranges, _Ctx, _existing_file, _open,
-                   recorded_dt)
+from .load import (Selection, _check_frames, _check_phi_ranges, _Ctx, _existing_file, _open, both_halves_error,
+                   map_dataset, pair_position, recorded_dt)
 
 UPPER, LOWER = "upper", "lower"
 
@@ -74,16 +75,11 @@ def _stored_halves(sel: Selection) -> tuple[str, ...]:
     with _open(sel.path) as f:
         c = _Ctx(f, sel.path, sel.layout)
         for name in sel.names:
-            ds = c.dataset(name)
-            if ds.ndim != 2 or ds.shape != (sel.n_t_file, sel.n_t_file) or ds.dtype.kind not in "iuf":
-                raise InputError(f"{sel.path}: dataset '{name}' has shape {ds.shape} and dtype {ds.dtype}; every "
-                                 f"selected map must be a numeric ({sel.n_t_file}, {sel.n_t_file}) matrix like the "
-                                 f"first one ({_LAYOUT_NAMES[sel.layout]})")
+            ds = map_dataset(c, name, sel.n_t_file)
             row = np.asarray(ds[first - 1, first:last])            # above the diagonal
             col = np.asarray(ds[first:last, first - 1])            # below it
             if np.any(row) and np.any(col):
-                raise InputError(f"{sel.path}: dataset '{name}' holds values on both sides of the diagonal; a "
-                                 f"triangular half (zeros on one side) is expected ({_LAYOUT_NAMES[sel.layout]})")
+                raise both_halves_error(c, name)
             out.append(LOWER if np.any(col) else UPPER)
     return tuple(out)
 
@@ -119,15 +115,14 @@ class BeamlineSource:
             raise
 
     def _open(self, comm, chunk_size: int) -> LocalChunks:
-        from ..data.hdf5 import _file_stamp
-
-        self._halves = comm.bcast(comm.agree(lambda: _stored_halves(self.sel) if comm.is_root else None))
+        # rank 0 probes the maps (once: a sample read for the start values already did)
+        self._halves = comm.bcast(comm.agree(lambda: self._halves_now() if comm.is_root else None))
         comm.check_same({"two-time file": os.path.abspath(self.sel.path), "maps": self.sel.names,
                          "frames": self.sel.frames}, "every rank must stream the same selection of the same file")
 
         def open_file():
             self.close()
-            self._stamp = _file_stamp(self.sel.path)
+            self._stamp = file_stamp(self.sel.path)
             self._file = _open(self.sel.path)
 
         comm.agree(open_file)
@@ -212,8 +207,8 @@ class BeamlineSource:
 
     def pairs(self, angle, t1, t2) -> np.ndarray:
         """c2 at frame pairs (t1 < t2, 0-based in the window) of angles ``angle`` (for start values)."""
-        index = np.asarray(angle) * self.per_angle + np.asarray(t1) * (2 * self.sel.n_t - np.asarray(t1) - 1) // 2 \
-            + (np.asarray(t2) - np.asarray(t1) - 1)
+        t1, t2 = np.asarray(t1), np.asarray(t2)
+        index = np.asarray(angle) * self.per_angle + pair_position(t1, t2, self.sel.n_t, "upper")
         order = np.argsort(index, kind="stable")
         unique, back = np.unique(index[order], return_inverse=True)
         out = np.empty(index.size)
@@ -232,15 +227,11 @@ class BeamlineSource:
                              "`frames` or `phi_ranges` to leave them out")
 
     def _verify_unchanged(self) -> None:
-        from ..data.hdf5 import _file_stamp
-
-        try:
-            now = _file_stamp(self.sel.path)
-        except OSError as exc:
-            raise InputError(f"{self.sel.path}: the two-time file is gone while the fit was reading it ({exc})") from None
-        if now != self._stamp:
-            raise InputError(f"{self.sel.path}: the two-time file changed while the fit was reading it: its answer "
-                             "would mix two versions of the data. Fit a file that is complete and not being written")
+        change = file_change(self.sel.path, self._stamp)
+        if change is not None:
+            raise InputError(f"{self.sel.path}: the two-time file changed while the fit was reading it ({change}): "
+                             "its answer would mix two versions of the data. Fit a file that is complete and not "
+                             "being written")
 
     def close(self) -> None:
         if self._file is not None:

@@ -20,7 +20,7 @@ from ..data import ArraySource, HDF5Source, PairGrid
 from ..errors import InputError
 from ..models.xpcs import TwoTimeModel
 from ..result import FitResult
-from .load import pair_frames, require_finite_pairs
+from .load import pair_frames, pair_position, require_finite_pairs
 
 #: Default start values of the physical parameters (D0 in Å²/s, γ̇ in 1/s, φ0 in degrees).
 DEFAULT_P0 = {"D0": 1000.0, "alpha": 0.0, "D_offset": 0.0, "gamma_dot_t0": 1e-3, "beta": 0.0,
@@ -44,13 +44,6 @@ class _Points:
     selection: object = None  # the beamline file's selection, when its maps are streamed directly
 
 
-def _pair_position(t1, t2, n_t: int, triangle: str):
-    """Position of pair (t1, t2) within its angle's block."""
-    if triangle == "upper":
-        return t1 * (2 * n_t - t1 - 1) // 2 + (t2 - t1 - 1)
-    return t1 * (n_t - 1) + t2 - (t2 > t1)
-
-
 def _beamline_points(data, triangle: str) -> _Points:
     """Points streamed straight from the beamline file's maps (no conversion)."""
     from .beamline import BeamlineSource
@@ -60,15 +53,8 @@ def _beamline_points(data, triangle: str) -> _Points:
         raise InputError(f"a beamline file is fitted directly with triangle='upper' (each independent pair once); "
                          f"for triangle={triangle!r} convert it first with hpcfit.xpcs.prepare_stream")
     sel = select(data.path, q=data.q, phi_ranges=data.phi_ranges, frames=data.frames)
-
-    def sample(a, t1, t2):
-        reader = BeamlineSource(sel)
-        try:
-            return reader.pairs(a, t1, t2)
-        finally:
-            reader.close()
-
-    return _Points(BeamlineSource(sel), np.asarray(sel.phi), sel.n_t, data.dt, sel.q, sample, sel)
+    source = BeamlineSource(sel)        # read for the start values on rank 0, then opened by the fit
+    return _Points(source, np.asarray(sel.phi), sel.n_t, data.dt, sel.q, source.pairs, sel)
 
 
 def _points(data, triangle: str) -> _Points:
@@ -89,7 +75,7 @@ def _points(data, triangle: str) -> _Points:
         def sample(a, t1, t2):
             import h5py
 
-            idx = a * per_angle + _pair_position(t1, t2, meta.n_t, triangle)
+            idx = a * per_angle + pair_position(t1, t2, meta.n_t, triangle)
             order = np.argsort(idx)
             with h5py.File(data, "r") as f:
                 values = f["y"][idx[order]].astype(np.float64)

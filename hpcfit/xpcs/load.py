@@ -87,6 +87,13 @@ def pair_frames(n_t: int, triangle: str) -> tuple[np.ndarray, np.ndarray]:
     return np.nonzero(~np.eye(n_t, dtype=bool))
 
 
+def pair_position(t1, t2, n_t: int, triangle: str):
+    """Position of pair (t1, t2) within its angle's points (the order of :func:`pair_frames`)."""
+    if triangle == "upper":
+        return t1 * (2 * n_t - t1 - 1) // 2 + (t2 - t1 - 1)
+    return t1 * (n_t - 1) + t2 - (t2 > t1)
+
+
 def require_finite_pairs(values: np.ndarray, t1: np.ndarray, t2: np.ndarray, *, path, maps, phi, q: float,
                          first_frame: int, first_angle: int = 0) -> None:
     """Raise an InputError naming the file, map, angle and frame pair of the first NaN or Inf among
@@ -330,16 +337,25 @@ def _entries_old(c: _Ctx) -> _Entries:
 _ENTRIES = {APS_U: _entries_aps_u, OLD: _entries_old}
 
 
-def _read_half(c: _Ctx, name: str, n_t: int, first: int, last: int) -> np.ndarray:
+def map_dataset(c: _Ctx, name: str, n_t: int) -> h5py.Dataset:
+    """A selected map's dataset, checked to be a numeric (n_t, n_t) matrix like the first one."""
     ds = c.dataset(name)
     if ds.ndim != 2 or ds.shape != (n_t, n_t) or ds.dtype.kind not in "iuf":
         raise InputError(f"{c.path}: dataset '{name}' has shape {ds.shape} and dtype {ds.dtype}; every selected "
                          f"map must be a numeric ({n_t}, {n_t}) matrix like the first one "
                          f"({_LAYOUT_NAMES[c.layout]})")
-    h = np.asarray(ds[first - 1:last, first - 1:last], dtype=np.float64)
+    return ds
+
+
+def both_halves_error(c: _Ctx, name: str) -> InputError:
+    return InputError(f"{c.path}: dataset '{name}' holds values on both sides of the diagonal; a triangular "
+                      f"half (zeros on one side) is expected ({_LAYOUT_NAMES[c.layout]})")
+
+
+def _read_half(c: _Ctx, name: str, n_t: int, first: int, last: int) -> np.ndarray:
+    h = np.asarray(map_dataset(c, name, n_t)[first - 1:last, first - 1:last], dtype=np.float64)
     if np.any(np.tril(h, -1)) and np.any(np.triu(h, 1)):
-        raise InputError(f"{c.path}: dataset '{name}' holds values on both sides of the diagonal; a triangular "
-                         f"half (zeros on one side) is expected ({_LAYOUT_NAMES[c.layout]})")
+        raise both_halves_error(c, name)
     return h
 
 
