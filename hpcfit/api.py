@@ -5,10 +5,12 @@ bad argument raises the same :class:`~hpcfit.errors.InputError` everywhere and n
 """
 from __future__ import annotations
 
+import hashlib
 import inspect
 import math
 import time
 import warnings
+from contextlib import nullcontext
 from dataclasses import asdict, fields, replace
 from functools import partial
 
@@ -16,6 +18,7 @@ import numpy as np
 
 from .checkpoint.record import answer_options
 from .checkpoint.session import CheckpointSession
+from .checkpoint.signals import StopSignals
 from .comm import Communicator
 from .data.arrays import ArraySource
 from .data.sample import gather_sample, sample_chunks
@@ -139,9 +142,20 @@ def _with_jac(f, jac, p: int):
     return UserJacobian(f, jac, None if names is None else tuple(names))
 
 
-def _same_everywhere(opts: FitOptions, p0, lower, upper, absolute_sigma, source) -> dict:
+def _model_identity(f) -> str:
+    """What names the model the same way on every rank, cheaply: its type and qualified name, and the
+    bytes of its code when it is a plain function (two different fits never pair up across ranks)."""
+    code = getattr(f, "__code__", None)
+    if code is None:
+        return f"{type(f).__qualname__}:{getattr(f, '__qualname__', '')}"
+    consts = repr(tuple(c for c in code.co_consts if not inspect.iscode(c)))     # code objects print addresses
+    digest = hashlib.sha256(code.co_code + consts.encode()).hexdigest()[:16]
+    return f"{type(f).__qualname__}:{getattr(f, '__qualname__', '')}:{digest}"
+
+
+def _same_everywhere(opts: FitOptions, p0, lower, upper, absolute_sigma, source, model) -> dict:
     """What must be equal on every rank, by name (``verbose`` only matters on rank 0)."""
-    values = {"p0": p0.tobytes(), "bounds": (lower.tobytes(), upper.tobytes()),
+    values = {"p0": p0.tobytes(), "bounds": (lower.tobytes(), upper.tobytes()), "model": _model_identity(model),
               "absolute_sigma": bool(absolute_sigma), "distribute": getattr(source, "distribute", None),
               "source": type(source).__name__}
     values.update({f.name: getattr(opts, f.name) for f in fields(opts) if f.name != "verbose"})
@@ -188,14 +202,23 @@ def fit(f, source, p0=None, *, absolute_sigma=False, bounds=(-np.inf, np.inf), m
     with Communicator(comm) as hc:
         opts, p0, lower, upper, fixed, model = hc.agree(_local_checks, f, source, p0, bounds, method, loss,
                                                         f_scale, jac, options)
-        hc.check_same(_same_everywhere(opts, p0, lower, upper, absolute_sigma, source),
+        hc.check_same(_same_everywhere(opts, p0, lower, upper, absolute_sigma, source, model),
                       "every rank must call the fit with the same p0, bounds, options and kind of source")
         if not fixed.any():
-            return _run(hc, model, source, opts, p0, lower, upper, absolute_sigma, t_start)
+            with _stop_signals(hc, opts) as stops:
+                return _run(hc, model, source, opts, p0, lower, upper, absolute_sigma, t_start, stops)
     return _fit_free_parameters(model, source, p0, lower, upper, fixed, opts, absolute_sigma, comm)
 
 
-def _run(hc, f, source, opts, p0, lower, upper, absolute_sigma, t_start) -> FitResult:
+def _stop_signals(hc, opts):
+    """The fit's stop requests: Ctrl-C under MPI or with a checkpoint (serially without one, Python's
+    own KeyboardInterrupt is already prompt), and the batch system's signals with a checkpoint."""
+    if opts.checkpoint is None and hc.size == 1:
+        return nullcontext(None)
+    return StopSignals(preempt=opts.checkpoint is not None, abort=hc.abort_job if hc.size > 1 else None)
+
+
+def _run(hc, f, source, opts, p0, lower, upper, absolute_sigma, t_start, stops=None) -> FitResult:
     """Collective: open the data, build the Problem, run phases 1–3."""
     p = p0.size
     norm = make_normalization(opts.normalize, p0, lower, upper)
@@ -225,7 +248,7 @@ def _run(hc, f, source, opts, p0, lower, upper, absolute_sigma, t_start) -> FitR
                 opts, p0=p0, lower=lower, upper=upper, absolute_sigma=absolute_sigma, model=f,
                 model_hash=hc.agree(model_fingerprint, f if local.coords is None else IndexedX(f, local.coords),
                                     local.x_shape[:-1] + (8,) if local.coords is None else (8,), p,
-                                    implicit=local.coords is not None)), problem.table)
+                                    implicit=local.coords is not None)), problem.table, stops)
             checkpoints.track(evaluator)
         explored = _explore(problem, checkpoints)
         if checkpoints is not None:

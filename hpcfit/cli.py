@@ -35,6 +35,7 @@ def cmd_fit(args) -> int:
     from .app.config import dump_toml, read_config
     from .app.run import EXIT_PREEMPTED, exit_code, prepare, run_fit, write_results
     from .comm import Communicator
+    from .checkpoint.signals import INTERRUPT_EXIT_CODE
     from .errors import Preempted
 
     comm = _world()
@@ -60,6 +61,11 @@ def cmd_fit(args) -> int:
     except Preempted as stop:
         say(f"hpcfit: {stop}")
         return EXIT_PREEMPTED
+    except KeyboardInterrupt as stop:
+        if not getattr(stop, "agreed", False):
+            raise                        # this rank alone: main() ends the job
+        say(str(stop))                   # every rank together (agreed over a reduction)
+        return INTERRUPT_EXIT_CODE
     out, note = write_results(cfg, prepared, result, comm)
     code = exit_code(result)
     if root:
@@ -204,6 +210,13 @@ def main(argv=None) -> int:
         if _rank() == 0:
             print(f"hpcfit: error: {exc}", file=sys.stderr, flush=True)
         return 1
+    except KeyboardInterrupt:           # Ctrl-C outside a fit's collective stop (setup, output)
+        from .checkpoint.signals import GRACE_SECONDS, INTERRUPT_EXIT_CODE
+        from .comm import abort_after
+
+        abort_after(GRACE_SECONDS, INTERRUPT_EXIT_CODE)     # the other ranks may be in a collective
+        print(f"hpcfit: interrupted (SIGINT) on rank {_rank()}", file=sys.stderr, flush=True)
+        return INTERRUPT_EXIT_CODE
 
 
 def entry(argv=None) -> None:

@@ -7,6 +7,7 @@ collective so that every rank raises the same exception and none is left waiting
 """
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -34,15 +35,46 @@ def _check_communicator(comm) -> None:
                          "or comm.Merge() of the intercommunicator)")
 
 
+_SETUP_LOCKS: dict[int, threading.RLock] = {}
+_SETUP_LOCKS_GUARD = threading.Lock()
+
+
+def _communicator_lock(comm) -> threading.RLock:
+    """The lock of one user communicator in this process. MPI requires the collectives on one
+    communicator to come in the same order on every rank, which two threads calling hpcfit at once
+    cannot promise (MPICH aborts: "internal_Comm_dup: Message truncated"): hpcfit's use of a
+    communicator, from its Dup to its Free, is held under this lock, so concurrent fits on it run
+    one after the other. Re-entrant: a fit may open a second view of the same communicator."""
+    key = comm.py2f()
+    with _SETUP_LOCKS_GUARD:
+        return _SETUP_LOCKS.setdefault(key, threading.RLock())
+
+
 class Communicator:
-    """hpcfit's view of a communicator. ``Communicator(None)`` is serial."""
+    """hpcfit's view of a communicator. ``Communicator(None)`` is serial.
+
+    Not collective to build beyond the Dup; holds the communicator's lock (see
+    :func:`_communicator_lock`) until :meth:`free`, so views of one communicator made by several
+    threads of a process are used one at a time."""
 
     def __init__(self, comm=None):
+        self._lock = None
         if comm is not None:
             _check_communicator(comm)
-        self._comm = None if comm is None else comm.Dup()
+            self._lock = _communicator_lock(comm)
+            self._lock.acquire()
+        try:
+            self._comm = None if comm is None else comm.Dup()
+        except BaseException:
+            self._release()
+            raise
         self.rank = 0 if comm is None else self._comm.Get_rank()
         self.size = 1 if comm is None else self._comm.Get_size()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     @property
     def is_root(self) -> bool:
@@ -51,8 +83,11 @@ class Communicator:
     def free(self) -> None:
         """Release the duplicated communicator (collective)."""
         if self._comm is not None:
-            self._comm.Free()
-            self._comm = None
+            try:
+                self._comm.Free()
+            finally:
+                self._comm = None
+                self._release()
 
     def __enter__(self):
         return self
@@ -140,6 +175,13 @@ class Communicator:
         the per-point output writer; None when serial."""
         return self._comm
 
+    def abort_job(self, code: int) -> None:
+        """Not collective: end every process of the job with exit code ``code`` (MPI_Abort on
+        COMM_WORLD); the last resort when the ranks cannot stop together."""
+        from mpi4py import MPI
+
+        MPI.COMM_WORLD.Abort(code)
+
     def barrier(self) -> None:
         """Collective: wait until every rank is here."""
         if self._comm is not None:
@@ -180,6 +222,24 @@ class Communicator:
                 if other.get(name) != gathered[0].get(name):
                     raise InputError(f"`{name}` differs between ranks (rank 0 and rank {rank} passed different "
                                      f"values); {hint}")
+
+
+def abort_after(seconds: float, code: int) -> None:
+    """Not collective: under MPI with several ranks, end the job with ``code`` in ``seconds`` unless
+    the process has exited by then (a daemon timer): a rank that leaves on its own must not leave the
+    others waiting in a collective forever. Does nothing serially."""
+    import sys
+    import threading
+
+    if "mpi4py.MPI" not in sys.modules:
+        return
+    from mpi4py import MPI
+
+    if not MPI.Is_initialized() or MPI.Is_finalized() or MPI.COMM_WORLD.Get_size() == 1:
+        return
+    timer = threading.Timer(seconds, MPI.COMM_WORLD.Abort, args=(code,))
+    timer.daemon = True
+    timer.start()
 
 
 def mpi_summary() -> dict:

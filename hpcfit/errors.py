@@ -35,3 +35,19 @@ class Preempted(SystemExit):
     def __str__(self) -> str:
         return (f"stopped by {self.signal_name} in {self.phase} at iteration {self.iteration}; checkpoint "
                 f"{self.checkpoint}; exit code {REQUEUE_EXIT_CODE}")
+
+
+
+def interrupted(checkpoint: str | None = None, phase: str | None = None, iteration: int | None = None,
+                agreed: bool = True) -> KeyboardInterrupt:
+    """The exception of a fit stopped on SIGINT (Ctrl-C), on every rank together, after writing its
+    checkpoint when it has one; rerunning with ``resume`` continues from it. A plain
+    :class:`KeyboardInterrupt`, as Ctrl-C is in Python (a subclass would make an uncaught one exit
+    with 1 instead of by SIGINT); ``python -m hpcfit fit`` exits with 130. Its attributes:
+    ``checkpoint`` (None: none was configured), ``phase``, ``iteration`` and ``agreed`` (every rank
+    raised it at the same point; False: this rank stopped on its own)."""
+    where = "" if phase is None else f" in {phase} at iteration {iteration}"
+    kept = f"; checkpoint {checkpoint}" if checkpoint else "; no checkpoint was configured"
+    exc = KeyboardInterrupt(f"hpcfit: interrupted by SIGINT{where}{kept}")
+    exc.checkpoint, exc.phase, exc.iteration, exc.agreed = checkpoint, phase, iteration, agreed
+    return exc

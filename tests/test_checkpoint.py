@@ -93,9 +93,9 @@ def test_stop_on_signal_then_resume_is_bitwise(tmp_path, monkeypatch, method, si
 def test_checkpointing_does_not_change_the_answer(tmp_path):
     same_bits(fit(checkpoint=tmp_path / "fit.h5"), fit())
     res = fit(method="gn", checkpoint=tmp_path / "gn.h5")
-    # one before the trial step of every iteration after the first (the last one ends the fit)
+    # one before the trial step of every iteration after the first, and the converged fit at the end
     assert res.info["checkpoint"] == {"path": str(tmp_path / "gn.h5"), "writer": "rank0-memory", "resumed_from": None,
-                                      "written": res.n_iterations - 1, "failure": None}
+                                      "written": res.n_iterations, "failure": None}
 
 
 def test_checkpoint_contents_are_readable_with_plain_h5py(tmp_path, monkeypatch):
@@ -201,9 +201,12 @@ def test_writes_by_seconds_only(tmp_path):
     path = tmp_path / "fit.h5"
     fit(method="gn", checkpoint=path, checkpoint_every=None, checkpoint_seconds=1e-9)
     assert path.exists() and ckpt_hdf5.previous_path(path).exists()
-    other = tmp_path / "never.h5"
-    fit(method="gn", checkpoint=other, checkpoint_every=None, checkpoint_seconds=3600.0)
-    assert not other.exists()
+    other = tmp_path / "at_the_end.h5"
+    res = fit(method="gn", checkpoint=other, checkpoint_every=None, checkpoint_seconds=3600.0)
+    # no write by the clock; only the finished fit, so that a rerun returns it
+    assert res.info["checkpoint"]["written"] == 1 and not ckpt_hdf5.previous_path(other).exists()
+    with h5py.File(other) as f:
+        assert f.attrs["phase"] == "trust_region" and int(f.attrs["iteration"]) == res.n_iterations
 
 
 def make_unwritable_on_write(monkeypatch, n: int):

@@ -94,6 +94,9 @@ s3 = {value = 0.8, min = 0.01}
 [fit]
 method = "hybrid"
 
+[checkpoint]
+path = "hpcfit-results-curve/checkpoint.h5"   # resumed automatically when the job is rerun or requeued
+
 [output]
 directory = "hpcfit-results-curve"   # its own: the XPCS template writes hpcfit-results
 '''

@@ -61,17 +61,48 @@ def canonical_json(value) -> str:
     return json.dumps(value, sort_keys=True, allow_nan=True)
 
 
+def stored_form(value: Any) -> Any:
+    """An option as a checkpoint stores it and reads it back: JSON's values (tuples become lists,
+    dataclasses dicts, numpy scalars and arrays Python numbers and lists; floats exact). Options are
+    compared in this form only, so a tuple given now equals the list read from the file."""
+    def plain(v):
+        if is_dataclass(v) and not isinstance(v, type):
+            return {k: plain(x) for k, x in asdict(v).items()}
+        if isinstance(v, dict):
+            return {str(k): plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, np.ndarray):
+            return [plain(x) for x in v.tolist()]
+        if isinstance(v, np.generic):
+            return v.item()
+        return v
+    return json.loads(canonical_json(plain(value)))
+
+
+def same_stored(a: Any, b: Any) -> bool:
+    """Whether two options are equal in :func:`stored_form` (NaN equals NaN, -0.0 is not 0.0)."""
+    return canonical_json(stored_form(a)) == canonical_json(stored_form(b))
+
+
 def answer_options(opts, *, p0, lower, upper, absolute_sigma: bool, model, model_hash: str) -> dict[str, Any]:
-    """The options, start and bounds that change the answer, JSON-able (floats exact); the model by
-    its name (for the message) and by what it computes (``model_hash``, for the comparison)."""
+    """The options, start and bounds that change the answer, in :func:`stored_form` (floats exact);
+    the model by its name (for the message) and by what it computes (``model_hash``, for the
+    comparison)."""
     record = {f.name: getattr(opts, f.name) for f in fields(opts) if f.name not in NOT_IN_ANSWER}
-    if is_dataclass(record.get("parameter_groups")):
-        record["parameter_groups"] = {k: list(v) if isinstance(v, tuple) else v     # as JSON reads it back
-                                      for k, v in asdict(record["parameter_groups"]).items()}
     record.update(p0=[float(v) for v in p0], lower=[float(v) for v in lower], upper=[float(v) for v in upper],
                   absolute_sigma=bool(absolute_sigma),
                   model=getattr(model, "__qualname__", None) or type(model).__name__, model_hash=model_hash)
-    return record
+    return stored_form(record)
+
+
+#: A value in a refusal is cut to about this many characters (a start of 23 values is thousands).
+SHOWN_CHARACTERS = 200
+
+
+def _cut(value: Any) -> str:
+    text = canonical_json(stored_form(value)) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= SHOWN_CHARACTERS else text[:SHOWN_CHARACTERS - 5] + " …" + text[-3:]
 
 
 def fingerprint_chunks(n_chunks: int) -> list[int]:
@@ -81,14 +112,15 @@ def fingerprint_chunks(n_chunks: int) -> list[int]:
 
 def compare(saved: Checkpoint, options: dict, fingerprint: dict, where: str) -> None:
     """Raise InputError naming every option and every data property that differs from the checkpoint."""
-    problems = [f"option `{k}`: checkpoint {saved.options.get(k, '(absent)')!r}, now {options.get(k, '(absent)')!r}"
+    absent = "(absent)"
+    problems = [f"option `{k}`: checkpoint {_cut(saved.options.get(k, absent))}, now {_cut(options.get(k, absent))}"
                 for k in sorted(set(saved.options) | set(options))
-                if saved.options.get(k) != options.get(k) and k != "model_hash"]
+                if k != "model_hash" and not same_stored(saved.options.get(k, absent), options.get(k, absent))]
     if saved.options.get("model_hash") != options.get("model_hash"):
         problems.append(f"the model: {options.get('model')!r} now computes something else than the checkpoint's "
                         f"{saved.options.get('model')!r} (its code, constants or configuration changed)")
     for key in ("n_points", "x_shape", "chunk_size", "n_chunks"):
-        if saved.fingerprint.get(key) != fingerprint.get(key):
+        if not same_stored(saved.fingerprint.get(key), fingerprint.get(key)):
             problems.append(f"data {key}: checkpoint {saved.fingerprint.get(key)!r}, now {fingerprint.get(key)!r}")
     if not problems:
         before, now = saved.fingerprint.get("checksums", {}), fingerprint.get("checksums", {})

@@ -15,18 +15,17 @@ from pathlib import Path
 import numpy as np
 
 from .._version import __version__
-from ..errors import REQUEUE_EXIT_CODE, FitError, InputError, Preempted
+from ..errors import REQUEUE_EXIT_CODE, FitError, InputError, Preempted, interrupted
 from . import hdf5
 from ..data.chunks import chunk_checksum
 from .record import Checkpoint, compare, fingerprint_chunks
-from .signals import StopSignals
 from .writer import CheckpointWriter
 
 
 #: Flags that ride on every pass's single reduction, so that all ranks agree on them at no extra
 #: collective: a stop signal seen on any rank, a checkpoint due by rank 0's clock, a checkpoint
 #: write that failed on any rank. Summed: > 0 means raised somewhere.
-FLAGS = ("stop", "checkpoint_due", "write_failed")
+FLAGS = ("stop", "interrupt", "checkpoint_due", "write_failed")
 
 #: Rank 0 writes on a background thread (it makes no MPI call, so any MPI thread level will do).
 #: Tests set it False to see a write's effect at the very next reduction.
@@ -41,7 +40,7 @@ class CheckpointSession:
     """Collective to build: fingerprints the data, reads the checkpoint to resume from (rank 0 reads,
     every rank checks), starts the writer and the stop-signal handlers."""
 
-    def __init__(self, hc, opts, local, answer: dict, table):
+    def __init__(self, hc, opts, local, answer: dict, table, signals=None):
         self.hc, self.opts, self.table, self.answer = hc, opts, table, answer
         self.path = opts.checkpoint
         self.fingerprint = _fingerprint(hc, local)
@@ -56,7 +55,7 @@ class CheckpointSession:
         self._last = (None, 0) if self.resumed is None else (self.resumed.phase, self.resumed.iteration)
         self._last_time = time.monotonic()
         self.writer = self._start_writer() if self.path else None
-        self.signals = StopSignals().__enter__() if self.path else None
+        self.signals = signals             # the fit's StopSignals (its owner enters and leaves it)
         self.agreed = dict.fromkeys(FLAGS, False)   # what the last reduction agreed on
         self.final_failure: str | None = None       # a failure of the last writes (see finish)
 
@@ -127,11 +126,12 @@ class CheckpointSession:
 
     def local_flags(self) -> tuple[float, ...]:
         """This rank's :data:`FLAGS`, to ride on the next pass's reduction (local)."""
-        stop = self.signals is not None and self.signals.received is not None
+        stop = self.path is not None and self.signals is not None and self.signals.received is not None
+        interrupt = self.signals is not None and self.signals.interrupted
         seconds = self.opts.checkpoint_seconds
         due = bool(self.hc.is_root and seconds is not None and time.monotonic() - self._last_time >= seconds)
         failed = self.writer is not None and self.writer.failure() is not None
-        return (float(stop), float(due), float(failed))
+        return (float(stop), float(interrupt), float(due), float(failed))
 
     def observe(self, summed) -> None:
         """After every pass, on every rank: the flags as the reduction summed them (> 0 means raised
@@ -177,7 +177,8 @@ class CheckpointSession:
         last_phase, last_iteration = self._last
         since = iteration - (last_iteration if last_phase == phase else 0)
         due = agreed["checkpoint_due"] or (every is not None and since >= every * stride)
-        return bool(agreed["stop"] or due), agreed["stop"]
+        stop = agreed["stop"] or agreed["interrupt"]
+        return bool(stop or due), stop
 
     def make(self, phase: str, iteration: int, arrays: dict, values: dict, history: np.ndarray,
              cursor: int) -> Checkpoint:
@@ -200,7 +201,13 @@ class CheckpointSession:
             if self.writer is not None:
                 self.writer.flush()
             self._raise_failure(always_collective=True)
-            name = self.signals.received or "a stop signal on another rank"
+            if self.signals is not None:
+                self.signals.settled()
+            if self.agreed["interrupt"]:
+                self.table.line(f"interrupted (SIGINT): checkpoint {self.path} written ({ckpt.phase}, iteration "
+                                f"{ckpt.iteration}); rerun with resume to go on from it")
+                raise interrupted(str(self.path), ckpt.phase, ckpt.iteration)
+            name = (self.signals.received if self.signals is not None else None) or "a stop signal on another rank"
             self.table.line(f"stopping on {name}: checkpoint {self.path} written ({ckpt.phase}, iteration "
                             f"{ckpt.iteration}); exit code {REQUEUE_EXIT_CODE} asks for a requeue")
             raise Preempted(name, str(self.path), ckpt.phase, ckpt.iteration)
@@ -214,8 +221,6 @@ class CheckpointSession:
     def close(self) -> None:
         """Local, also on an error path: flush and stop the writer, restore the signal handlers,
         release the lock. A write failure not yet reported is a warning."""
-        if self.signals is not None:
-            self.signals.__exit__(None, None, None)
         if self.writer is not None:
             self.writer.close()
             if self.writer.failure() and not self._reported:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from ..solvers.driver import Command, drive, guarded
+from ..solvers.driver import Command, drive, evaluate, guarded
 from ..solvers.levenberg_marquardt import PHASE, LevenbergMarquardt, Outcome
 
 __all__ = ["PHASE", "Outcome", "run_trust_region"]
@@ -48,9 +48,7 @@ def run_trust_region(problem, evaluator, u0: np.ndarray, checkpoints=None, start
                       if comm.is_root else (None, None))
     else:
         start = Command("jacobian", u0)
-        first = evaluator.evaluate(start, () if checkpoints is None else checkpoints.local_flags())
-        if checkpoints is not None:
-            checkpoints.observe(first.flags)
+        first = evaluate(comm, evaluator, start, checkpoints)
         _check_start(first, start_label, evaluator.local.describe)       # before the driver: a bad start is the user's error
         state, cmd = guarded(solver.step, None, start, first) if comm.is_root else (None, None)
     return drive(comm, solver, evaluator, state, cmd, checkpoints)

@@ -15,9 +15,11 @@ A solver provides ``step(state, command, result) -> (state, command)`` (rank 0),
 """
 from __future__ import annotations
 
+import time
 from typing import Any, NamedTuple
 
-from ..errors import FitError, InputError
+from ..checkpoint.signals import interrupt_requested, note_pass
+from ..errors import FitError, InputError, interrupted
 
 
 class Command(NamedTuple):
@@ -56,6 +58,23 @@ def _attach_checkpoint(state, cmd: Command, checkpoints, solver, evaluator):
     return state, cmd._replace(save=checkpoints.make(phase, iteration, arrays, values, history, cursor), stop=stop)
 
 
+def evaluate(comm, evaluator, cmd: Command, checkpoints=None):
+    """Collective: one evaluation, with the stop flags riding on its reduction. Without a checkpoint
+    to write first, an interrupt (SIGINT) agreed by that reduction ends the fit here on every rank."""
+    flags = (float(interrupt_requested()),) if checkpoints is None else checkpoints.local_flags()
+    t0 = time.perf_counter()
+    result = evaluator.evaluate(cmd, flags)
+    note_pass(time.perf_counter() - t0)
+    if checkpoints is not None:
+        checkpoints.observe(result.flags)
+        stop = checkpoints.path is None and checkpoints.agreed["interrupt"]
+    else:
+        stop = bool(result.flags[0] > 0)
+    if stop:             # summed over the ranks of ``comm``: together, unless comm is a rank's own
+        raise interrupted(agreed=comm.size > 1)
+    return result
+
+
 def drive(comm, solver, evaluator, state, cmd: Command | None, checkpoints=None):
     """Collective: run ``solver`` over ``evaluator`` from rank 0's ``(state, cmd)`` (ignored on other
     ranks) until it stops; every rank returns the solver's outcome (the "stop" command's payload)."""
@@ -70,9 +89,6 @@ def drive(comm, solver, evaluator, state, cmd: Command | None, checkpoints=None)
         if cmd.kind == "error":
             kind, message = cmd.payload
             raise (InputError if kind == "InputError" else FitError)(message)
-        flags = () if checkpoints is None else checkpoints.local_flags()
-        result = evaluator.evaluate(cmd, flags)
-        if checkpoints is not None:
-            checkpoints.observe(result.flags)
+        result = evaluate(comm, evaluator, cmd, checkpoints)
         if comm.is_root:
             state, cmd = guarded(solver.step, state, cmd, result)

@@ -53,6 +53,8 @@ class LMState(NamedTuple):
     # finite) resumes from there, damped harder, so that λ grows over repeated take-backs
     before_accept: tuple[float, float] | None = None
     taken_back: int = 0
+    finished: Status | None = None      # how the fit ended (not on a limit): a rerun returns it as it is
+    from_file: bool = False             # restored from a finished fit's checkpoint: nothing to write
 
 
 # Damping limits: past MAX_DAMPING a step is ~1e-32 of the gradient step, so no step can reduce
@@ -102,10 +104,11 @@ class LevenbergMarquardt:
     def boundary(self, state: LMState, cmd: Command):
         """Checkpoints are taken before a trial step's cost pass, and always when a limit the user
         set (max_iterations, max_nfev, max_time) ends the fit: a rerun with a higher limit and
-        ``resume`` goes on from there instead of redoing the work."""
+        ``resume`` goes on from there instead of redoing the work. A fit that converged is written
+        too, so that rerunning the same job returns it without another pass."""
         if cmd.kind == "cost":
             return PHASE, state.iteration, 1, False
-        if cmd.kind == "stop" and cmd.payload.status.on_limit:
+        if cmd.kind == "stop" and not state.from_file:
             return PHASE, state.iteration, 1, True
         return None
 
@@ -122,7 +125,8 @@ class LevenbergMarquardt:
                   "trial_solver": None if trial is None else trial.solver,
                   "pending": None if state.pending is None else int(state.pending),
                   "accepted": list(state.accepted), "solvers": dict(self.solvers), "elapsed": self._elapsed(),
-                  "nfev": state.passes, "taken_back": state.taken_back}
+                  "nfev": state.passes, "taken_back": state.taken_back,
+                  "finished": None if state.finished is None else int(state.finished)}
         return arrays, values, history_array(state.history), state.passes
 
     def restore(self, arrays: dict, values: dict, rows: np.ndarray) -> tuple[LMState, Command]:
@@ -136,6 +140,8 @@ class LevenbergMarquardt:
         state = LMState(arrays["u"], values["cost"], arrays["jtj"], arrays["jtr"], arrays["d2"], values["damping"],
                         values["growth"], values["iteration"], values["rejected"], trial, pending,
                         tuple(values["accepted"]), history, values["nfev"], None, values["taken_back"])
+        if values.get("finished") is not None:      # the fit had converged: return its outcome as it is
+            return self._stop(state._replace(from_file=True), Status(values["finished"]))
         if trial is None:             # written when a limit stopped the fit: propose the next step now
             return self._propose(state)
         return state, Command("cost", trial.trial)
@@ -231,6 +237,8 @@ class LevenbergMarquardt:
     def _stop(self, state: LMState, status: Status) -> tuple[LMState, Command]:
         if status.on_limit:
             state = state._replace(trial=None)      # what a resume with a higher limit proposes anew
+        else:
+            state = state._replace(finished=status)
         pg = projected_gradient(state.u, state.jtr, self.lower, self.upper)
         outcome = Outcome(state.u, state.cost, state.jtj, state.jtr, status, state.iteration,
                           list(state.history), gradient_cosine(pg, state.jtj, state.cost), dict(self.solvers),
