@@ -30,7 +30,7 @@ def run_demo(n_points: int = 1_000_000, chunk_size: int | None = None, comm=None
     if rank == 0:
         print(f"hpcfit demo: 3 Gaussian peaks, {len(NAMES)} parameters, {n_points} points, {size} rank(s)")
     result = curve_fit(gaussian_peaks, x, y, p0=START, sigma=sigma, absolute_sigma=True, comm=comm,
-                       chunk_size=chunk_size)
+                       chunk_size=chunk_size, verbose=1)
     if rank == 0:
         print(result.report(NAMES))
         pulls = (result.popt - TRUTH) / result.perr

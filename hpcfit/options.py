@@ -39,7 +39,7 @@ class FitOptions:
     # Block-sparse Jacobian passes (hpcfit.groups): "auto" takes the model's `parameter_groups`
     # when its groups can be placed on the data; None: dense passes; or a ParameterGroups / table.
     parameter_groups: object = "auto"
-    verbose: int = 1               # 0: quiet; 1: rank 0 prints the per-iteration table
+    verbose: int = 0               # 0: quiet (as scipy); 1: rank 0 prints the per-iteration table
     # Phase 1 (method="hybrid"): Adam on minibatches, with the four layers of docs/algorithm.md.
     warm_start_detection: bool = True    # layer 1: skip phase 1 when p0 already fits ...
     warm_start_threshold: float = 0.01   # ... i.e. relative loss(p0) = 2·loss/var_w(y) below this

@@ -184,6 +184,13 @@ class FitResult:
                 f"{self.njev} Jacobian + {self.nfev - self.njev} cost passes, "
                 f"{self.timings.get('total', float('nan')):.3f} s")
 
+    def _rank_line(self) -> str:
+        """The rank of JᵀWJ over the free parameters (a fixed one has no column in it)."""
+        n_fixed = 0 if self.fixed is None else int(np.count_nonzero(self.fixed))
+        free = self.n_params - n_fixed
+        note = f" free parameters ({n_fixed} fixed)" if n_fixed else ""
+        return f"  JᵀWJ rank {self.rank}/{free}{note}" + (" (RANK DEFICIENT)" if self.rank_deficient else "")
+
     def report(self, names: list[str] | None = None) -> str:
         """A full multi-line summary: parameters with errors, termination, passes and timings."""
         names = names or self.names or [f"p[{i}]" for i in range(self.n_params)]
@@ -191,7 +198,7 @@ class FitResult:
         lines = [self.brief(), f"  {self.message}",
                  f"  points {self.n_points}, parameters {self.n_params}, dof {self.dof}, "
                  f"chi2 {self.chi2:.6e}, reduced chi2 {self.reduced_chi2:.6e}, loss {self.loss}",
-                 f"  JᵀWJ rank {self.rank}/{self.n_params}" + (" (RANK DEFICIENT)" if self.rank_deficient else "")]
+                 self._rank_line()]
         if not self.trustworthy:
             lines.append("  NOT TRUSTWORTHY: " + "; ".join(self.trust_issues))
         fixed = self.fixed if self.fixed is not None else np.zeros(self.n_params, bool)

@@ -47,13 +47,21 @@ def test_result_unpacks_and_reports_passes():
     assert res.names == ["a", "b", "c"] and " c = " in res.report() and res.as_dict()["b"] == res.popt[1]
 
 
-def test_iteration_table_is_printed_unless_quiet(capsys):
+def test_the_api_is_quiet_by_default_and_prints_its_table_with_verbose_1(capsys):
     x, y = _data()
-    hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0])
+    hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0])        # like scipy: nothing
+    assert capsys.readouterr().out == ""
+    hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0], verbose=1)
     out = capsys.readouterr().out
     assert "iter" in out and "Δcost" in out and "termination condition" in out
-    hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0], verbose=0)
-    assert capsys.readouterr().out == ""
+
+
+def test_the_report_counts_the_rank_over_free_parameters():
+    x, y = _data()
+    res = hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0.5],
+                           bounds=([-np.inf, -np.inf, 0.5], [np.inf, np.inf, 0.5]))
+    assert "JᵀWJ rank 2/2 free parameters (1 fixed)" in res.report()
+    assert "JᵀWJ rank 3/3\n" in hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, p0=[1, 1, 0]).report()
 
 
 def test_max_iterations_stops_with_status_0():

@@ -329,8 +329,9 @@ def _is_simulation(path: str) -> bool:
 # ---------------------------------------------------------------- the fit
 
 def fit_options(cfg: RunConfig) -> dict:
-    """[fit] plus [checkpoint] as keywords of the fit."""
-    options = dict(cfg.fit)
+    """[fit] plus [checkpoint] as keywords of the fit. The application shows its per-iteration table
+    unless ``verbose = 0`` (or ``--quiet``); the Python API is quiet by default, like scipy."""
+    options = {"verbose": 1, **cfg.fit}
     ck = cfg.checkpoint
     if "path" in ck:
         options["checkpoint"] = ck["path"]
