@@ -15,4 +15,13 @@ mpi_lane() {
     exit "$status"
   fi
   grep -v -E '^(MPI|MPICH|mpi4py)' "$logs/rank0.log" | sed '/^\s*$/d' | tail -n 5
+  rm -rf "$logs"
+}
+
+# use_private_tmp: point TMPDIR (pytest's tmp_path, tempfile, the lane's logs) at a new folder that is
+# removed when the calling script exits, so that a lane leaves nothing in /tmp.
+use_private_tmp() {
+  HPCFIT_TMP=$(mktemp -d "${TMPDIR:-/tmp}/hpcfit-tests.XXXXXX")
+  trap 'rm -rf "$HPCFIT_TMP"' EXIT
+  export TMPDIR=$HPCFIT_TMP
 }

@@ -9,11 +9,12 @@ venv=${HPCFIT_VENV:-.venv}
 "$venv/bin/python" -m pip install -q --upgrade pip setuptools wheel
 "$venv/bin/python" -m pip install -q -e '.[mpich,test,plot]'
 export PATH="$PWD/$venv/bin:$PATH"
+source tests/mpi_lane.sh
+use_private_tmp       # every temporary file of the lane in one folder, removed when the lane ends
 
 echo "== serial tests"
 timeout -k 30 1800 python -m pytest -q -m "not mpi" tests/
 
-source tests/mpi_lane.sh
 for n in 2 3; do
   mpi_lane mpiexec "$n" 1200 "MPI tests" tests/
 done

@@ -44,6 +44,7 @@ fi
 
 export PATH="$PWD/$venv/bin:$PATH" HPCFIT_EXPECT_MPIO=1
 source tests/mpi_lane.sh
+use_private_tmp
 for n in 2 3; do
   mpi_lane "$mpiexec" "$n" 900 "checkpoint and per-point output tests with parallel HDF5" tests/test_mpi_checkpoint.py tests/test_mpi_per_point.py
 done

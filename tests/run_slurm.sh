@@ -3,7 +3,8 @@
 # recipe and its pitfalls are in ../shared/INSTALL-NOTES.md). It submits slurm/fit.sbatch with
 # sbatch on 2 tasks, delivers SIGUSR1 to the batch shell mid-fit (scancel --signal=USR1 --batch),
 # and checks that the job stops with its checkpoint, requeues itself, resumes, completes, and ends
-# with the bits of an uninterrupted run. Every daemon it started is stopped on exit.
+# with the bits of an uninterrupted run; then the same for the shipped XPCS config (`init xpcs`), with
+# SIGTERM and SIGUSR1. Every daemon it started is stopped on exit.
 # Needs the venv of tests/run_all.sh (HPCFIT_VENV, default .venv) and root with apt-get, or SLURM
 # and munge already installed.
 set -euo pipefail
@@ -170,4 +171,52 @@ PY
 
 requeue_case TERM       # preemption
 requeue_case USR1       # the time limit's warning (--signal=B:USR1@120)
+
+# The flagship config as shipped (`python -m hpcfit init xpcs`: simulated 8-angle two-time maps,
+# phase 1, a checkpoint every iteration), stopped as soon as its fit has begun and requeued: the
+# requeued run must resume (an option compared by type once refused it) to the uninterrupted bits.
+echo "== the shipped XPCS config, uninterrupted (one process)"
+mkdir -p "$work/xpcs-reference"
+(cd "$work/xpcs-reference" && "$py" -m hpcfit init xpcs > run.toml && "$py" -m hpcfit fit run.toml --quiet >/dev/null)
+
+xpcs_requeue_case() {    # SIGNAL: delivered to the batch shell once the fit has begun
+  local sig=$1 dir="$work/xpcs-$1" id state="" restarts info log
+  mkdir -p "$dir"
+  (cd "$dir" && "$py" -m hpcfit init xpcs > run.toml)
+  echo "== sbatch -n 2 slurm/fit.sbatch with the shipped XPCS config; SIG$sig to the batch shell mid-fit"
+  id=$(sbatch --parsable -n 2 --chdir="$dir" --export="ALL,HPCFIT_VENV=$venv,PYTHONUNBUFFERED=1" \
+       "$repo/slurm/fit.sbatch" run.toml)
+  log="$dir/hpcfit-$id.out"
+  for _ in $(seq 900); do
+    grep -q "starting a new fit" "$log" 2>/dev/null && break
+    sleep 0.2
+  done
+  grep -q "starting a new fit" "$log" || { echo "the fit did not start"; cat "$log"; exit 1; }
+  scancel --signal="$sig" --batch "$id"
+  for _ in $(seq 400); do
+    info=$(scontrol show job "$id" 2>/dev/null || true)
+    state=$(sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p' <<<"$info")
+    restarts=$(sed -n 's/.*Restarts=\([0-9]*\).*/\1/p' <<<"$info")
+    if [ "$state" = COMPLETED ] || [ "$state" = FAILED ] || [ "$state" = CANCELLED ]; then break; fi
+    sleep 1
+  done
+  echo "-- job $id: $state after ${restarts:-?} restart(s); the end of its log:"
+  tail -n 12 "$log"
+  [ "$state" = COMPLETED ] || { echo "the job did not complete"; cat "$log"; exit 1; }
+  [ "${restarts:-0}" -ge 1 ] || { echo "the job was not requeued"; exit 1; }
+  grep -q "stopped by SIGUSR1" "$log" || { echo "the fit did not stop on the signal"; exit 1; }
+  grep -q "resuming from" "$log" || { echo "the requeued run did not resume"; exit 1; }
+  if grep -q "resume refused" "$log"; then echo "the requeued run refused its checkpoint"; exit 1; fi
+  "$py" - "$dir/hpcfit-results/result.json" "$work/xpcs-reference/hpcfit-results/result.json" <<'PY'
+import sys
+import hpcfit
+job, ref = (hpcfit.load_result(p) for p in sys.argv[1:])
+assert job.popt.tobytes() == ref.popt.tobytes() and job.pcov.tobytes() == ref.pcov.tobytes(), (job.popt, ref.popt)
+assert job.info["n_ranks"] == 2
+print(f"the requeued 2-task XPCS job resumed to the bits of the uninterrupted fit: D0 = {job.popt[0]!r}")
+PY
+}
+
+xpcs_requeue_case TERM
+xpcs_requeue_case USR1
 echo "== SLURM lane passed"
