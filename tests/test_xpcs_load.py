@@ -396,3 +396,39 @@ def test_recorded_dt_of_the_real_result_files():
         pytest.skip("the shared real data are not next to this checkout")
     dt, what = recorded_dt(real)
     assert dt is None and "xpcs/twotime/config/stride_frame" in what and "frame_time" not in what.split("missing")[1]
+
+
+def test_files_of_another_kind_say_what_they_are_and_what_is_accepted(tmp_path):
+    """A text map, a multitau-only result and an HDF5 file of another kind: one error naming the
+    file, what it is and what is accepted (also from recorded_dt, which the app asks first)."""
+    from hpcfit.xpcs.load import recorded_dt, select
+    text = tmp_path / "map.txt"
+    np.savetxt(text, np.ones((6, 6)), fmt="%.3f")
+    multitau = tmp_path / "multitau.hdf"
+    with h5py.File(multitau, "w") as f:
+        f["xpcs/multitau/normalized_g2"] = np.ones((5, 3))
+        f["xpcs/qmap/dynamic_v_list_dim0"] = Q
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["counts"] = np.ones(3)
+    accepted = "accepted: APS 8-ID-I two-time result files (HDF5 with xpcs/twotime/correlation_map"
+    for path, what in [(text, "a text file of numbers (6 per line: a table or a map saved as text), not HDF5"),
+                       (multitau, "an APS multitau result file with g2 (xpcs/multitau/normalized_g2) but no "
+                                  "two-time maps (no xpcs/twotime, no exchange/C2T_all)"),
+                       (other, "an HDF5 file without the XPCS result layout (top-level keys ['counts']")]:
+        message = raises([f"{path}: {what}", accepted], select, path, q=0.002)
+        assert "\n" not in message
+        assert raises([f"{path}: {what}"], detect_layout, path) == message
+    raises([f"{text}: a text file of numbers"], recorded_dt, text)
+
+
+@pytest.mark.parametrize("name, what", [
+    ("8IDE_A073M115_ttc_blockavg300.txt", "a text file of numbers (300 per line: a table or a map saved as text)"),
+    ("E0173_H06-c6c5-4_a0009_f100000_r00001_results.hdf", "an APS multitau result file with g2"),
+    ("Average_B0146_S3_7_060C10p_att00_Rq0_00001_00050_results.hdf", "an APS multitau result file with g2")])
+def test_the_real_files_without_two_time_maps_are_named_as_what_they_are(name, what):
+    real = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "real", name)
+    if not os.path.exists(real):
+        pytest.skip("the shared real data are not next to this checkout")
+    path = os.path.abspath(real)
+    raises([f"{path}: {what}", "accepted: APS 8-ID-I two-time result files"], detect_layout, path)

@@ -199,22 +199,72 @@ def _existing_file(path) -> str:
     return p
 
 
+#: What the readers take, for the message about a file they do not.
+ACCEPTED = ("accepted: APS 8-ID-I two-time result files (HDF5 with xpcs/twotime/correlation_map, APS-U layout, or "
+            "exchange/C2T_all, old layout)")
+
+
+def _text_kind(path: str) -> str | None:
+    """'a text file (...)' when the file's start is text, else None."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if b"\0" in head:
+        return None
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:            # a multi-byte character cut at the end of the block
+        if exc.start < len(head) - 4:
+            return None
+        text = head[:exc.start].decode("utf-8")
+    first = text.splitlines()[0] if text.strip() else ""
+    fields = first.replace(",", " ").split()
+    try:
+        [float(v) for v in fields]
+    except ValueError:
+        return "a text file"
+    return f"a text file of numbers ({len(fields)} per line: a table or a map saved as text)" if fields else \
+        "a text file"
+
+
 def _open(path: str) -> h5py.File:
     try:
         return h5py.File(path, "r")
     except OSError as exc:
+        if not h5py.is_hdf5(path):
+            what = _text_kind(path) or "a file that is not HDF5"
+            raise InputError(f"{path}: {what}, not HDF5; {ACCEPTED}; a map saved as text can be written into such "
+                             "a file with hpcfit.xpcs.layouts.write_aps_u(path, c2[None, None], [q], [phi])") from None
         raise InputError(f"{path}: not a readable HDF5 file ({exc})") from None
 
 
 # ---------------------------------------------------------------- layouts
 
+def _without_maps(f: h5py.File, path: str) -> InputError | None:
+    """A beamline result file that holds no two-time maps (a multitau-only result, say): the error
+    saying so, or None when maps may be there."""
+    if "xpcs/twotime" in f or OLD_MAPS in f:
+        return None
+    g2 = [n for n in ("xpcs/multitau/normalized_g2", "exchange/norm-0-g2", "exchange/g2") if n in f]
+    if g2:
+        return InputError(f"{path}: an APS multitau result file with g2 ({g2[0]}) but no two-time maps (no "
+                          f"xpcs/twotime, no {OLD_MAPS}); {ACCEPTED}, made by a correlation run with two-time "
+                          "analysis")
+    if "xpcs/qmap" in f:
+        return InputError(f"{path}: an APS-U result file without two-time maps (xpcs/qmap but no xpcs/twotime; it "
+                          f"holds {sorted(f['xpcs'].keys())}); {ACCEPTED}")
+    return None
+
+
 def _detect(f: h5py.File, path: str) -> str:
+    error = _without_maps(f, path)
+    if error is not None:
+        raise error
     for layout, markers in _MARKERS.items():
         if any(m in f for m in markers):
             return layout
-    looked = "; ".join(f"{_LAYOUT_NAMES[k]}: {', '.join(v)}" for k, v in _MARKERS.items())
-    raise InputError(f"{path}: not an APS 8-ID-I two-time file: none of the groups/datasets looked for exist "
-                     f"({looked}); top-level keys are {sorted(f.keys())}")
+    looked = ", ".join(m for markers in _MARKERS.values() for m in markers)
+    raise InputError(f"{path}: an HDF5 file without the XPCS result layout (top-level keys {sorted(f.keys())}; "
+                     f"none of {looked}); {ACCEPTED}")
 
 
 def detect_layout(path) -> str:
