@@ -7,7 +7,7 @@ own errors are collective: every rank returns the same exit code and rank 0 prin
 
 Exit codes of ``fit``: 0 converged and trustworthy, 2 finished but not converged or not
 trustworthy (the reasons on stderr), 75 stopped by a signal with its checkpoint written (requeue
-it), 1 an error.
+it), 130 interrupted by Ctrl-C (the checkpoint, if any, written), 1 an error.
 """
 from __future__ import annotations
 
@@ -172,7 +172,8 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m hpcfit", description=__doc__.split("\n\n")[0],
                                      epilog="Exit codes of fit: 0 converged and trustworthy, 2 finished but not "
-                                            "trustworthy, 75 preempted (checkpoint written), 1 error.")
+                                            "trustworthy, 75 preempted (checkpoint written), 130 interrupted (Ctrl-C), "
+                                            "1 error.")
     parser.add_argument("--version", action="version", version=f"hpcfit {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command")
