@@ -33,7 +33,7 @@ def _rank() -> int:
 def cmd_fit(args) -> int:
     """Read and check the configuration (every rank, agreed), prepare the data, fit, write results."""
     from .app.config import dump_toml, read_config
-    from .app.run import EXIT_PREEMPTED, exit_code, prepare, run_fit, write_results
+    from .app.run import EXIT_PREEMPTED, exit_code, folders, prepare, run_fit, write_results
     from .comm import Communicator
     from .checkpoint.signals import INTERRUPT_EXIT_CODE
     from .errors import Preempted
@@ -55,6 +55,8 @@ def cmd_fit(args) -> int:
         return 0
     if args.quiet:
         cfg.fit.setdefault("verbose", 0)
+    with Communicator(comm) as hc:           # the output and checkpoint folders can be made (run_fit makes them)
+        hc.agree(lambda: folders(cfg, create=False) if root else None)
     try:
         prepared = prepare(cfg, comm, say)
         result = run_fit(cfg, prepared, comm)
@@ -70,11 +72,11 @@ def cmd_fit(args) -> int:
     code = exit_code(result)
     if root:
         print(result.report())
-        if note:
-            print(f"hpcfit: {note}")
         print(f"hpcfit: results in {os.path.abspath(out)} (result.json, result.h5"
               f"{', per_point.h5' if cfg.output.get('per_point', False) else ''}"
               f"{'' if note or not cfg.output.get('plots', True) else ', plots'})", flush=True)
+        if note:                        # a plot that failed: one warning line, after the results
+            print(f"hpcfit: {note}", file=sys.stderr if note.startswith("warning:") else sys.stdout, flush=True)
         if code != 0:
             reasons = "; ".join(result.trust_issues) or result.message
             print(f"hpcfit: finished but {'not converged' if not result.success else 'not trustworthy'}: "
@@ -201,10 +203,18 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    import warnings
+
     from .errors import HpcfitError
 
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        """A warning as one line (not Python's two, with the source line)."""
+        print(f"hpcfit: warning: {' '.join(str(message).split())}", file=file or sys.stderr, flush=True)
+
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line
+            return args.func(args)
     except HpcfitError as exc:          # collective: the same on every rank; one line, from rank 0
         if args.debug:
             raise

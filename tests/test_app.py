@@ -224,6 +224,9 @@ def test_help_version_and_no_command(tmp_path):
 
 
 def test_validation_names_section_key_and_type():
+    with pytest.raises(hpcfit.InputError, match=r"\[model\]: `L` \(the sample-to-shear length scale, Å\) is required "
+                                                r"for mode = \"laminar_flow\" \(the default\)"):
+        validate({"data": {"kind": "xpcs", "file": "x.h5", "q": 0.005}})        # checked before any data is read
     with pytest.raises(hpcfit.InputError, match=r"\[parameters\] b: value 5.0 is outside \[min, max\]"):
         validate({"data": {"file": "d.h5"}, "model": {"name": "exponential_decay"},
                   "parameters": {"b": {"value": 5.0, "max": 1.0}}})
@@ -404,3 +407,212 @@ def test_an_xpcs_config_under_mpiexec_gives_the_serial_bits(tmp_path):
         (tmp_path / "hpcfit-results" / "checkpoint.prev.h5").unlink(missing_ok=True)
     for n in (2, 3):
         assert results[n].popt.tobytes() == results[None].popt.tobytes() and results[n].info["n_ranks"] == n
+
+
+def test_a_model_file_is_found_beside_the_config_from_any_folder(tmp_path):
+    """[model] function = "model.py:f" is relative to the config's folder, like [data] file; the
+    dry run loads the same file (and names the absolute path the run would use when it is missing)."""
+    job = tmp_path / "job"
+    job.mkdir()
+    x = np.linspace(0.0, 5.0, 2000)
+    np.savez(job / "data.npz", x=x, y=2.0 * np.exp(-0.7 * x) + 0.01 * np.sin(37 * x))
+    (job / "model.py").write_text("import jax.numpy as jnp\n\ndef decay(x, a, b):\n    return a * jnp.exp(-b * x)\n")
+    (job / "run.toml").write_text('[data]\nfile = "data.npz"\n[model]\nfunction = "model.py:decay"\n[parameters]\n'
+                                  'a = 1.0\nb = 1.0\n[fit]\nmethod = "gn"\n[output]\ndirectory = "out"\nplots = false\n')
+    dry = cli(["fit", "job/run.toml", "--dry-run"], tmp_path)          # from the parent folder
+    assert dry.returncode == 0 and "parameters: 2" in dry.stdout, dry.stdout + dry.stderr
+    run = cli(["fit", "job/run.toml", "--quiet"], tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    from scipy.optimize import curve_fit as scipy_fit
+    y = np.load(job / "data.npz")["y"]
+    ref, _ = scipy_fit(lambda t, a, b: a * np.exp(-b * t), x, y, p0=[1.0, 1.0])
+    np.testing.assert_allclose(hpcfit.load_result(job / "out" / "result.json").popt, ref, rtol=1e-6)
+    (job / "model.py").unlink()
+    for args in (["fit", "job/run.toml", "--dry-run"], ["fit", "job/run.toml"]):
+        gone = cli(args, tmp_path)
+        assert gone.returncode == 1 and gone.stderr.strip() == (
+            f"hpcfit: error: [model] function: the file {job / 'model.py'} does not exist"), gone.stderr
+
+
+def test_the_cli_makes_the_output_and_checkpoint_folders_and_the_dry_run_checks_them(tmp_path):
+    keys = write_data(tmp_path, "h5")
+    (tmp_path / "run.toml").write_text(CURVE.format(suffix="h5", keys=keys).replace('"out"', '"res/deep"')
+                                       + 'plots = false\n[checkpoint]\npath = "ck/sub/fit.h5"\n')
+    dry = cli(["fit", "run.toml", "--dry-run"], tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert f"folder to be made by the run: {tmp_path / 'res' / 'deep'}" in dry.stdout
+    assert f"folder to be made by the run: {tmp_path / 'ck' / 'sub'}" in dry.stdout
+    assert not (tmp_path / "res").exists() and not (tmp_path / "ck").exists()
+    run = cli(["fit", "run.toml", "--quiet"], tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert hpcfit.load_result(tmp_path / "res" / "deep" / "result.json").n_points == X.size
+    assert (tmp_path / "ck" / "sub").is_dir()
+    (tmp_path / "blocker").write_text("a file where a folder is wanted")
+    for args in (["--dry-run"], []):
+        bad = cli(["fit", "run.toml", "--set", 'output.directory="blocker/out"', *args], tmp_path)
+        assert bad.returncode == 1 and bad.stderr.strip() == (
+            f"hpcfit: error: [output] directory: the folder {tmp_path / 'blocker' / 'out'} cannot be made: "
+            f"{tmp_path / 'blocker'} is a file, not a folder"), bad.stderr
+
+
+MODEL_2D = "import jax.numpy as jnp\n\ndef g2(x, b, c, D):\n    return b + c * jnp.exp(-2.0 * D * x[1] ** 2 * x[0])\n"
+
+
+def two_coordinate_data(n=244):
+    tau = np.tile(np.linspace(0.01, 5.0, n // 2), 2)
+    q = np.repeat([0.5, 1.0], n // 2)
+    y = 1.0 + 0.3 * np.exp(-2.0 * q ** 2 * tau) + 0.001 * np.sin(91.0 * tau + q)
+    return tau, q, y
+
+
+def test_several_x_columns_in_a_csv_fit_like_npz_and_are_plotted(tmp_path):
+    """x = ["tau", "q"] of a CSV is x of shape (2, n), as an NPZ's 2-D x: the same fit, bit for bit
+    the API's; fit.png shows data and fit against the point index and residuals against the index,
+    tau and q; the table is printed."""
+    pytest.importorskip("matplotlib")
+    tau, q, y = two_coordinate_data()
+    np.savez(tmp_path / "d.npz", x=np.stack([tau, q]), y=y)
+    np.savetxt(tmp_path / "d.csv", np.column_stack([tau, q, y]), delimiter=",", header="tau,q,g2", comments="",
+               fmt="%.17g")
+    (tmp_path / "m.py").write_text(MODEL_2D)
+    body = '[model]\nfunction = "m.py:g2"\n[parameters]\nb = 1.0\nc = 0.2\nD = 1.0\n[fit]\nmethod = "gn"\n'
+    (tmp_path / "npz.toml").write_text(f'[data]\nfile = "d.npz"\n{body}[output]\ndirectory = "out-npz"\n')
+    (tmp_path / "csv.toml").write_text(f'[data]\nfile = "d.csv"\nx = ["tau", "q"]\n{body}'
+                                       '[output]\ndirectory = "out-csv"\n')
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("m2d", tmp_path / "m.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    api = hpcfit.curve_fit(module.g2, np.stack([tau, q]), y, p0=[1.0, 0.2, 1.0], method="gn", verbose=0)
+    for name in ("npz", "csv"):
+        run = cli(["fit", f"{name}.toml"], tmp_path)
+        assert run.returncode == 0 and "result.json, result.h5, plots)" in run.stdout, run.stdout + run.stderr
+        assert "D = " in run.stdout and run.stderr.count("hpcfit: warning") == 0, run.stdout + run.stderr
+        saved = hpcfit.load_result(tmp_path / f"out-{name}" / "result.json")
+        assert saved.popt.tobytes() == api.popt.tobytes() and abs(saved.popt[2] - 1.0) < 1e-2
+        assert png_size(tmp_path / f"out-{name}" / "fit.png") == (700, 940)     # 4 panels
+    bad = cli(["fit", "csv.toml", "--set", 'data.x=["tau", "k"]', "--dry-run"], tmp_path)
+    assert bad.returncode == 1 and "no column named 'k' (for x); columns: tau, q, g2" in bad.stderr, bad.stderr
+
+
+def test_two_coordinate_plots_bin_along_each_coordinate_and_the_index():
+    from hpcfit.output.plots import BINS, _binned_axes
+    rng = np.random.default_rng(0)
+    n = 20_000
+    tau, q = rng.uniform(0.01, 5.0, n), rng.choice([0.5, 1.0], n)
+    x, y = np.stack([tau, q]), 1.0 + 0.3 * np.exp(-2.0 * q ** 2 * tau) + 0.001 * rng.standard_normal(n)
+
+    class Fitted:                                        # what the plots use of a result
+        def predict(self, x):
+            return 1.0 + 0.3 * np.exp(-2.0 * x[1] ** 2 * x[0])
+
+    axes, m, binned = _binned_axes(Fitted(), lambda: iter([(x[:, :7000], y[:7000], None), (x[:, 7000:], y[7000:],
+                                                                                            None)]))
+    assert m == n and binned and len(axes) == 3
+    for values, (a, mean_y, _, _) in zip((tau, q, np.arange(n, dtype=float)), axes):
+        edges = np.linspace(values.min(), values.max(), BINS + 1)
+        counts = np.histogram(values, edges)[0]
+        np.testing.assert_allclose(mean_y, np.histogram(values, edges, weights=y)[0][counts > 0] / counts[counts > 0],
+                                   rtol=1e-12)
+    np.testing.assert_array_equal(axes[1][0], [0.5, 1.0])                # q takes two values: two bins
+
+
+def test_a_plot_that_fails_is_one_warning_after_the_results(tmp_path):
+    """A model that only takes chunk-sized x (4096 points) fits, then fails in fit.png (the plot
+    evaluates it on the 30 000 points at once): the results are written and printed, then one line
+    says which plot failed and why; the other plots are there; exit 0."""
+    pytest.importorskip("matplotlib")
+    keys = write_data(tmp_path, "h5")
+    (tmp_path / "m.py").write_text("import jax.numpy as jnp\n\ndef f(x, a, b, c):\n"
+                                   "    if x.shape[-1] > 4096:\n        raise ValueError('x of chunks only')\n"
+                                   "    return a * jnp.exp(-b * x) + c\n")
+    (tmp_path / "run.toml").write_text(CURVE.format(suffix="h5", keys=keys).replace(
+        'name = "exponential_decay"', 'function = "m.py:f"'))
+    run = cli(["fit", "run.toml", "--quiet"], tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.rstrip().splitlines()[-1].startswith("hpcfit: results in") and "b = " in run.stdout
+    assert run.stderr.strip() == "hpcfit: warning: plot(s) not made: fit.png (ValueError: x of chunks only)", \
+        run.stderr
+    api = hpcfit.curve_fit(hpcfit.models.exponential_decay, X, Y, sigma=SIGMA, **API)
+    assert hpcfit.load_result(tmp_path / "out" / "result.json").popt.tobytes() == api.popt.tobytes()
+    assert (tmp_path / "out" / "convergence.png").exists() and (tmp_path / "out" / "correlation.png").exists()
+    assert not (tmp_path / "out" / "fit.png").exists()
+
+
+def test_readme_command_1_installs_the_plot_extra():
+    """The plots README command 1 advertises need matplotlib: the command installs the plot extra."""
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    assert "pip install -e '.[mpich,plot]' && .venv/bin/mpiexec -n 2" in readme
+    assert "pip install -e '.[mpich]'" not in readme
+    assert 'plot = ["matplotlib' in (root / "pyproject.toml").read_text()
+
+
+def test_inputs_of_another_kind_are_one_line_naming_the_file_and_what_is_accepted(tmp_path):
+    """kind "xpcs" given a text map, a multitau-only result (before dt is asked for) or another
+    HDF5 file; kind "file" given a square text map: one line, exit 1, in the run and the dry run."""
+    np.savetxt(tmp_path / "map.txt", 1.0 + np.eye(40), fmt="%.3f")
+    with h5py.File(tmp_path / "multitau.hdf", "w") as f:
+        f["xpcs/multitau/normalized_g2"] = np.ones((5, 3))
+        f["xpcs/qmap/dynamic_v_list_dim0"] = [0.001, 0.002, 0.003]
+        f["entry/instrument/detector_1/frame_time"] = 1e-5
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["y"] = np.ones(4)
+    cases = {
+        ("xpcs", "map.txt"): "a text file of numbers (40 per line: a table or a map saved as text), not HDF5; "
+                             "accepted: APS 8-ID-I two-time result files",
+        ("xpcs", "multitau.hdf"): "an APS multitau result file with g2 (xpcs/multitau/normalized_g2) but no "
+                                  "two-time maps",
+        ("xpcs", "other.h5"): "an HDF5 file without the XPCS result layout (top-level keys ['y']",
+        ("file", "map.txt"): "a square 40 x 40 table of numbers (a map saved as text",
+    }
+    for (kind, name), message in cases.items():
+        data = (f'[data]\nkind = "xpcs"\nfile = "{name}"\nq = 0.002\n[model]\nmode = "static"\n' if kind == "xpcs" else
+                f'[data]\nfile = "{name}"\n[model]\nname = "exponential_decay"\n[parameters]\na = 1\nb = 1\nc = 0\n')
+        (tmp_path / "run.toml").write_text(data)
+        for args in ([], ["--dry-run"]):
+            run = cli(["fit", "run.toml", *args], tmp_path)
+            lines = run.stderr.strip().splitlines()
+            assert run.returncode == 1 and len(lines) == 1, (kind, name, args, run.stderr)
+            assert lines[0].startswith(f"hpcfit: error: [data] {tmp_path / name}: " if kind == "file"
+                                       else f"hpcfit: error: {tmp_path / name}: "), lines[0]
+            assert message in lines[0] and "accepted" in lines[0], lines[0]
+
+
+def test_the_far_q_warning_is_one_line_in_the_run_and_the_dry_run(tmp_path):
+    from hpcfit.xpcs import simulate
+    simulate(tmp_path / "beamline.h5", layout="aps-u", n_phi=1, n_t=30, mode="static", dt=0.5, q=0.0054, L=2e6,
+             params=[1500.0, -0.25, 20.0], contrast=0.25, offset=1.0, noise=0.002, seed=3)
+    (tmp_path / "run.toml").write_text('[data]\nkind = "xpcs"\nfile = "beamline.h5"\nq = 0.01\n[model]\n'
+                                       'mode = "static"\n[fit]\nmethod = "gn"\n[output]\nplots = false\n')
+    dry = cli(["fit", "run.toml", "--dry-run"], tmp_path)             # the file does not record dt
+    assert dry.returncode == 1 and "`dt` is required" in dry.stderr, dry.stderr
+    want = (f"hpcfit: warning: {tmp_path / 'beamline.h5'}: no q ring near the requested q=0.01: using the nearest, "
+            "q=0.0054")
+    for args in (["--dry-run"], ["--quiet"]):
+        run = cli(["fit", "run.toml", "--set", "data.dt=0.5", *args], tmp_path)
+        assert run.returncode in (0, 2), run.stdout + run.stderr
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(want), run.stderr
+
+
+def test_the_xpcs_template_pointed_at_a_beamline_file_makes_its_folders(tmp_path):
+    """`init xpcs` edited to read a beamline file: its checkpoint lies in hpcfit-results/, which does
+    not exist yet; the dry run says the run will make it, the run makes it and fits."""
+    from hpcfit.xpcs import simulate
+    simulate(tmp_path / "beamline.h5", layout="aps-u", n_phi=2, n_t=30, mode="laminar_flow", dt=0.5, q=0.0054,
+             L=2e6, params=[1500.0, -0.25, 20.0, 3e-4, 0.35, 1e-5, 5.0], contrast=0.25, offset=1.0, noise=0.002,
+             seed=3, phi=[-170.0, 10.0])
+    template = TEMPLATES["xpcs"]
+    start, end = template.index("[data]"), template.index("[model]")
+    (tmp_path / "run.toml").write_text(template[:start] + '[data]\nkind = "xpcs"\nfile = "beamline.h5"\n'
+                                       'q = 0.0054\ndt = 0.5\n\n' + template[end:])
+    small = ["--set", 'fit.method="gn"', "--set", "output.plots=false"]
+    dry = cli(["fit", "run.toml", "--dry-run", *small], tmp_path)
+    assert dry.returncode == 0 and f"folder to be made by the run: {tmp_path / 'hpcfit-results'}" in dry.stdout, \
+        dry.stdout + dry.stderr
+    assert not (tmp_path / "hpcfit-results").exists()
+    run = cli(["fit", "run.toml", "--quiet", *small], tmp_path)
+    assert run.returncode in (0, 2), run.stdout + run.stderr
+    saved = hpcfit.load_result(tmp_path / "hpcfit-results" / "result.json")
+    assert saved.n_points == 2 * 30 * 29 // 2 and saved.info["xpcs"]["dt"] == 0.5

@@ -22,7 +22,7 @@ from ..errors import InputError
 
 #: What [data] may describe, and the keys each kind takes (required keys first in the docs).
 DATA_KINDS = {
-    "file": {"file": "path", "y": "str|int", "x": "str|int", "sigma": "str|int", "absolute_sigma": "bool"},
+    "file": {"file": "path", "y": "str|int", "x": "columns", "sigma": "str|int", "absolute_sigma": "bool"},
     "xpcs": {"file": "path", "q": "float", "dt": "float", "phi_ranges": "ranges", "frames": "frames",
              "convert": "bool"},
     "xpcs-simulated": {"file": "path", "n_phi": "int", "n_t": "int", "mode": "str", "dt": "float", "q": "float",
@@ -140,6 +140,12 @@ def _typed(where: str, key: str, value, kind: str):
         if not isinstance(value, int) or isinstance(value, bool):
             raise bad("an integer")
         return value
+    if kind == "columns":                           # x of a table: one column/array, or several (x of shape (d, n))
+        if isinstance(value, list):
+            if not value or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+                raise bad("a column/array name or number, or a non-empty list of them (several x coordinates)")
+            return value
+        return _typed(where, key, value, "str|int")
     if kind == "float":
         if not is_number(value):
             raise bad("a number")
@@ -208,6 +214,9 @@ def validate(raw: dict, source: str = "<config>") -> RunConfig:
         raise InputError(f"{source} [data] (kind = {kind!r}): missing key(s) {', '.join(map(repr, missing))}")
     if "file" in data:
         data["file"] = _relative(base, data["file"])
+    if isinstance(data.get("x"), list) and os.path.splitext(data["file"])[1].lower() in HDF5_SUFFIXES:
+        raise InputError(f"{source} [data]: `x` must name one dataset of the HDF5 file {data['file']} (a 2-D "
+                         f"dataset of shape (d, n) for several coordinates); got {data['x']!r}")
     data["kind"] = kind
 
     model = _checked(_section(raw, "model", source), MODEL_KEYS, f"{source} [model]")
@@ -220,6 +229,9 @@ def validate(raw: dict, source: str = "<config>") -> RunConfig:
         if model["name"] != "xpcs" or "function" in model:
             raise InputError(f"{source} [model]: XPCS data are fitted with name = \"xpcs\" (mode = \"static\" or "
                              f"\"laminar_flow\"); got {model!r}")
+        if model.get("mode", "laminar_flow") == "laminar_flow" and "L" not in model:   # checked by the dry run too
+            raise InputError(f"{source} [model]: `L` (the sample-to-shear length scale, Å) is required for mode = "
+                             "\"laminar_flow\" (the default); or mode = \"static\"")
     elif ("name" in model) == ("function" in model):
         raise InputError(f"{source} [model]: give exactly one of `name` (a built-in model: {', '.join(BUILTIN)}) or "
                          "`function` (\"package.module:function\" or \"path/to/file.py:function\")")
@@ -227,6 +239,10 @@ def validate(raw: dict, source: str = "<config>") -> RunConfig:
         close = difflib.get_close_matches(model["name"], BUILTIN, n=1)
         raise InputError(f"{source} [model]: unknown model name {model['name']!r}"
                          f"{f'; did you mean {close[0]!r}?' if close else ''} Built-in: {', '.join(BUILTIN)}")
+    if "function" in model:               # "file.py:f" is a path: relative to the config's folder like every other
+        module, sep, attr = model["function"].rpartition(":")
+        if sep and module.endswith(".py"):
+            model["function"] = f"{_relative(base, module)}:{attr}"
     xpcs_only = sorted(set(model) - {"name", "function"}) if not kind.startswith("xpcs") else []
     if xpcs_only:
         raise InputError(f"{source} [model]: key(s) {', '.join(map(repr, xpcs_only))} apply to XPCS data only")
@@ -272,6 +288,9 @@ def validate(raw: dict, source: str = "<config>") -> RunConfig:
         data.setdefault("file", os.path.join(output["directory"], "simulated-xpcs.h5"))
     return RunConfig(source, data, model, tuple(parameters), fit, checkpoint, output, raw)
 
+
+#: Files of kind "file" streamed from HDF5 (the others are tables read on rank 0).
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs", ".he5")
 
 #: Built-in models for [model] name (XPCS data use name = "xpcs").
 BUILTIN = ("exponential_decay", "gaussian_peaks")

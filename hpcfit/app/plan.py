@@ -22,7 +22,11 @@ def count_points(cfg: RunConfig) -> tuple[int, int | None]:
         from ..xpcs.load import select
         from ..xpcs.stream import n_pairs
 
+        from .run import _dt
+
         sel = select(data["file"], q=data["q"], phi_ranges=data.get("phi_ranges"), frames=data.get("frames"))
+        _dt(data)                       # required when the file does not record it, as for the run
+        sel.warn_about_q()              # the run's warning when the q ring used is far from the one asked for
         return sel.phi.size * n_pairs(sel.n_t, cfg.model.get("triangle", "upper")), None
     from .run import HDF5_SUFFIXES, read_table
     if os.path.splitext(data["file"])[1].lower() in HDF5_SUFFIXES:
@@ -33,14 +37,36 @@ def count_points(cfg: RunConfig) -> tuple[int, int | None]:
     return n, None
 
 
+def check_model(cfg: RunConfig) -> list[str] | None:
+    """Kind "file": the model's parameter names, its function loaded as the run loads it and the
+    [parameters] checked against them (local); None for the other kinds (XPCS: [parameters] checked
+    against the mode's physical parameters)."""
+    from .run import builtin_model, load_function, model_parameter_names, ordered_parameters, xpcs_parameters
+
+    if cfg.kind.startswith("xpcs"):
+        ordered_parameters(cfg, *xpcs_parameters(cfg))
+    if cfg.kind != "file":
+        return None
+
+    model = builtin_model(cfg.model["name"]) if "name" in cfg.model else load_function(cfg.model["function"])
+    names = model_parameter_names(model)
+    ordered_parameters(cfg, names)
+    return names
+
+
 def plan(cfg: RunConfig, comm=None) -> list[str]:
     """Collective (rank 0 reads metadata): the plan's lines."""
     from ..options import make_options
-    from .run import fit_options
+    from .run import fit_options, folders
 
     with Communicator(comm) as hc:
+        names = hc.agree(check_model, cfg)          # the function the run will load, from the same path
+        made = hc.bcast(hc.agree(lambda: [f for _, f in folders(cfg, create=False) if not os.path.isdir(f)]
+                                 if hc.is_root else None))
         n, p = hc.bcast(hc.agree(lambda: count_points(cfg) if hc.is_root else None))
         size = hc.size
+    if p is None and names is not None:
+        p = len(names)
     if p is None:
         if cfg.kind.startswith("xpcs"):
             from ..models.xpcs import MODES
@@ -79,4 +105,4 @@ def plan(cfg: RunConfig, comm=None) -> list[str]:
         f"memory for in-memory arrays: {8 * 3 * n / 2**20 / size:.1f} MiB per rank)",
         f"compiled kernels: {', '.join(kernels)}",
         f"method: {opts.method}; checkpoint: {opts.checkpoint or 'none'}; output: {cfg.output_dir}",
-    ]
+    ] + [f"folder to be made by the run: {f}" for f in dict.fromkeys(made)]

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..comm import Communicator
 from ..errors import InputError
-from .config import BUILTIN, RunConfig
+from .config import BUILTIN, HDF5_SUFFIXES, RunConfig
 
 #: Exit codes of ``python -m hpcfit fit``.
 EXIT_OK, EXIT_ERROR, EXIT_UNTRUSTED, EXIT_PREEMPTED = 0, 1, 2, 75
@@ -107,12 +107,12 @@ def _suffix(path: str) -> str:
     return os.path.splitext(path)[1].lower()
 
 
-HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs", ".he5")
 TABLE_SUFFIXES = (".npz", ".npy", ".csv", ".txt")
 
 
 def read_table(data: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """x, y, sigma of a small NPZ/NPY/CSV file (read on rank 0; shared by the caller)."""
+    """x, y, sigma of a small NPZ/NPY/CSV file (read on rank 0; shared by the caller). ``x`` may
+    name several columns/arrays: x then has shape (d, n), as a model of several coordinates takes it."""
     path, suffix = data["file"], _suffix(data["file"])
     if not os.path.isfile(path):
         raise InputError(f"[data] file {path} does not exist")
@@ -127,7 +127,8 @@ def read_table(data: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
                         raise InputError(f"[data] {path}: no array {key!r} (for {role}); it holds {', '.join(names)}")
                     return np.asarray(z[key], dtype=float)
 
-                x = take(x_key or "x", "x")
+                x = (np.stack([take(k, "x").reshape(-1) for k in x_key]) if isinstance(x_key, list)
+                     else take(x_key or "x", "x"))
                 y = take(y_key or "y", "y")
                 sigma = take(s_key, "sigma") if s_key is not None else (take("sigma", "sigma") if "sigma" in z
                                                                          else None)
@@ -150,23 +151,33 @@ def read_table(data: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         raise InputError(f"[data] {path}: expected a table with one column per quantity (x, y[, sigma]); "
                          f"got shape {table.shape}")
 
-    def column(key, default, role):
-        if key is None:
-            key = default
-        if key is None:
-            return None
+    n_rows, n_cols = table.shape
+    if x_key is None and y_key is None and n_cols == n_rows and n_cols >= 8:
+        raise InputError(f"[data] {path}: a square {n_rows} x {n_cols} table of numbers (a map saved as text, such as "
+                         "a two-time map?), not a table of points; accepted: one column per quantity, named with "
+                         "x = (one column or a list of several), y = and sigma = (by number or header name); "
+                         "two-time maps are fitted with kind = \"xpcs\" from an APS 8-ID-I result file")
+
+    def index(key, role):
         if isinstance(key, str):
             if header is None or key not in header:
                 raise InputError(f"[data] {path}: no column named {key!r} (for {role})"
                                  + (f"; columns: {', '.join(header)}" if header else "; the file has no header row"))
             key = header.index(key)
-        if not 0 <= key < table.shape[1]:
+        if not 0 <= key < n_cols:
             raise InputError(f"[data] {path}: column {key} (for {role}) does not exist; the table has "
-                             f"{table.shape[1]} columns")
-        return np.asarray(table[:, key], dtype=float)
+                             f"{n_cols} columns")
+        return key
 
-    return (column(x_key, 0, "x"), column(y_key, 1, "y"),
-            column(s_key, 2 if table.shape[1] > 2 else None, "sigma"))
+    # defaults: x column 0; y the first column x does not use; sigma the column after y when x does not use it
+    x_cols = [index(k, "x") for k in (x_key if isinstance(x_key, list) else [0 if x_key is None else x_key])]
+    free = [c for c in range(n_cols) if c not in x_cols]
+    y_col = index(y_key, "y") if y_key is not None else (free[0] if free else index(len(x_cols), "y"))
+    s_col = (index(s_key, "sigma") if s_key is not None
+             else (y_col + 1 if y_col + 1 < n_cols and y_col + 1 not in x_cols else None))
+    x = np.asarray(table[:, x_cols].T if isinstance(x_key, list) else table[:, x_cols[0]], dtype=float)
+    return (x, np.asarray(table[:, y_col], dtype=float),
+            None if s_col is None else np.asarray(table[:, s_col], dtype=float))
 
 
 #: Tables with more points than this are not sent to every rank: rank 0 converts them once to an
@@ -275,7 +286,7 @@ def prepare(cfg: RunConfig, comm=None, say=print) -> Prepared:
         from ..xpcs import beamline
 
         with Communicator(comm) as hc:
-            dt = hc.agree(_dt, data)
+            dt = hc.agree(_dt, data, hc.is_root)             # rank 0 warns
             ref = hc.agree(beamline, data["file"], q=data["q"], dt=dt, phi_ranges=data.get("phi_ranges"),
                            frames=data.get("frames"))
         return Prepared("xpcs", xpcs_data=ref, describe=data["file"])
@@ -286,26 +297,27 @@ def prepare(cfg: RunConfig, comm=None, say=print) -> Prepared:
                                                       data.get("frames"), cfg.model.get("triangle", "upper")).name)
     with Communicator(comm) as hc:
         hc.agree(lambda: os.makedirs(cfg.output_dir, exist_ok=True) if hc.is_root else None)
-        dt = hc.agree(_dt, data)
+        dt = hc.agree(_dt, data, hc.is_root)
     stream = prepare_stream(data["file"], q=data["q"], dt=dt, phi_ranges=data.get("phi_ranges"),
                             frames=data.get("frames"), triangle=cfg.model.get("triangle", "upper"), out=out,
                             comm=comm)
     return Prepared("xpcs", xpcs_data=os.fspath(stream), describe=data["file"])
 
 
-def _dt(data: dict) -> float:
+def _dt(data: dict, warn: bool = True) -> float:
     """[data] dt, or the one the file records (frame time x stride x averaging); a given dt that
     disagrees with the recorded one is used, with a warning."""
     import warnings
 
-    from ..xpcs.load import recorded_dt
+    from ..xpcs.load import detect_layout, recorded_dt
 
+    detect_layout(data["file"])            # a file without two-time maps is named as such before dt is asked for
     recorded, what = recorded_dt(data["file"])
     if "dt" not in data:
         if recorded is None:
             raise InputError(f"[data] `dt` is required: {what}")
         return recorded
-    if recorded is not None and abs(data["dt"] - recorded) > 1e-9 * recorded:
+    if warn and recorded is not None and abs(data["dt"] - recorded) > 1e-9 * recorded:
         warnings.warn(f"[data] dt = {data['dt']:g} s is used, but {what}", UserWarning, stacklevel=2)
     return data["dt"]
 
@@ -324,6 +336,35 @@ def _is_simulation(path: str) -> bool:
     from ..xpcs.stream import is_stream_file
 
     return os.path.isfile(path) and is_stream_file(path)
+
+
+# ---------------------------------------------------------------- folders
+
+def folders(cfg: RunConfig, create: bool = True) -> list[tuple[str, str]]:
+    """Local: the folders the run writes into ((key, folder): the output directory and the
+    checkpoint's folder), made when missing (``create``) or only checked that they can be made (the
+    dry run). Every problem is one error naming the key and the folder."""
+    wanted = [("[output] directory", cfg.output_dir)]
+    if "path" in cfg.checkpoint:
+        wanted.append(("[checkpoint] path", os.path.dirname(os.path.abspath(cfg.checkpoint["path"]))))
+    for key, folder in wanted:
+        if os.path.isdir(folder):
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise InputError(f"{key}: the folder {folder} is not writable")
+            continue
+        top = folder                                    # the nearest part of the path that exists
+        while not os.path.exists(top) and os.path.dirname(top) != top:
+            top = os.path.dirname(top)
+        if not os.path.isdir(top):
+            raise InputError(f"{key}: the folder {folder} cannot be made: {top} is a file, not a folder")
+        if not os.access(top, os.W_OK | os.X_OK):
+            raise InputError(f"{key}: the folder {folder} cannot be made: {top} is not writable")
+        if create:
+            try:
+                os.makedirs(folder, exist_ok=True)
+            except OSError as exc:
+                raise InputError(f"{key}: the folder {folder} cannot be made: {exc.strerror or exc}") from None
+    return wanted
 
 
 # ---------------------------------------------------------------- the fit
@@ -349,18 +390,23 @@ def fit_options(cfg: RunConfig) -> dict:
     return options
 
 
-def run_fit(cfg: RunConfig, prepared: Prepared, comm=None):
-    """Collective: the fit the configuration describes."""
-    options = fit_options(cfg)
-    names, defaults = prepared.names, None
-    if prepared.kind == "xpcs":              # the physical parameters; contrast/offset start from the data
-        from ..models.xpcs import MODES, PHYSICAL_NAMES
-        from ..xpcs.fit import DEFAULT_BOUNDS, DEFAULT_P0
+def xpcs_parameters(cfg: RunConfig) -> tuple[list[str], dict]:
+    """The physical parameters of the XPCS mode and their defaults (start, lower, upper);
+    contrast/offset start from the data."""
+    from ..models.xpcs import MODES, PHYSICAL_NAMES
+    from ..xpcs.fit import DEFAULT_BOUNDS, DEFAULT_P0
 
-        names = list(PHYSICAL_NAMES[:MODES.get(cfg.model.get("mode", "laminar_flow"), 7)])
-        defaults = {n: (DEFAULT_P0[n], *DEFAULT_BOUNDS[n]) for n in names}
+    names = list(PHYSICAL_NAMES[:MODES.get(cfg.model.get("mode", "laminar_flow"), 7)])
+    return names, {n: (DEFAULT_P0[n], *DEFAULT_BOUNDS[n]) for n in names}
+
+
+def run_fit(cfg: RunConfig, prepared: Prepared, comm=None):
+    """Collective: the fit the configuration describes (the output and checkpoint folders made first)."""
+    options = fit_options(cfg)
+    names, defaults = xpcs_parameters(cfg) if prepared.kind == "xpcs" else (prepared.names, None)
     with Communicator(comm) as hc:
         p0, lower, upper = hc.agree(ordered_parameters, cfg, names, defaults)
+        hc.agree(lambda: folders(cfg) if hc.is_root else None)   # made once data, model and parameters are good
     if prepared.kind == "xpcs":
         from ..xpcs import fit as xpcs_fit
 
@@ -388,7 +434,8 @@ def exit_code(result) -> int:
 def write_results(cfg: RunConfig, prepared: Prepared, result, comm=None) -> tuple[str, str | None]:
     """Collective: rank 0 writes ``result.json`` and ``result.h5`` into the output directory (the
     resolved configuration and the data's description with them) and the plots; every rank returns
-    the directory and rank 0 a note when the plots were skipped."""
+    the directory and rank 0 a note when the plots were skipped (one starting "warning:" when one
+    could not be drawn: a plot never fails the fit)."""
     from .. import __version__
     from .config import dump_toml
 
@@ -419,7 +466,9 @@ def write_results(cfg: RunConfig, prepared: Prepared, result, comm=None) -> tupl
             curve = prepared.source.blocks
         elif prepared.kind == "xpcs":
             xpcs = prepared.xpcs_data
-        _, note = write_plots(result, out, curve=curve, xpcs=xpcs)
+        x_key = cfg.data.get("x")
+        names = [str(k) for k in x_key] if isinstance(x_key, list) else None
+        _, note = write_plots(result, out, curve=curve, xpcs=xpcs, x_names=names)
         return note
 
     with Communicator(comm) as hc:

@@ -4,11 +4,14 @@
 * ``correlation.png``: the parameter correlation matrix pcov_ij / (perr_i perr_j);
 * ``fit.png`` (curve fits): data, model and normalized residuals against x, binned into
   :data:`BINS` bins when there are more than :data:`MAX_POINTS` points (memory bounded by a block);
+  for x of several coordinates (shape (d, n)), data and model against the point index and the
+  residuals against the point index and against each coordinate;
 * ``xpcs_angles.png`` (XPCS): per angle, c2 data / fit / residual heatmaps (pairs strided so that
   no map is drawn larger than :data:`MAX_SIDE` per side) and g2 cuts at the shortest lags.
 
 matplotlib is an optional extra (``pip install 'hpcfit[plot]'``): without it :func:`write_plots`
-returns a one-line note instead.
+returns a one-line note instead. A plot never fails a fit: an error while drawing one becomes a
+one-line warning note (the other plots are still written).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ BINS = 400
 MAX_POINTS = 5000
 MAX_SIDE = 300
 BLOCK = 1 << 20
+MAX_COORDINATES = 6          # residual panels against x's coordinates (x of shape (d, n))
 
 
 def _pyplot():
@@ -31,20 +35,32 @@ def _pyplot():
     return plt
 
 
-def write_plots(result, outdir: str, curve=None, xpcs=None) -> tuple[list[str], str | None]:
-    """Write the plots that apply; (files written, a note when matplotlib is missing). ``curve``: a
-    callable ``blocks()`` yielding (x, y, sigma or None) blocks of the data; ``xpcs``: the path of
-    the stream file that was fitted."""
+def write_plots(result, outdir: str, curve=None, xpcs=None, x_names=None) -> tuple[list[str], str | None]:
+    """Write the plots that apply; (files written, a note when matplotlib is missing or, starting
+    with "warning:", when a plot could not be drawn). ``curve``: a callable ``blocks()`` yielding
+    (x, y, sigma or None) blocks of the data; ``xpcs``: the path of the stream file that was fitted
+    (or the beamline selection); ``x_names``: the names of x's coordinates, for the axes."""
     try:
         plt = _pyplot()
     except ImportError:
         return [], "plots skipped: matplotlib is not installed (pip install 'hpcfit[plot]')"
-    written = [convergence(plt, result, os.path.join(outdir, "convergence.png")),
-               correlation(plt, result, os.path.join(outdir, "correlation.png"))]
+    except Exception as exc:  # noqa: BLE001 - a broken matplotlib must not fail the fit
+        return [], f"warning: plots not made: matplotlib cannot be used ({type(exc).__name__}: {exc})"
+    jobs = [("convergence.png", lambda path: convergence(plt, result, path)),
+            ("correlation.png", lambda path: correlation(plt, result, path))]
     if curve is not None:
-        written.append(curve_fit_plot(plt, result, curve, os.path.join(outdir, "fit.png")))
+        jobs.append(("fit.png", lambda path: curve_fit_plot(plt, result, curve, path, x_names)))
     if xpcs is not None:
-        written.append(xpcs_angles(plt, result, xpcs, os.path.join(outdir, "xpcs_angles.png")))
+        jobs.append(("xpcs_angles.png", lambda path: xpcs_angles(plt, result, xpcs, path)))
+    written, failed = [], []
+    for name, draw in jobs:
+        try:
+            written.append(draw(os.path.join(outdir, name)))
+        except Exception as exc:  # noqa: BLE001 - any plotting error: one line, the fit stands
+            plt.close("all")
+            failed.append(f"{name} ({type(exc).__name__}: {' '.join(str(exc).split())})")
+    if failed:
+        return written, f"warning: plot(s) not made: {'; '.join(failed)}"
     return written, None
 
 
@@ -93,32 +109,62 @@ def correlation(plt, result, path: str) -> str:
     return path
 
 
-def _binned(result, blocks):
-    """Per-bin means of x, y, the model and the normalized residual, over all blocks (two passes:
-    the x range, then the sums), or the points themselves when there are few."""
-    lo, hi, n = np.inf, -np.inf, 0
+def _axes_of(x: np.ndarray, start: int) -> list[np.ndarray]:
+    """What a block is plotted against: x itself (1-D x), or each coordinate x[k] of x (d, n) and
+    the point index."""
+    if x.ndim == 1:
+        return [x]
+    return [*x.reshape(-1, x.shape[-1]), np.arange(start, start + x.shape[-1], dtype=float)]
+
+
+def _binned_axes(result, blocks):
+    """For each axis of :func:`_axes_of`: per-bin means of the axis, y, the model and the
+    normalized residual over all blocks (two passes: the ranges, then the sums), or the points
+    themselves when there are few; with the number of points and whether they were binned."""
+    lo = hi = None
+    n = 0
     for x, y, _ in blocks():
-        lo, hi, n = min(lo, float(np.min(x))), max(hi, float(np.max(x))), n + y.size
+        axes = _axes_of(np.asarray(x), n)
+        lows, highs = np.array([np.min(a) for a in axes]), np.array([np.max(a) for a in axes])
+        lo, hi = (lows, highs) if lo is None else (np.minimum(lo, lows), np.maximum(hi, highs))
+        n += y.size
     if n <= MAX_POINTS:
-        x, y, s = (np.concatenate(a) if a[0] is not None else None for a in zip(*blocks()))
-        f = result.predict(x)
-        return x, y, f, (y - f) / (s if s is not None else 1.0), n, False
-    edges = np.linspace(lo, hi, BINS + 1)
-    sums = np.zeros((4, BINS))
-    counts = np.zeros(BINS)
-    for x, y, s in blocks():
+        x, y, s = (np.concatenate(a, axis=-1) if a[0] is not None else None for a in zip(*blocks()))
         f = np.asarray(result.predict(x))
-        k = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, BINS - 1)
-        counts += np.bincount(k, minlength=BINS)
-        for row, v in enumerate((x, y, f, (y - f) / (s if s is not None else 1.0))):
-            sums[row] += np.bincount(k, weights=v, minlength=BINS)
-    keep = counts > 0
-    means = sums[:, keep] / counts[keep]
-    return means[0], means[1], means[2], means[3], n, True
+        r = (y - f) / (s if s is not None else 1.0)
+        return [(a, y, f, r) for a in _axes_of(x, 0)], n, False
+    edges = [np.linspace(a, b, BINS + 1) for a, b in zip(lo, hi)]
+    sums = np.zeros((len(edges), 4, BINS))
+    counts = np.zeros((len(edges), BINS))
+    start = 0
+    for x, y, s in blocks():
+        x = np.asarray(x)
+        f = np.asarray(result.predict(x))
+        r = (y - f) / (s if s is not None else 1.0)
+        for j, a in enumerate(_axes_of(x, start)):
+            k = np.clip(np.searchsorted(edges[j], a, side="right") - 1, 0, BINS - 1)
+            counts[j] += np.bincount(k, minlength=BINS)
+            for row, v in enumerate((a, y, f, r)):
+                sums[j, row] += np.bincount(k, weights=v, minlength=BINS)
+        start += y.size
+    out = []
+    for j in range(len(edges)):
+        keep = counts[j] > 0
+        out.append(tuple(sums[j][:, keep] / counts[j][keep]))
+    return out, n, True
 
 
-def curve_fit_plot(plt, result, blocks, path: str) -> str:
-    x, y, f, r, n, binned = _binned(result, blocks)
+def _binned(result, blocks):
+    """1-D x: per-bin means of x, y, the model and the normalized residual (see :func:`_binned_axes`)."""
+    axes, n, binned = _binned_axes(result, blocks)
+    return (*axes[0], n, binned)
+
+
+def curve_fit_plot(plt, result, blocks, path: str, x_names=None) -> str:
+    axes, n, binned = _binned_axes(result, blocks)
+    if len(axes) > 1:
+        return _several_coordinates_plot(plt, axes, n, binned, path, x_names)
+    x, y, f, r = axes[0]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     top.plot(x, y, ".", ms=3, color="0.3", label=f"data ({'mean of ' + str(BINS) + ' bins, ' if binned else ''}"
                                                    f"{n} points)")
@@ -130,6 +176,35 @@ def curve_fit_plot(plt, result, blocks, path: str) -> str:
     bottom.set_ylabel("(y − f)/σ" + (" (bin mean)" if binned else ""))
     bottom.set_xlabel("x")
     top.set_title("data and fit")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _several_coordinates_plot(plt, axes, n, binned, path: str, x_names=None) -> str:
+    """x of d coordinates: data and fit against the point index, then the normalized residuals
+    against the point index and against each coordinate (at most :data:`MAX_COORDINATES`)."""
+    *coordinates, index = axes
+    d = len(coordinates)
+    names = list(x_names) if x_names is not None and len(x_names) == d else [f"x[{k}]" for k in range(d)]
+    shown = list(zip(names, coordinates))[:MAX_COORDINATES]
+    rows = 2 + len(shown)
+    fig, panels = plt.subplots(rows, 1, figsize=(7, 2.2 * rows + 0.6))
+    label = " (bin mean)" if binned else ""
+    i, y, f, _ = index
+    panels[0].plot(i, y, ".", ms=3, color="0.3", label=f"data ({'mean of ' + str(BINS) + ' bins, ' if binned else ''}"
+                                                         f"{n} points)")
+    panels[0].plot(i, f, "-", color="C3", lw=1, label="fit")
+    panels[0].set_ylabel("y")
+    panels[0].set_xlabel("point index")
+    panels[0].legend(fontsize=8)
+    panels[0].set_title(f"data and fit (x has {d} coordinates)")
+    for ax, (name, (a, _, _, r)) in zip(panels[1:], [("point index", index), *shown]):
+        ax.plot(a, r, ".", ms=3, color="C0")
+        ax.axhline(0.0, color="0.5", lw=0.8)
+        ax.set_ylabel("(y − f)/σ" + label, fontsize=8)
+        ax.set_xlabel(name)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
