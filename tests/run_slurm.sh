@@ -132,6 +132,17 @@ echo "== the uninterrupted reference (one process)"
 cp "$job/data.h5" "$job/run.toml" "$work/reference/"
 (cd "$work/reference" && "$py" -m hpcfit fit run.toml --quiet >/dev/null)
 
+wait_until_done() {    # JOB_ID SECONDS: sets state and restarts once the job has ended (or the time is up)
+  local id=$1 info
+  for _ in $(seq "$2"); do
+    info=$(scontrol show job "$id" 2>/dev/null || true)
+    state=$(sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p' <<<"$info")
+    restarts=$(sed -n 's/.*Restarts=\([0-9]*\).*/\1/p' <<<"$info")
+    if [ "$state" = COMPLETED ] || [ "$state" = FAILED ] || [ "$state" = CANCELLED ]; then break; fi
+    sleep 1
+  done
+}
+
 requeue_case() {    # SIGNAL: delivered to the batch shell once the first checkpoint is written
   local sig=$1 dir="$work/job-$1" id state="" restarts info log
   mkdir -p "$dir"
@@ -144,13 +155,7 @@ requeue_case() {    # SIGNAL: delivered to the batch shell once the first checkp
   done
   [ -e "$dir/fit-checkpoint.h5" ] || { echo "no checkpoint appeared"; cat "$dir"/hpcfit-*.out; exit 1; }
   scancel --signal="$sig" --batch "$id"
-  for _ in $(seq 300); do
-    info=$(scontrol show job "$id" 2>/dev/null || true)
-    state=$(sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p' <<<"$info")
-    restarts=$(sed -n 's/.*Restarts=\([0-9]*\).*/\1/p' <<<"$info")
-    if [ "$state" = COMPLETED ] || [ "$state" = FAILED ] || [ "$state" = CANCELLED ]; then break; fi
-    sleep 1
-  done
+  wait_until_done "$id" 300
   log="$dir/hpcfit-$id.out"
   echo "-- job $id: $state after ${restarts:-?} restart(s); its log:"
   cat "$log"
@@ -193,13 +198,7 @@ xpcs_requeue_case() {    # SIGNAL: delivered to the batch shell once the fit has
   done
   grep -q "starting a new fit" "$log" || { echo "the fit did not start"; cat "$log"; exit 1; }
   scancel --signal="$sig" --batch "$id"
-  for _ in $(seq 400); do
-    info=$(scontrol show job "$id" 2>/dev/null || true)
-    state=$(sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p' <<<"$info")
-    restarts=$(sed -n 's/.*Restarts=\([0-9]*\).*/\1/p' <<<"$info")
-    if [ "$state" = COMPLETED ] || [ "$state" = FAILED ] || [ "$state" = CANCELLED ]; then break; fi
-    sleep 1
-  done
+  wait_until_done "$id" 400
   echo "-- job $id: $state after ${restarts:-?} restart(s); the end of its log:"
   tail -n 12 "$log"
   [ "$state" = COMPLETED ] || { echo "the job did not complete"; cat "$log"; exit 1; }
