@@ -123,9 +123,11 @@ def _local_checks(f, source, p0, bounds, method, loss, f_scale, jac, options):
         options = {**options, "method": method}
     opts = make_options(loss=loss, f_scale=f_scale, **options)
     p0, lower, upper = _check_parameters(f, p0, bounds)
-    if opts.explore_starts is not None and any(len(row) != p0.size for row in opts.explore_starts):
-        raise InputError(f"`explore_starts`: every start must have {p0.size} values (the length of p0); got "
-                         f"lengths {sorted({len(row) for row in opts.explore_starts})}")
+    for name in ("explore_starts", "explore_scan"):
+        rows = getattr(opts, name)
+        if rows is not None and any(len(row) != p0.size for row in rows):
+            raise InputError(f"`{name}`: every start must have {p0.size} values (the length of p0); got "
+                             f"lengths {sorted({len(row) for row in rows})}")
     make_normalization(opts.normalize, p0, lower, upper)
     return opts, p0, lower, upper, lower == upper, _with_jac(f, jac, p0.size)
 
@@ -349,8 +351,9 @@ def _fit_free_parameters(f, source, p0, lower, upper, fixed, opts, absolute_sigm
                               None if names is None else tuple(n for n, k in zip(names, free) if k))
     kwargs = asdict(opts)
     kwargs["parameter_groups"] = None     # the groups' parameter order does not hold for the free ones
-    if opts.explore_starts is not None:
-        kwargs["explore_starts"] = tuple(tuple(v for v, k in zip(row, free) if k) for row in opts.explore_starts)
+    for name in ("explore_starts", "explore_scan"):
+        if getattr(opts, name) is not None:
+            kwargs[name] = tuple(tuple(v for v, k in zip(row, free) if k) for row in getattr(opts, name))
     res = fit(reduced, source, p0[free], absolute_sigma=absolute_sigma, bounds=(lower[free], upper[free]), comm=comm,
               **kwargs)
     p = p0.size

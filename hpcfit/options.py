@@ -2,6 +2,8 @@
 collective), with errors that name the option, the value and what is allowed."""
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
@@ -62,6 +64,12 @@ class FitOptions:
     multistart: int | str = "auto"       # quasi-random starts polished on the sample in phase 1; "auto": 32
                                          # when neither p0 nor Adam gives a sound, converged candidate
     explore_starts: tuple | None = None  # further starts (in parameters θ, one row each) for phase 1
+    # Suggested starts (θ rows; xpcs.fit's scan): polished like the automatic multistart, i.e. skipped at a
+    # sound warm start and held to `explore_budget` when LM from p0 settled (docs/algorithm.md, phase 1).
+    explore_scan: tuple | None = None
+    explore_budget: float = 1.0          # automatic candidates at most floor(explore_budget · n / sample size)
+                                         # when LM from p0 settled (inf: all); each costs about one LM from p0
+    explore_early_stop: bool = True      # drop a candidate once it cannot beat LM from p0's sample cost
     # Checkpoint/restart (docs/usage.md#checkpoints): none of these changes the answer.
     checkpoint: str | None = None        # HDF5 file to write (its previous version is kept as NAME.prev.h5)
     checkpoint_every: int | None = 1     # write every this many iterations (warm-up: steps, at evaluations) ...
@@ -98,7 +106,7 @@ def _multistart(value) -> int:
         raise InputError(f"`multistart` must be 'auto' or an integer >= 0; got {value!r}") from None
 
 
-def _starts(value):
+def _starts(value, name: str = "explore_starts"):
     """None, or starts as a tuple of rows of floats (their length is checked against p0 later)."""
     if value is None:
         return None
@@ -107,9 +115,17 @@ def _starts(value):
     except (TypeError, ValueError):
         arr = None
     if arr is None or arr.ndim not in (1, 2) or arr.size == 0 or not np.all(np.isfinite(arr)):
-        raise InputError(f"`explore_starts` must be a sequence of start vectors (one value per parameter each, "
+        raise InputError(f"`{name}` must be a sequence of start vectors (one value per parameter each, "
                          f"finite numbers); got {value!r}")
     return tuple(tuple(float(v) for v in row) for row in np.atleast_2d(arr))
+
+
+def _budget(value) -> float:
+    """A number >= 0; inf (every automatic candidate, whatever the data size) is allowed."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value) and value >= 0
+    if not ok:
+        raise InputError(f"`explore_budget` must be a number >= 0 (inf: no limit); got {value!r}")
+    return float(value)
 
 
 def _resume(value):
@@ -177,6 +193,9 @@ def make_options(**kwargs) -> FitOptions:
         explore_sample_points=integer("explore_sample_points", opts.explore_sample_points, 1),
         multistart=opts.multistart if opts.multistart == "auto" else _multistart(opts.multistart),
         explore_starts=_starts(opts.explore_starts),
+        explore_scan=_starts(opts.explore_scan, "explore_scan"),
+        explore_budget=_budget(opts.explore_budget),
+        explore_early_stop=flag("explore_early_stop", opts.explore_early_stop),
         checkpoint=None if opts.checkpoint is None else file_path("checkpoint", opts.checkpoint),
         checkpoint_every=None if opts.checkpoint_every is None else integer("checkpoint_every",
                                                                             opts.checkpoint_every, 1),

@@ -67,7 +67,8 @@ class WarmupReport:
     """What phase 1 (the Adam warm-up of ``method="hybrid"``) did, and why it ended.
 
     ``reason`` is one of: ``"method"`` (``method="gn"``: not run), ``"warm_start"`` (layer 1: p0
-    already fits), ``"max_steps"`` (zero steps allowed or the step limit), ``"gradient"``,
+    already fits), ``"converged"`` (LM on the sample from p0 settled: Adam is not needed),
+    ``"max_steps"`` (zero steps allowed or the step limit), ``"gradient"``,
     ``"plateau"``, ``"cost_guard"`` (layer 3), ``"non_finite"`` (the loss or gradient stopped being
     finite). Losses are mean costs per point on the evaluation subset; the relative loss is
     2·loss/var_w(y), i.e. 1 − R² for the linear loss.
@@ -94,9 +95,10 @@ class ExploreReport:
 
     ``reason``: ``"method"`` (``method="gn"``: not run), ``"warm_start"`` (LM from p0 explained the
     data, no Adam), ``"adam"`` (the Adam warm-up ran), ``"lm"`` (Adam was switched off),
-    ``"non_finite"`` (p0 is not usable on the sample; phase 2 reports why), ``"resumed"``.
-    Each candidate is a dict: origin, cost (on the sample), status, iterations, on_bound,
-    rank_deficient.
+    ``"non_finite"`` (p0 is not usable on the sample; phase 2 reports why), ``"resumed"``,
+    ``"converged"`` (LM from p0 settled, so Adam was not run). Each candidate is a dict: origin,
+    cost (on the sample), status (``"DROPPED"``: stopped early, it could not beat LM from p0),
+    iterations, on_bound, rank_deficient. ``skipped`` says which candidates were not run and why.
     """
 
     ran: bool
@@ -105,6 +107,7 @@ class ExploreReport:
     candidates: tuple = ()
     chosen: str | None = None
     seconds: float = 0.0
+    skipped: tuple = ()
 
 
 @dataclass(frozen=True)

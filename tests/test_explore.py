@@ -10,7 +10,7 @@ from scipy.optimize import least_squares
 
 import hpcfit
 from hpcfit.data.sampling import stratified_points
-from hpcfit.phases.explore import Candidate, choose, halton, multistart_points
+from hpcfit.phases.explore import DROP_MARGIN, Candidate, choose, halton, hopeless, multistart_points
 from test_warmup import GAUSS_HARD, GAUSS_TRUTH, _gauss_data, gauss3
 
 
@@ -28,6 +28,10 @@ def mgh09(x, b1, b2, b3, b4):
 
 def eckerle(x, b1, b2, b3):
     return b1 / b2 * jnp.exp(-0.5 * ((x - b3) / b2) ** 2)
+
+
+def gauss2(x, a1, m1, s1, a2, m2, s2):
+    return a1 * jnp.exp(-0.5 * ((x - m1) / s1) ** 2) + a2 * jnp.exp(-0.5 * ((x - m2) / s2) ** 2)
 
 
 # -- pure pieces --------------------------------------------------------------------------------------
@@ -158,3 +162,82 @@ def test_auto_multistart_runs_only_when_p0_gives_no_sound_candidate():
     assert not any(c["origin"].startswith("multistart") for c in well.explore.candidates)
     with pytest.raises(hpcfit.InputError, match=r"`multistart` must be 'auto' or an integer >= 0"):
         hpcfit.curve_fit(model, x, y, p0=p0, verbose=0, multistart=-1)
+
+
+# -- phase 1 earns its time: gates, budget, early stop --------------------------------------------------
+
+def test_a_candidate_is_hopeless_only_when_it_settles_clearly_above_the_bar():
+    assert hopeless([10.0, 5.0, 4.9, 4.85], 1.0)                 # closed 0.15 of a 3.85 gap in 2 iterations
+    assert not hopeless([10.0, 8.0, 6.0, 4.0], 1.0)              # still closing its gap fast
+    assert not hopeless([10.0, 5.0, 4.9], 1.0)                   # too few iterations to judge
+    assert not hopeless([2.0, 1.5, 1.005, 1.005], 1.0)           # within DROP_MARGIN of the bar: it may tie
+    assert not hopeless([2.0, 1.5, 0.9, 0.9], 1.0)               # below the bar
+    assert hopeless([2.0, 1.02, 1.02, 1.02], 1.0) and DROP_MARGIN < 0.02     # settled 2 % above it
+
+
+def _noisy_exp(n=5000):
+    x = np.linspace(0, 5, n)
+    return x, 2.5 * np.exp(-1.3 * x) + 0.5 + 0.5 * np.random.default_rng(0).standard_normal(n)
+
+
+def test_a_settled_p0_skips_adam_and_holds_the_automatic_candidates_to_the_budget():
+    x, y = _noisy_exp()                  # LM from p0 converges, full rank, relative loss 0.43: settled, not warm
+    scan = [[1.0, 5.0, 0.0], [3.0, 0.3, 1.0], [2.0, 2.0, 0.5]]
+    kw = dict(p0=[2.0, 1.0, 0.4], verbose=0, explore_scan=scan)
+    ref = least_squares(lambda p: np.asarray(exp_model(x, *p)) - y, [2.5, 1.3, 0.5], xtol=1e-12, ftol=1e-12)
+    runs = {b: hpcfit.curve_fit(exp_model, x, y, explore_budget=b, **kw) for b in (0.0, 1.0, 3.0, np.inf)}
+    for b, res in runs.items():
+        assert res.explore.reason == "converged" and not res.warmup.ran and res.warmup.reason == "converged"
+        assert res.explore.skipped[0].startswith("adam: LM from p0 settled")
+        np.testing.assert_allclose(res.popt, ref.x, rtol=1e-7)
+    # the sample is all 5000 points (n / m = 1): the budget allows floor(budget) of the 3 scan starts
+    assert [[c["origin"] for c in r.explore.candidates] for r in runs.values()] == [
+        ["p0"], ["p0", "scan 1"], ["p0", "scan 1", "scan 2", "scan 3"], ["p0", "scan 1", "scan 2", "scan 3"]]
+    assert "scan 2, scan 3: beyond explore_budget" in runs[1.0].explore.skipped[1]
+    # the caller's own starts are always polished, whatever the budget
+    own = hpcfit.curve_fit(exp_model, x, y, explore_budget=0.0, explore_starts=scan, **kw)
+    assert [c["origin"] for c in own.explore.candidates] == ["p0", "start 1", "start 2", "start 3"]
+
+
+def test_a_p0_that_does_not_settle_runs_the_costly_candidates_whatever_the_budget():
+    model, p0, x, y, _ = _never_worse_cases()["boxbod-start-1"]      # LM from p0: the flat region, relative loss 1
+    ref = least_squares(lambda p: np.asarray(model(x, *p)) - y, [213.8, 0.5472], xtol=1e-12, ftol=1e-12)
+    res = hpcfit.curve_fit(model, x, y, p0=p0, verbose=0, explore_budget=0.0, explore_scan=[[100.0, 1.0]])
+    origins = [c["origin"] for c in res.explore.candidates]
+    assert res.warmup.ran and res.explore.reason == "adam" and res.explore.skipped == ()
+    assert origins[:3] == ["p0", "adam", "scan 1"] and origins[-1] == "multistart 32"
+    np.testing.assert_allclose(res.popt, ref.x, rtol=1e-6)
+
+
+def test_early_stop_drops_hopeless_candidates_and_keeps_the_answer():
+    x = np.linspace(0, 10, 5000)
+    y = np.asarray(gauss2(x, 1.0, 3.0, 0.5, 0.7, 7.0, 0.6)) + 0.02 * np.random.default_rng(0).standard_normal(x.size)
+    starts = [[1.0, 7.0, 0.5, 0.7, 3.0, 0.6], [0.5, 1.0, 2.0, 0.7, 9.0, 0.3], [1.0, 5.0, 3.0, 1.0, 5.0, 3.0]]
+    kw = dict(p0=[1.0, 3.1, 0.5, 0.7, 6.9, 0.6], verbose=0, explore_starts=starts)
+    on = hpcfit.curve_fit(gauss2, x, y, **kw)
+    off = hpcfit.curve_fit(gauss2, x, y, explore_early_stop=False, **kw)
+    bar = on.explore.candidates[0]["cost"]
+    dropped = [c for c in on.explore.candidates if c["status"] == "DROPPED"]
+    assert [c["origin"] for c in dropped] == ["start 2", "start 3"]
+    assert not any(c["status"] == "DROPPED" for c in off.explore.candidates)
+    for c in dropped:
+        full = next(d for d in off.explore.candidates if d["origin"] == c["origin"])
+        assert c["cost"] > bar * (1 + DROP_MARGIN) and full["cost"] > bar * (1 + DROP_MARGIN)   # worse basins
+        assert c["iterations"] < full["iterations"]
+    assert on.popt.tobytes() == off.popt.tobytes() and on.explore.chosen == off.explore.chosen
+    ref = least_squares(lambda p: np.asarray(gauss2(x, *p)) - y, [1.0, 3.0, 0.5, 0.7, 7.0, 0.6], xtol=1e-12,
+                        ftol=1e-12, gtol=1e-12)
+    np.testing.assert_allclose(on.cost, ref.cost, rtol=1e-10)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"explore_budget": -1.0}, r"`explore_budget` must be a number >= 0 \(inf: no limit\)"),
+    ({"explore_budget": "all"}, r"`explore_budget` must be a number >= 0"),
+    ({"explore_early_stop": "yes"}, r"`explore_early_stop`"),
+    ({"explore_scan": [[1.0, 2.0]]}, r"`explore_scan`: every start must have 3 values"),
+    ({"explore_scan": [[1.0, np.nan, 2.0]]}, r"`explore_scan` must be a sequence of start vectors"),
+])
+def test_bad_explore_options_are_named(options, message):
+    x, y = _noisy_exp(100)
+    with pytest.raises(hpcfit.InputError, match=message):
+        hpcfit.curve_fit(exp_model, x, y, p0=[2.0, 1.0, 0.4], verbose=0, **options)

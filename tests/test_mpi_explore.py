@@ -57,3 +57,53 @@ def test_an_undetermined_parameter_is_warned_once_on_rank_0_and_flagged_everywhe
     assert len(deficient) == (1 if world.rank == 0 else 0)
     assert np.isinf(res.perr[3]) and not res.trustworthy and res.info["undetermined"] == ["unused"]
     assert world.allgather(res.trust_issues) == [res.trust_issues] * world.size
+
+
+def _spread_case():
+    from test_explore import gauss2
+    x = np.linspace(0, 10, 5000)
+    y = np.asarray(gauss2(x, 1.0, 3.0, 0.5, 0.7, 7.0, 0.6)) + 0.02 * np.random.default_rng(0).standard_normal(x.size)
+    starts = [[1.0, 7.0, 0.5, 0.7, 3.0, 0.6], [0.5, 1.0, 2.0, 0.7, 9.0, 0.3], [1.0, 5.0, 3.0, 1.0, 5.0, 3.0]]
+    kw = dict(p0=[1.0, 3.1, 0.5, 0.7, 6.9, 0.6], verbose=0, explore_starts=starts, multistart=4,
+              bounds=([0.0, 0.0, 0.05, 0.0, 0.0, 0.05], [3.0, 10.0, 3.0, 3.0, 10.0, 3.0]))
+    return gauss2, x, y, kw
+
+
+def _count_polishes(monkeypatch):
+    import hpcfit.phases.explore as explore
+    calls = []
+    real = explore.run_trust_region
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(explore, "run_trust_region", counted)
+    return calls
+
+
+def test_candidates_are_spread_over_the_ranks_and_the_fit_is_the_serial_one(world, monkeypatch):
+    model, x, y, kw = _spread_case()
+    serial = hpcfit.curve_fit(model, x, y, **kw)
+    calls = _count_polishes(monkeypatch)
+    par = hpcfit.curve_fit(model, x, y, comm=world, **kw)
+    origins = [c["origin"] for c in par.explore.candidates]
+    assert origins == ["p0"] + [f"multistart {k + 1}" for k in range(4)] + ["start 1", "start 2", "start 3"]
+    assert any(c["status"] == "DROPPED" for c in par.explore.candidates)       # early stops, on some rank
+    _same(par, serial)
+    # p0 on every rank, then this rank's share of the 7 further candidates: r, r + size, ...
+    assert len(calls) == 1 + len(range(world.rank, 7, world.size))
+
+
+def test_an_error_in_one_ranks_candidate_is_raised_on_every_rank(world, monkeypatch):
+    import hpcfit.phases.explore as explore
+    model, x, y, kw = _spread_case()
+    real, calls = explore.run_trust_region, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if world.rank == world.size - 1 and len(calls) == 2:      # the last rank's first own candidate
+            raise RuntimeError("a bug in one candidate")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(explore, "run_trust_region", failing)
+    with pytest.raises(hpcfit.FitError, match=rf"RuntimeError: a bug in one candidate \[found on rank {world.size - 1}\]"):
+        hpcfit.curve_fit(model, x, y, comm=world, **kw)

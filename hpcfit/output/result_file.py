@@ -99,7 +99,8 @@ def from_document(doc: dict, where: str = "result"):
         r["warmup"] = WarmupReport(**{k: (_float(v) if isinstance(v, str) and v in _SPECIAL else v)
                                       for k, v in r["warmup"].items()})
     if r.get("explore") is not None:
-        r["explore"] = ExploreReport(**{**r["explore"], "candidates": tuple(r["explore"]["candidates"])})
+        r["explore"] = ExploreReport(**{**r["explore"], "candidates": tuple(r["explore"]["candidates"]),
+                                        "skipped": tuple(r["explore"].get("skipped", ()))})
     known = {f.name for f in dataclasses.fields(FitResult)}
     return FitResult(**{k: v for k, v in r.items() if k in known})
 

@@ -1,23 +1,40 @@
 """Phase 1: explore on a fixed sample, then hand the best candidate to phase 2.
 
 Candidates are produced cheaply on an in-memory sample of the data (:mod:`hpcfit.data.sample`)
-and each is polished by the same Levenberg–Marquardt solver that phase 2 runs on all the data:
+and each is polished by the same Levenberg–Marquardt solver that phase 2 runs on all the data.
+Phase 1 earns its time: what runs beyond LM from p0 depends on what that LM shows, is held to a
+share of the fit's own cost, and is spread over the ranks.
 
-1. LM on the sample from p0 — p0's own basin, always a candidate;
-2. when that does not explain the data (relative loss ≥ ``warm_start_threshold``), the Adam
-   warm-up with its four layers (:mod:`hpcfit.phases.warmup`) from p0, and LM from its end;
-3. ``multistart`` quasi-random starts in the normalized box (``"auto"``: 32 of them, only when
-   neither p0 nor Adam gave a converged, sound candidate that explains the data) and the
-   caller's ``explore_starts``, each polished by LM.
+1. LM on the sample from p0 — p0's own basin, always a candidate, run on every rank. Its end is
+   the evidence for the rest, and its sample cost the bar the other candidates must beat. It
+   *settled* when it converged, JᵀWJ has full rank there and its relative loss is below
+   :data:`FAILED_FIT` (the model explains something); a *warm start* is a settled end that is
+   sound (on no bound) with a relative loss below ``warm_start_threshold``.
+2. The Adam warm-up (:mod:`hpcfit.phases.warmup`) from p0 and LM from its end — only when LM from p0
+   did not settle (Adam brings a start LM cannot settle into a basin; from a settled end it
+   only finds that basin again) and is not below ``warm_start_threshold``; always with
+   ``warm_start_detection=False``. Run on every rank (collective).
+3. The automatic candidates, in this order: ``explore_scan`` (xpcs.fit's scan) and, with
+   ``multistart="auto"``, :data:`AUTO_MULTISTART` quasi-random starts when neither p0 nor Adam
+   gave a sound candidate. None at a warm start; the first ``floor(explore_budget · n / m)``
+   (n points, m sampled) when LM from p0 settled — each costs about what LM from p0 cost on the
+   sample, so together about one LM from p0 over all the data, i.e. one Gauss–Newton fit; all of
+   them when it did not settle (a rescue, whatever it costs). Then the caller's own
+   ``multistart=K`` starts and ``explore_starts``, always.
+4. The candidates of 3 form one global list: rank r polishes candidates r, r + size, … on the
+   same sample with a serial communicator, stopping one early (status ``DROPPED``) once it cannot
+   beat the bar (:func:`hopeless`), and one allgather gives every rank every candidate. A
+   candidate's bits do not depend on the rank that computed it, so the list, the choice and the
+   fit are the same on any rank count.
 
 The candidate with the lowest sample cost wins; within a relative ``TIE`` of the best, a
 candidate that sits on a bound or at which JᵀWJ is rank deficient loses to one that does not.
 Because p0's basin is a candidate, phase 1 can only improve on Gauss–Newton from p0 (as far as
-the sample represents the data). Every rank holds the same sample and runs the same numpy and
-the same compiled kernels, so every decision is the same on every rank and for any rank count.
+the sample represents the data). Every decision above is made from the same numbers on every rank.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import replace
 from typing import Callable, NamedTuple
@@ -26,7 +43,7 @@ import numpy as np
 
 from ..comm import Communicator
 from ..data.sample import Sample
-from ..errors import HpcfitError
+from ..errors import FitError, HpcfitError, InputError
 from ..report import IterationTable
 from ..result import ExploreReport, WarmupReport
 from .covariance import covariance
@@ -42,6 +59,19 @@ AUTO_MULTISTART = 32
 #: A relative loss (1 − R² for the linear loss) above this: the model explains less than half of
 #: what a constant leaves.
 POOR_FIT = 0.5
+#: LM from p0 did not settle when its relative loss is at least this (the model explains less than
+#: 1 % of what a constant leaves: BoxBOD's flat region b₂ → ∞ ends at 1.0000); the real 8-ID-E maps,
+#: whose static model explains 6–54 %, end at 0.46–0.94 (docs/benchmarks.md).
+FAILED_FIT = 0.99
+#: Early stop (:func:`hopeless`): after at least DROP_AFTER accepted LM iterations, a candidate more
+#: than DROP_MARGIN (relative) above the bar that closed less than DROP_PROGRESS of its gap to it over
+#: its last DROP_WINDOW iterations is dropped. Measured on every candidate of bench_hard_starts and
+#: of the real maps (docs/benchmarks.md): it ends 54 % of their LM iterations and no candidate that
+#: ended below the bar, except two multistarts on a real map whose basin the scan also reaches.
+DROP_AFTER = 3
+DROP_WINDOW = 2
+DROP_PROGRESS = 0.1
+DROP_MARGIN = 0.01
 CONVERGED = ("GTOL", "FTOL", "XTOL", "FTOL_XTOL")
 _PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97)
 
@@ -108,14 +138,78 @@ def choose(candidates: list[Candidate]) -> Candidate:
     return min(sound, key=lambda c: c.cost) if sound else best
 
 
+def hopeless(costs: list[float], bar: float) -> bool:
+    """Whether a candidate whose sample costs at its accepted points (the start first) are ``costs``
+    cannot beat ``bar``: after :data:`DROP_AFTER` iterations it is still more than
+    :data:`DROP_MARGIN` above the bar and closed less than :data:`DROP_PROGRESS` of that gap over
+    its last :data:`DROP_WINDOW` iterations (it is settling in a worse basin). A pure function of
+    the candidate's own numbers and the bar, so the same on every rank."""
+    if len(costs) <= max(DROP_AFTER, DROP_WINDOW):
+        return False
+    cost, before = costs[-1], costs[-1 - DROP_WINDOW]
+    return cost > bar + DROP_MARGIN * abs(bar) and before - cost < DROP_PROGRESS * (cost - bar)
+
+
+class _Hopeless(Exception):
+    """Raised out of a candidate's LM when it cannot beat the bar; carries its last accepted point."""
+
+    def __init__(self, u: np.ndarray, result, iterations: int):
+        super().__init__("dropped")
+        self.u, self.result, self.iterations = u, result, iterations
+
+
+class _Watched:
+    """The sample evaluator, watching one candidate's cost at each accepted point (each usable
+    Jacobian pass) and stopping it when :func:`hopeless`. Serial: raising leaves no rank waiting."""
+
+    def __init__(self, evaluator, bar: float):
+        self._evaluator, self._bar, self._costs = evaluator, bar, []
+
+    def __getattr__(self, name):
+        return getattr(self._evaluator, name)
+
+    def evaluate(self, cmd, flags=()):
+        res = self._evaluator.evaluate(cmd, flags)
+        if cmd.kind == "jacobian" and res.n_bad == 0 and np.isfinite(res.cost) and np.all(np.isfinite(res.jtj)):
+            self._costs.append(float(res.cost))
+            if hopeless(self._costs, self._bar):
+                raise _Hopeless(np.asarray(cmd.u, dtype=float), res, len(self._costs) - 1)
+        return res
+
+
+def _gather(comm: Communicator, work: Callable[[], list]) -> list[list]:
+    """Collective, one allgather: every rank's ``work()``; an error on any rank is raised on every
+    rank (the first by rank), as :meth:`Communicator.agree` raises it."""
+    result, error = None, None
+    try:
+        result = work()
+    except HpcfitError as exc:
+        error = (type(exc).__name__, str(exc))
+    except Exception as exc:  # noqa: BLE001 - any failure must reach every rank
+        error = ("FitError", f"{type(exc).__name__}: {exc}")
+    parts = comm.allgather((result, error))
+    for rank, (_, err) in enumerate(parts):
+        if err is not None:
+            kind, message = err
+            raise (InputError if kind == "InputError" else FitError)(
+                message + (f" [found on rank {rank}]" if comm.size > 1 else ""))
+    return [r for r, _ in parts]
+
+
+def _names(origins: list[str]) -> str:
+    return ", ".join(origins) if len(origins) <= 3 else f"{origins[0]} … {origins[-1]} ({len(origins)})"
+
+
 def run_explore(problem, sample: Sample, sample_evaluator, run_adam: Callable | None) -> ExploreOutcome:
-    """Phase 1 (the same on every rank; no collective except inside ``run_adam``).
+    """Phase 1 (collective: ``run_adam`` and one allgather of the candidates; every rank returns the
+    same outcome).
 
     ``sample_evaluator`` evaluates passes over ``sample`` (serially, on every rank); LM polishes the
     candidates over it through the same driver as phase 2. ``run_adam(u0)`` runs the Adam warm-up
     (collective) and returns a WarmupOutcome.
     """
     t0 = time.perf_counter()
+    hc = problem.comm
     opts, norm, table, u0 = problem.options, problem.norm, problem.table, problem.u0
     lower_u, upper_u = problem.lower_u, problem.upper_u
     size, p = sample.size, u0.size
@@ -128,61 +222,98 @@ def run_explore(problem, sample: Sample, sample_evaluator, run_adam: Callable | 
     def relative(cost: float) -> float:
         return 2.0 * cost / (size * sample_variance) if sample_variance > 0 else (0.0 if cost == 0 else np.inf)
 
-    def polish(origin: str, start: np.ndarray) -> Candidate | None:
+    def polish(origin: str, start: np.ndarray, bar: float | None = None) -> tuple[Candidate | None, str]:
+        """LM on the sample from ``start`` (serial): the candidate and its line for the table."""
+        watched = bar is not None and opts.explore_early_stop
         try:
-            out = run_trust_region(on_sample, sample_evaluator, start)
+            out = run_trust_region(on_sample, _Watched(sample_evaluator, bar) if watched else sample_evaluator,
+                                   start)
+            u, cost, jtj, status, iterations = out.u, float(out.cost), out.jtj, out.status.name, out.n_iterations
+        except _Hopeless as stop:
+            u, cost, jtj, status, iterations = stop.u, float(stop.result.cost), stop.result.jtj, "DROPPED", \
+                stop.iterations
         except HpcfitError as exc:        # the same on every rank: the sample and the numbers are
-            table.line(f"phase 1: {origin}: not usable ({exc})")
-            return None
-        cov = covariance(out.jtj, np.ones(p), out.cost, max(size, p + 1), True, opts.cov_rcond)
+            return None, f"phase 1: {origin}: not usable ({exc})"
+        cov = covariance(jtj, np.ones(p), cost, max(size, p + 1), True, opts.cov_rcond)
         finite_lo, finite_hi = np.isfinite(lower_u), np.isfinite(upper_u)
-        on_bound = bool(np.any((finite_lo & (out.u <= lower_u)) | (finite_hi & (out.u >= upper_u))))
-        cand = Candidate(origin, out.u, float(out.cost), out.status.name, out.n_iterations, on_bound,
-                         cov.rank < p)
-        table.line(f"phase 1: LM on the sample from {origin}: cost {cand.cost:.8e} (relative "
-                   f"{relative(cand.cost):.4g}) after {cand.iterations} iterations, {cand.status}"
-                   + (", on a bound" if on_bound else "") + (", rank deficient" if cand.rank_deficient else ""))
-        return cand
+        on_bound = bool(np.any((finite_lo & (u <= lower_u)) | (finite_hi & (u >= upper_u))))
+        cand = Candidate(origin, u, cost, status, iterations, on_bound, cov.rank < p)
+        line = (f"phase 1: LM on the sample from {origin}: cost {cand.cost:.8e} (relative {relative(cand.cost):.4g}) "
+                f"after {cand.iterations} iterations, {cand.status}" + (", on a bound" if on_bound else "")
+                + (", rank deficient" if cand.rank_deficient else ""))
+        return cand, line
 
-    candidates = []
-    first = polish("p0", u0)
+    def sound(c: Candidate | None) -> bool:
+        return (c is not None and c.status in CONVERGED and not c.on_bound and not c.rank_deficient
+                and relative(c.cost) < POOR_FIT)
+
+    first, line = polish("p0", u0)
+    table.line(line)
     if first is None:     # p0 is not usable on the sample: phase 2 reports the bad start in detail
         return _outcome(u0, "non_finite", [], None, size, t0, WarmupReport(ran=False, reason="non_finite"))
-    candidates.append(first)
+    candidates, skipped = [first], []
     rel = relative(first.cost)
-    skip = opts.warm_start_detection and rel < opts.warm_start_threshold
-    warm = WarmupReport(ran=False, reason="warm_start", relative_loss_start=rel, relative_loss_end=rel,
-                        layer_counts={"warm_start": 1})
-    if not skip and run_adam is not None and opts.warmup_max_steps > 0:
-        adam = run_adam(u0)
-        warm = adam.report
-        if adam.u is not None and not np.array_equal(adam.u, u0):
-            candidates.append(polish("adam", adam.u))
-    elif not skip:
-        warm = WarmupReport(ran=False, reason="max_steps")
+    settled = first.status in CONVERGED and not first.rank_deficient and rel < FAILED_FIT
+    below = opts.warm_start_detection and rel < opts.warm_start_threshold
+    warm = WarmupReport(ran=False, reason="warm_start" if below else "converged", relative_loss_start=rel,
+                        relative_loss_end=rel, layer_counts={"warm_start": 1} if below else {})
+    reason = "warm_start" if below else "converged"
+    if not opts.warm_start_detection or not (below or settled):
+        if run_adam is not None and opts.warmup_max_steps > 0:
+            adam = run_adam(u0)
+            warm, reason = adam.report, "adam"
+            if adam.u is not None and not np.array_equal(adam.u, u0):
+                cand, line = polish("adam", adam.u)
+                table.line(line)
+                candidates.append(cand)
+        else:
+            warm, reason = WarmupReport(ran=False, reason="max_steps"), "lm"
+    elif not below:
+        skipped.append(f"adam: LM from p0 settled (converged, full rank, relative loss {rel:.4g} < {FAILED_FIT})")
+    bar = min(c.cost for c in candidates if c is not None)
+
     theta_offset = norm.offset / norm.scale
-    count = opts.multistart
-    if count == "auto":
-        sound = [c for c in candidates if c is not None and c.status in CONVERGED and not c.on_bound
-                 and not c.rank_deficient and relative(c.cost) < POOR_FIT]
-        count = 0 if sound else AUTO_MULTISTART
-    starts = [(f"multistart {k + 1}", s) for k, s in
-              enumerate(multistart_points(count, u0, lower_u, upper_u, theta_offset))]
-    starts += [(f"start {k + 1}", np.clip(norm.to_u(np.asarray(s, dtype=float)), lower_u, upper_u))
-               for k, s in enumerate(opts.explore_starts or ())]
-    for origin, start in starts:
-        candidates.append(polish(origin, start))
+
+    def given(rows, label):
+        return [(f"{label} {k + 1}", np.clip(norm.to_u(np.asarray(row, dtype=float)), lower_u, upper_u))
+                for k, row in enumerate(rows or ())]
+
+    auto_count = AUTO_MULTISTART if opts.multistart == "auto" and not any(sound(c) for c in candidates) else 0
+    own_count = 0 if opts.multistart == "auto" else opts.multistart
+    auto = given(opts.explore_scan, "scan") + [
+        (f"multistart {k + 1}", s) for k, s in enumerate(multistart_points(auto_count, u0, lower_u, upper_u,
+                                                                             theta_offset))]
+    if auto and below and sound(first):
+        skipped.append(f"{_names([o for o, _ in auto])}: warm start (LM from p0 is sound with relative loss "
+                       f"{rel:.4g} < warm_start_threshold)")
+        auto = []
+    elif auto and settled:
+        n = problem.local.n_points
+        limit = len(auto) if math.isinf(opts.explore_budget) else int(math.floor(opts.explore_budget * n / size))
+        if limit < len(auto):
+            skipped.append(f"{_names([o for o, _ in auto[limit:]])}: beyond explore_budget (LM from p0 settled; "
+                           f"{opts.explore_budget:g} × {n} points / {size} sampled allows {limit} of {len(auto)})")
+            auto = auto[:limit]
+    rows = auto + [(f"multistart {k + 1}", s) for k, s in enumerate(
+        multistart_points(own_count, u0, lower_u, upper_u, theta_offset))] + given(opts.explore_starts, "start")
+    for note in skipped:
+        table.line(f"phase 1: skipped {note}")
+    mine = rows[hc.rank::hc.size]
+    parts = _gather(hc, lambda: [polish(origin, start, bar) for origin, start in mine])
+    for k in range(len(rows)):
+        cand, line = parts[k % hc.size][k // hc.size]
+        table.line(line)
+        candidates.append(cand)
     candidates = [c for c in candidates if c is not None]
     best = choose(candidates)
-    reason = "warm_start" if skip else ("adam" if warm.ran else "lm")
-    return _outcome(best.u, reason, candidates, best, size, t0, warm)
+    return _outcome(best.u, reason, candidates, best, size, t0, warm, tuple(skipped))
 
 
-def _outcome(u, reason, candidates, best, size, t0, warm) -> ExploreOutcome:
+def _outcome(u, reason, candidates, best, size, t0, warm, skipped=()) -> ExploreOutcome:
     report = ExploreReport(ran=True, reason=reason, sample_points=size,
                            candidates=tuple(c.describe() for c in candidates),
                            chosen=None if best is None else best.origin,
-                           seconds=time.perf_counter() - t0)
+                           seconds=time.perf_counter() - t0, skipped=skipped)
     return ExploreOutcome(u, report, warm)
 
 

@@ -179,43 +179,55 @@ def _start(points, model, p0, lower, upper) -> np.ndarray:
 #: Phase 1's scan of the physical parameters around the start (``scan=True``): changes of one
 #: parameter at a time, each polished by LM on the sample. Measured on the 23-angle laminar-flow
 #: set of docs/benchmarks.md, where LM from the default start ends in a wrong basin (φ0 2.9°,
-#: D_offset 800): φ0 + 30°, α − 0.5 and D0 × 10 each reach the true one.
-SCAN = {"phi0": (-60.0, -30.0, 30.0, 60.0, 90.0), "alpha": (-0.5, 0.5), "D0": (0.1, 10.0)}
+#: D_offset 800): φ0 + 30°, α − 0.5 and D0 × 10 each reach the true one; on the 7-angle hard start
+#: of bench_hard_starts, φ0 + 60° and D0 × 10. In this order — each parameter's most useful change
+#: first — because ``explore_budget`` may keep only the first few (phase 1, docs/algorithm.md).
+SCAN = (("phi0", 30.0), ("alpha", -0.5), ("D0", 10.0), ("phi0", -30.0), ("phi0", 60.0), ("alpha", 0.5),
+        ("D0", 0.1), ("phi0", -60.0), ("phi0", 90.0))
 
 
 def scan_starts(model, start: np.ndarray) -> list[list[float]]:
-    """Physical start vectors of :data:`SCAN` around ``start`` (φ0 and α shifted, D0 scaled)."""
+    """Physical start vectors of :data:`SCAN` around ``start`` (φ0 and α shifted, D0 scaled), for the
+    parameters the model has, in :data:`SCAN`'s order."""
     names = list(model.physical_names)
     rows = []
-    for name, changes in SCAN.items():
+    for name, change in SCAN:
         if name not in names:
             continue
         i = names.index(name)
-        for change in changes:
-            row = [float(v) for v in start[:len(names)]]
-            row[i] = row[i] * change if name == "D0" else row[i] + change
-            rows.append(row)
+        row = [float(v) for v in start[:len(names)]]
+        row[i] = row[i] * change if name == "D0" else row[i] + change
+        rows.append(row)
     return rows
 
 
-def _complete_starts(options: dict, start: np.ndarray, model, scan: bool) -> dict:
-    """Phase 1's further starts: the scan (unless the user gave starts, or ``scan`` is off, or
-    method="gn"), and any start that gives the physical parameters only completed with the
-    data-driven contrast/offset, as p0 is."""
-    starts = options.get("explore_starts")
+def _complete(rows, start: np.ndarray, model, name: str) -> tuple:
+    """Start rows that give the physical parameters only, completed with the data-driven
+    contrast/offset as p0 is."""
     n_phys = len(model.physical_names)
-    if starts is None and scan and options.get("method", "hybrid") != "gn" and options.get("preset") != "no_warmup":
-        starts = scan_starts(model, start)
-    if starts is None:
-        return options
-    rows = []
-    for row in starts:
+    out = []
+    for row in rows:
         row = [float(v) for v in row]
         if len(row) not in (n_phys, model.n_params):
-            raise InputError(f"`explore_starts`: each start must have {n_phys} (physical) or {model.n_params} values; "
+            raise InputError(f"`{name}`: each start must have {n_phys} (physical) or {model.n_params} values; "
                              f"got {len(row)}")
-        rows.append(tuple(row + list(start[len(row):])))
-    return {**options, "explore_starts": tuple(rows)}
+        out.append(tuple(row + list(start[len(row):])))
+    return tuple(out)
+
+
+def _complete_starts(options: dict, start: np.ndarray, model, scan: bool) -> dict:
+    """Phase 1's further starts: the caller's ``explore_starts`` (always polished), or else the scan
+    as ``explore_scan`` (polished when phase 1's evidence and budget allow; not with ``scan`` off or
+    method="gn"); rows that give the physical parameters only are completed with the data-driven
+    contrast/offset, as p0 is."""
+    options = dict(options)
+    for name in ("explore_starts", "explore_scan"):
+        if options.get(name) is not None:
+            options[name] = _complete(options[name], start, model, name)
+    if (options.get("explore_starts") is None and options.get("explore_scan") is None and scan
+            and options.get("method", "hybrid") != "gn" and options.get("preset") != "no_warmup"):
+        options["explore_scan"] = _complete(scan_starts(model, start), start, model, "explore_scan")
+    return options
 
 
 def fit(data, *, mode: str = "laminar_flow", scaling: str = "individual", p0=None, bounds=None, L=None,
@@ -232,8 +244,10 @@ def fit(data, *, mode: str = "laminar_flow", scaling: str = "individual", p0=Non
     :data:`DEFAULT_P0` and :data:`DEFAULT_BOUNDS`. ``L`` (Å) is needed for ``laminar_flow``.
     ``contrast``/``offset`` are the given values for ``scaling="fixed"``. Collective with ``comm``:
     rank 0 reads the samples for the start values and shares them. ``scan`` (default on) adds
-    :data:`SCAN`'s starts around p0 to phase 1's candidates (method="hybrid"), each polished by LM
-    on the sample; the best one is fitted to all the data. The result carries parameter
+    :data:`SCAN`'s starts around p0 to phase 1's candidates (method="hybrid") as ``explore_scan``:
+    each is polished by LM on the sample when LM from p0 is not a sound warm start, as many as
+    ``explore_budget`` allows (all of them on large data), and the best candidate is fitted to all
+    the data. ``explore_starts`` replaces the scan with starts that are always polished. The result carries parameter
     names, and ``result.info["xpcs"]`` records mode, scaling, form, triangle, q, dt, L and angles.
     """
     with Communicator(comm) as hc:
