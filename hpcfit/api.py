@@ -22,7 +22,6 @@ from .checkpoint.signals import StopSignals
 from .comm import Communicator
 from .data.arrays import ArraySource
 from .data.sample import gather_sample, sample_chunks
-from .data.scale import residual_scale
 from .errors import InputError, RankDeficientWarning
 from .groups import GroupLayout, declared_groups, kernel_columns, resolve_groups
 from .kernels.chunk import TRACE_COUNTS, model_fingerprint, model_output_shape, residuals
@@ -34,6 +33,7 @@ from .options import FitOptions, make_options
 from .phases.covariance import covariance
 from .phases.explore import ExploreOutcome, not_run as not_explored, run_explore
 from .phases.normalize import make_normalization
+from .phases.scales import data_scales
 from .phases.trust_region import PHASE as TRUST_REGION, run_trust_region
 from .phases.warmup import run_warmup
 from .problem import Problem
@@ -232,7 +232,7 @@ def _run(hc, f, source, opts, p0, lower, upper, absolute_sigma, t_start, stops=N
                              f"p = {p} parameters (n must be > p)")
         hc.agree(_check_model, implicit_model(f, local), local, p, opts)
         traces_before = dict(TRACE_COUNTS)
-        weight_scale = residual_scale(hc, local)
+        weight_scale, norm = data_scales(hc, local, f, opts.normalize, norm, p0, lower, upper)
         groups = hc.agree(_group_layout, f, local, p, opts)
         evaluator = hc.agree(PassEvaluator, hc, local, f, opts.loss, opts.f_scale, norm.offset, norm.scale,
                              opts.jacobian_mode, weight_scale, groups)

@@ -13,6 +13,8 @@ import pytest
 import hpcfit
 from hpcfit.checkpoint import hdf5 as ckpt_hdf5
 from hpcfit.data import HDF5Source
+from hpcfit.data.sampling import stratified_points
+from hpcfit.data.scale import SAMPLE_POINTS
 
 X = np.linspace(0.0, 5.0, 20_000)
 Y = 2.0 * np.exp(-1.3 * X) + 0.5 + 0.01 * np.sin(50.0 * X)
@@ -158,15 +160,20 @@ def test_damaged_or_misnamed_data_get_messages_naming_file_dataset_and_chunk(tmp
     data = tmp_path / "data.h5"
     with h5py.File(data, "w") as f:
         f["x"] = X
-        f.create_dataset("y", data=Y, chunks=(1000,), compression="gzip")
+        f.create_dataset("y", data=Y, chunks=(8,), compression="gzip")
         f.create_group("g")
     with pytest.raises(hpcfit.InputError, match=r"file .*data\.h5', dataset 'g' is a group, not a dataset"):
         hpcfit.fit(hpcfit.models.exponential_decay, HDF5Source(data, x="x", y="g"), **KW)
+    # damage a compressed block of y that the fixed sample of the data scales (hpcfit.data.scale) does
+    # not read, so the first chunk pass meets it (phase 1's sample, all 20 000 points here, does)
+    hit = np.zeros(X.size // 8, dtype=bool)
+    hit[stratified_points(0, SAMPLE_POINTS, X.size) // 8] = True
+    block = int(np.flatnonzero(~hit)[0])
     with h5py.File(data, "r") as f:                     # the file offset of one compressed block of y
-        offset, size = f["y"].id.get_chunk_info(7).byte_offset, f["y"].id.get_chunk_info(7).size
+        offset, size = f["y"].id.get_chunk_info(block).byte_offset, f["y"].id.get_chunk_info(block).size
     with open(data, "r+b") as fh:
         fh.seek(offset + size // 2)
-        fh.write(b"\x00\xff" * 16)
+        fh.write(b"\x00\xff" * 2)
     with pytest.raises(hpcfit.InputError, match=r"reading file .*data\.h5', dataset 'y' failed at points "
                                                 r"\[\d+, \d+\) \(chunk \d+\).*damaged"):
         hpcfit.fit(hpcfit.models.exponential_decay, HDF5Source(data, x="x"), **KW)

@@ -31,6 +31,11 @@ class Sample(NamedTuple):
         weights scaled as the fit scales them, hpcfit.data.scale)."""
         with np.errstate(over="ignore", invalid="ignore"):    # huge y: inf, and phase 2 reports the overflow
             w = self.weight * weight_scale
+            if weight_scale != 1.0:       # w² may leave float64 (w = 2^1000): the mean does not need it
+                top = float(np.max(w)) if w.size else 1.0
+                v = w / top if top > 0 and np.isfinite(top) else w
+                mean = float(np.sum(v * v * self.y) / np.sum(v * v))
+                return float(np.sum((w * (self.y - mean)) ** 2) / self.size)
             w2 = w * w
             mean = float(np.sum(w2 * self.y) / np.sum(w2))
             return float(np.sum(w2 * (self.y - mean) ** 2) / self.size)

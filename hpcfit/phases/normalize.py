@@ -5,7 +5,7 @@ or each parameter is measured in units of its start value (``p0``). Pure numpy.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -26,7 +26,8 @@ class Normalization:
 
 
 def _p0_scale(p0: np.ndarray) -> np.ndarray:
-    # A zero start value gives no scale of its own: use 1 there.
+    # A zero start value gives no scale of its own: use 1 there (on data of an extreme magnitude
+    # hpcfit.phases.scales replaces it by one from the parameter's Jacobian column).
     return np.where(p0 != 0.0, np.abs(p0), 1.0)
 
 
@@ -52,3 +53,19 @@ def make_normalization(strategy: str, p0: np.ndarray, lower: np.ndarray, upper: 
     else:
         raise ValueError(f"normalize must be one of {STRATEGIES}; got {strategy!r}")
     return Normalization(offset.astype(float), scale.astype(float), strategy)
+
+
+def zero_starts(strategy: str, p0: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """Mask of the parameters :func:`make_normalization` gave scale 1 only because p0 is 0 there
+    (``p0``, or ``auto`` without a finite box); ``bounds`` and ``none`` have none."""
+    p0 = np.asarray(p0, dtype=float)
+    if strategy not in ("p0", "auto"):
+        return np.zeros(p0.shape, dtype=bool)
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite_box = np.isfinite(lower) & np.isfinite(upper) & np.isfinite(upper - lower)
+    return (p0 == 0.0) & ~(finite_box if strategy == "auto" else np.zeros(p0.shape, dtype=bool))
+
+
+def with_scales(norm: Normalization, which: np.ndarray, scales: np.ndarray) -> Normalization:
+    """``norm`` with ``scales`` for the parameters ``which`` (a mask), the others as they were."""
+    return replace(norm, scale=np.where(which, scales, norm.scale).astype(float))

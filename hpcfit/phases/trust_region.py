@@ -6,6 +6,8 @@ until it stops — or from a phase 2 checkpoint, where the state is restored ins
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..errors import InputError
@@ -15,14 +17,33 @@ from ..solvers.levenberg_marquardt import PHASE, LevenbergMarquardt, Outcome
 __all__ = ["PHASE", "Outcome", "run_trust_region"]
 
 
-def _check_start(res, where: str, data: str) -> None:
+def _scale_note(weight_scale: float) -> str:
+    """How the fit scaled the residuals (hpcfit.data.scale), for a message; empty when it did not."""
+    if weight_scale == 1.0:
+        return ""
+    k = math.frexp(weight_scale)[1] - 1
+    return (f" (the fit scales the residuals by 2^{k}, the data's median |y/sigma| being about 2^{-k}: "
+            "values more than ~2^511 times that median cannot be squared at this scale)")
+
+
+def _check_start(res, where: str, data: str, weight_scale: float = 1.0) -> None:
     """Raise (identically on every rank: the values are reduced) if the pass at the start is unusable;
-    ``where`` names the start and its parameter values, ``data`` the data (file and dataset)."""
+    ``where`` names the start and its parameter values, ``data`` the data (file and dataset),
+    ``weight_scale`` the residual scale of data of an extreme magnitude (named in the message)."""
     error = InputError
     if res.n_bad:
         raise error(f"{where}, {res.n_bad} point(s) of the data ({data}) have a residual (f(x) − ydata)/sigma "
                     "that is NaN or Inf, or too large to square in float64 (|r| > 1e154); the first at global point "
-                    f"index {res.first_bad}. Check the data there (a garbage or missing value), p0 and the model")
+                    f"index {res.first_bad}{_scale_note(weight_scale)}. Check the data there (a garbage or missing "
+                    "value), p0 and the model")
+    diagonal = np.diagonal(res.jtj) if np.ndim(res.jtj) == 2 else np.zeros(0)
+    if weight_scale != 1.0 and np.isfinite(res.cost) and not np.all(np.isfinite(res.jtj)) \
+            and not np.any(np.isnan(diagonal)):
+        k = math.frexp(weight_scale)[1] - 1
+        raise error(f"JᵀWJ overflowed {where} with the residuals scaled by 2^{k} (the data's median |y/sigma| is "
+                    f"about 2^{-k}; data: {data}): a parameter's Jacobian column is too large at that scale, i.e. "
+                    "the unit the fit measures it in (|p0|, its box width, or 1 with normalize='none') is far "
+                    "from the data's units; give p0 values of the data's magnitude (or finite bounds)")
     if not np.isfinite(res.cost):
         raise error(f"the cost overflowed {where} (cost = {res.cost!r}; data: {data}) although every residual "
                     "squares to a finite value: the residuals (ydata − f)/sigma are too large for float64 sums; "
@@ -49,6 +70,7 @@ def run_trust_region(problem, evaluator, u0: np.ndarray, checkpoints=None, start
     else:
         start = Command("jacobian", u0)
         first = evaluate(comm, evaluator, start, checkpoints)
-        _check_start(first, start_label, evaluator.local.describe)       # before the driver: a bad start is the user's error
+        # before the driver: a bad start is the user's error
+        _check_start(first, start_label, evaluator.local.describe, problem.weight_scale)
         state, cmd = guarded(solver.step, None, start, first) if comm.is_root else (None, None)
     return drive(comm, solver, evaluator, state, cmd, checkpoints)
