@@ -313,7 +313,10 @@ def _explore(problem: Problem, checkpoints) -> ExploreOutcome:
     local, norm, f = problem.local, problem.norm, problem.model
     sample = gather_sample(hc, local, opts.explore_sample_points, opts.warmup_seed)
     sample_model = f if sample.coords is None else IndexedX(f, sample.coords)
-    chunks = sample_chunks(sample, local.chunk_size)
+    # Implicit coordinates: the sample's kernels are its own (IndexedX), so its chunks need not pad to the
+    # fit's size (the real 8-ID-E maps: 32768 sampled points in chunks of 65536 did half their work twice).
+    chunk = local.chunk_size if sample.coords is None else min(local.chunk_size, 1 << max(sample.size - 1, 1).bit_length())
+    chunks = sample_chunks(sample, chunk)
     sample_pass = hc.agree(PassEvaluator, Communicator(None), chunks, sample_model, opts.loss, opts.f_scale,
                            norm.offset, norm.scale, opts.jacobian_mode, problem.weight_scale,
                            _sample_groups(problem.groups, sample, chunks))
