@@ -46,7 +46,7 @@ def interrupted(checkpoint: str | None = None, phase: str | None = None, iterati
     with 1 instead of by SIGINT); ``python -m hpcfit fit`` exits with 130. Its attributes:
     ``checkpoint`` (None: none was configured), ``phase``, ``iteration`` and ``agreed`` (every rank
     raised it at the same point; False: this rank stopped on its own)."""
-    where = "" if phase is None else f" in {phase} at iteration {iteration}"
+    where = ("" if phase is None else f" in {phase}") + ("" if iteration is None else f" at iteration {iteration}")
     kept = f"; checkpoint {checkpoint}" if checkpoint else "; no checkpoint was configured"
     exc = KeyboardInterrupt(f"hpcfit: interrupted by SIGINT{where}{kept}")
     exc.checkpoint, exc.phase, exc.iteration, exc.agreed = checkpoint, phase, iteration, agreed

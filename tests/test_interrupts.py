@@ -189,3 +189,46 @@ def test_two_threads_fitting_on_one_communicator_run_one_after_the_other(tmp_pat
     ref, _ = scipy_fit(lambda t, a, b, c: a * np.exp(-b * t) + c, x, y, p0=[1.0, 1.0, 0.0])
     popt = np.array([float.fromhex(v) for v in rounds[0][2].split()])
     assert np.allclose(popt, ref, rtol=1e-6)
+
+
+PHASE_1 = textwrap.dedent("""
+    import numpy as np, jax.numpy as jnp
+    from mpi4py import MPI
+    import hpcfit
+    comm = MPI.COMM_WORLD
+
+    def model(x, a1, m1, s1, a2, m2, s2):
+        return a1 * jnp.exp(-0.5 * ((x - m1) / s1) ** 2) + a2 * jnp.exp(-0.5 * ((x - m2) / s2) ** 2)
+
+    x = np.linspace(-6, 6, 400_000)
+    y = 3 * np.exp(-0.5 * ((x + 2) / 0.6) ** 2) + 1.5 * np.exp(-0.5 * ((x - 0.5) / 0.9) ** 2) \\
+        + 0.05 * np.random.default_rng(0).standard_normal(x.size)
+    try:        # 400 starts polished on the sample, each rank its share, serially: minutes of phase 1
+        hpcfit.curve_fit(model, x, y, p0=[2, -1.5, 1, 1, 0.8, 1.2], comm=comm, multistart=400, verbose=1,
+                         explore_sample_points=200_000)
+        print("FINISHED", flush=True)
+    except KeyboardInterrupt as exc:
+        print(f"KEYBOARDINTERRUPT rank={comm.rank} agreed={getattr(exc, 'agreed', None)}", flush=True)
+""")
+
+
+def test_ctrl_c_in_phase_1_where_each_rank_works_alone_is_agreed_at_its_gather(tmp_path):
+    (tmp_path / "fit.py").write_text(PHASE_1)
+    job = launch([MPIEXEC, "-n", "2", sys.executable, "fit.py"], tmp_path)
+    out = []
+    try:
+        for line in job.stdout:
+            out.append(line)
+            if "LM on the sample from p0" in line:
+                break
+        time.sleep(1.0)
+        os.killpg(job.pid, signal.SIGINT)
+        out.append(job.communicate(timeout=PROMPT)[0])
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.communicate(timeout=30)
+            pytest.fail(f"the job was still running {PROMPT} s after SIGINT:\n" + "".join(out))
+    text = "".join(out)
+    assert job.returncode == 0 and "FINISHED" not in text, text
+    assert sorted(re.findall(r"KEYBOARDINTERRUPT rank=(\d) agreed=True", text)) == ["0", "1"], text

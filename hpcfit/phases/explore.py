@@ -43,7 +43,7 @@ import numpy as np
 
 from ..comm import Communicator
 from ..data.sample import Sample
-from ..errors import FitError, HpcfitError, InputError
+from ..errors import FitError, HpcfitError, InputError, interrupted
 from ..report import IterationTable
 from ..result import ExploreReport, WarmupReport
 from .covariance import covariance
@@ -185,9 +185,15 @@ def _gather(comm: Communicator, work: Callable[[], list]) -> list[list]:
         result = work()
     except HpcfitError as exc:
         error = (type(exc).__name__, str(exc))
+    except KeyboardInterrupt as exc:      # Ctrl-C seen by this rank's serial LM: agreed here
+        if getattr(exc, "agreed", True):
+            raise
+        error = ("Interrupted", "")
     except Exception as exc:  # noqa: BLE001 - any failure must reach every rank
         error = ("FitError", f"{type(exc).__name__}: {exc}")
     parts = comm.allgather((result, error))
+    if any(err is not None and err[0] == "Interrupted" for _, err in parts):
+        raise interrupted(phase="phase 1")
     for rank, (_, err) in enumerate(parts):
         if err is not None:
             kind, message = err
@@ -247,7 +253,10 @@ def run_explore(problem, sample: Sample, sample_evaluator, run_adam: Callable | 
         return (c is not None and c.status in CONVERGED and not c.on_bound and not c.rank_deficient
                 and relative(c.cost) < POOR_FIT)
 
-    first, line = polish("p0", u0)
+    kept = []
+    # every rank polishes p0 (serially); the allgather after it agrees on a Ctrl-C met during it
+    _gather(hc, lambda: kept.append(polish("p0", u0)))
+    first, line = kept[0]
     table.line(line)
     if first is None:     # p0 is not usable on the sample: phase 2 reports the bad start in detail
         return _outcome(u0, "non_finite", [], None, size, t0, WarmupReport(ran=False, reason="non_finite"))
