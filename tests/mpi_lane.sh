@@ -20,8 +20,12 @@ mpi_lane() {
 
 # use_private_tmp: point TMPDIR (pytest's tmp_path, tempfile, the lane's logs) at a new folder that is
 # removed when the calling script exits, so that a lane leaves nothing in /tmp.
+# MPICH's mpiexec writes its hwloc topology to /tmp/hydra_hwloc_xmlfile_* whatever TMPDIR says, and
+# leaves it there when a job is killed (tests kill jobs on purpose): those made during the lane go too.
 use_private_tmp() {
   HPCFIT_TMP=$(mktemp -d "${TMPDIR:-/tmp}/hpcfit-tests.XXXXXX")
-  trap 'rm -rf "$HPCFIT_TMP"' EXIT
+  touch "$HPCFIT_TMP/.started"
+  trap 'find /tmp -maxdepth 1 -name "hydra_hwloc_xmlfile_*" -user "$(id -u)" -newer "$HPCFIT_TMP/.started" -delete
+        rm -rf "$HPCFIT_TMP"' EXIT
   export TMPDIR=$HPCFIT_TMP
 }
