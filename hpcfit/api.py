@@ -252,7 +252,7 @@ def _run(hc, f, source, opts, p0, lower, upper, absolute_sigma, t_start, stops=N
                                     local.x_shape[:-1] + (8,) if local.coords is None else (8,), p,
                                     implicit=local.coords is not None)), problem.table, stops)
             checkpoints.track(evaluator)
-        explored = _explore(problem, checkpoints)
+        explored = _explore(problem, checkpoints, evaluator)
         if checkpoints is not None:
             checkpoints.carry["warmup"] = asdict(explored.warmup)
             checkpoints.carry["explore"] = asdict(explored.report)
@@ -301,8 +301,9 @@ def _omitted(hc, source) -> int:
     return mine
 
 
-def _explore(problem: Problem, checkpoints) -> ExploreOutcome:
-    """Collective: phase 1 (``method="hybrid"``), or its report from a phase 2 checkpoint."""
+def _explore(problem: Problem, checkpoints, evaluator) -> ExploreOutcome:
+    """Collective: phase 1 (``method="hybrid"``), or its report from a phase 2 checkpoint. Phase 2's
+    kernels (``evaluator``'s) compile on a background thread meanwhile."""
     hc, opts = problem.comm, problem.options
     resumed = getattr(checkpoints, "resumed", None)
     if resumed is not None and resumed.phase == TRUST_REGION:
@@ -326,6 +327,8 @@ def _explore(problem: Problem, checkpoints) -> ExploreOutcome:
                           opts.warmup_dtype, opts.warmup_batch_size, opts.warmup_seed, problem.weight_scale)
         return run_warmup(problem, points, u, checkpoints)
 
+    if sample.coords is not None:     # the sample's kernels are its own (explicit x shares phase 2's)
+        evaluator.compile_ahead(problem.u0)
     return run_explore(problem, sample, sample_pass, run_adam)
 
 

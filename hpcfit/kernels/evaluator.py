@@ -8,6 +8,7 @@ whatever the rank count.
 """
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -119,6 +120,35 @@ class PassEvaluator:
         self.stats = PassStats()
         self.chunk_checksums: dict[int, int] | None = None   # global chunk → CRC32, when tracked
         self.show_progress = False       # rank 0 of a verbose fit: progress lines for long passes
+        self._ahead: threading.Thread | None = None
+
+    def compile_ahead(self, u: np.ndarray) -> None:
+        """Compile this evaluator's kernels on a background thread, on this rank's first chunk at
+        ``u``, while the caller does other work (phase 1 on the sample): a first call then pays
+        phase 2's compilation in parallel, not after phase 1. Nothing here is collective and its
+        values are not used: the next pass waits for it, and any error is left to that pass."""
+        if self.local.n_local == 0 or self._ahead is not None:
+            return
+
+        def work():
+            try:
+                chunk = self._to_device(0)
+                if self.local.cacheable:
+                    self._cache[0] = chunk
+                args = (jnp.asarray(u, dtype=jnp.float64), self._offset, self._scale)
+                for kernel in (self._jac, self._cost):
+                    extra = chunk[4:] if self.groups is not None and kernel is self._jac else ()
+                    np.asarray(kernel(*args, *chunk[:4], self._f_scale, *extra))
+            except Exception:  # noqa: BLE001 - the pass that needs the kernel reports it
+                self._cache.pop(0, None)
+
+        self._ahead = threading.Thread(target=work, name="hpcfit-compile", daemon=True)
+        self._ahead.start()
+
+    def _wait_ahead(self) -> None:
+        if self._ahead is not None:
+            self._ahead.join()
+            self._ahead = None
 
     def track_checksums(self) -> None:
         """From now on, checksum every chunk as it is read (no extra read); a chunk read again
@@ -126,6 +156,7 @@ class PassEvaluator:
         self.chunk_checksums = {}
 
     def close(self) -> None:
+        self._wait_ahead()
         if self._reader is not None:
             self._reader.shutdown(wait=True)
         self._cache.clear()
@@ -164,6 +195,7 @@ class PassEvaluator:
         return float(vec[-3]), n_bad, (int(vec[-1]) if n_bad else None)
 
     def _run(self, kernel, u: np.ndarray, width: int, flags) -> tuple[np.ndarray, np.ndarray]:
+        self._wait_ahead()
         slots = np.zeros((len(self.local.slots), width))
         reduced, summed = fill_and_reduce(self.comm, slots, lambda: self._fill_blocks(
             kernel, jnp.asarray(u, dtype=jnp.float64), slots), "the model", self.stats, flags)

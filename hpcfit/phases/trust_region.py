@@ -54,14 +54,16 @@ def _check_start(res, where: str, data: str, weight_scale: float = 1.0) -> None:
                     "that their products overflow; check p0, the bounds and the model")
 
 
-def run_trust_region(problem, evaluator, u0: np.ndarray, checkpoints=None, start_label: str = "at the start") -> Outcome:
+def run_trust_region(problem, evaluator, u0: np.ndarray, checkpoints=None, start_label: str = "at the start",
+                     final: bool = True) -> Outcome:
     """Collective: LM over ``evaluator`` from ``u0`` (or from ``checkpoints.resumed`` when that is a
     phase 2 checkpoint); every rank returns the same :class:`Outcome`. ``problem``: the
     :class:`~hpcfit.problem.Problem` (phase 1 passes its sample's); ``checkpoints``: a
-    CheckpointSession or None."""
+    CheckpointSession or None; ``final``: False for phase 1's candidates, which need their basin,
+    not convergence to the last digit along a flat valley (LevenbergMarquardt's valley_check)."""
     comm = problem.comm
     solver = LevenbergMarquardt(problem.options, problem.norm, problem.lower_u, problem.upper_u,
-                                problem.table if comm.is_root else None)
+                                problem.table if comm.is_root else None, valley_check=final)
     resume = getattr(checkpoints, "resumed", None)
     if resume is not None and resume.phase == PHASE:
         evaluator.restore_counters(resume.values["counters"])

@@ -15,8 +15,8 @@ import numpy as np
 
 from ..result import IterationRecord, Status
 from .driver import Command
-from .lm_step import (Step, cost_converged, gradient_cosine, more_scaling, projected_gradient,
-                      propose_step, step_small, update_damping)
+from .lm_step import (Step, cost_converged, gauss_newton_decrease, gradient_cosine, more_scaling,
+                      projected_gradient, propose_step, step_small, update_damping)
 
 PHASE = "trust_region"
 
@@ -72,8 +72,12 @@ class LevenbergMarquardt:
     ``xtol`` is tested in user parameters θ = offset + scale·u, as scipy tests it in x.
     """
 
-    def __init__(self, options, normalization, lower_u: np.ndarray, upper_u: np.ndarray, table=None):
+    def __init__(self, options, normalization, lower_u: np.ndarray, upper_u: np.ndarray, table=None,
+                 valley_check: bool = True):
         self.opts = options
+        # ftol is met only when the undamped model agrees (flat valleys); phase 1's candidates, which
+        # only need their basin, leave it out
+        self.valley_check = valley_check
         self.norm = normalization
         self.lower, self.upper = lower_u, upper_u
         self.table = table
@@ -182,7 +186,13 @@ class LevenbergMarquardt:
         if gradient_cosine(pg, jac.jtj, jac.cost) <= self.opts.gtol:   # MINPACK's test is <=
             return self._stop(state, Status.GTOL)
         if state.pending is not None:
-            return self._stop(state, state.pending)
+            if self.valley_check and state.pending is Status.FTOL and gauss_newton_decrease(
+                    u, jac.jtj, jac.jtr, self.lower, self.upper) > self.opts.ftol * jac.cost:
+                # the damped step made little progress, but the undamped model still sees more than
+                # ftol·cost to gain (a flat valley): not converged yet
+                state = state._replace(pending=None)
+            else:
+                return self._stop(state, state.pending)
         return self._propose(state)
 
     def after_cost(self, state: LMState, trial_cost: float, n_bad: int) -> tuple[LMState, Command]:

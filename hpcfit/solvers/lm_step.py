@@ -107,6 +107,23 @@ def step_small(step_norm: float, u_norm: float, xtol: float) -> bool:
     return step_norm < xtol * (xtol + u_norm)
 
 
+def gauss_newton_decrease(u, jtj, g, lower, upper) -> float:
+    """The decrease ½ gᵀA⁺g that an undamped Gauss–Newton step from u predicts, on the parameters not
+    held at a bound (A⁺: eigenvalues below the solver's relative cutoff dropped). A damped step's
+    small decrease does not show that the cost has converged: along a flat valley the damping
+    suppresses the very direction that still lowers it; this quantity does."""
+    idx = np.flatnonzero(~active_bounds(u, g, lower, upper))
+    if idx.size == 0:
+        return 0.0
+    a = jtj[np.ix_(idx, idx)]
+    d = np.sqrt(np.diag(a))
+    d[~(d > 0.0)] = 1.0
+    w, v = np.linalg.eigh(a / np.outer(d, d))        # equilibrated, as the covariance is
+    keep = w > np.finfo(float).eps * idx.size * max(w.max(initial=0.0), 0.0)
+    proj = v[:, keep].T @ (g[idx] / d)
+    return float(0.5 * np.sum(proj * proj / w[keep]))
+
+
 def cost_converged(actual: float, cost: float, ratio: float, ftol: float) -> bool:
     """scipy's ftol test: the accepted decrease is below ftol·cost and the model was trusted."""
     return actual < ftol * cost and ratio > 0.25
