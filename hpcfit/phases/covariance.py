@@ -16,6 +16,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..solvers.pseudo_inverse import equilibrated_pseudo_inverse
+
 
 class Covariance(NamedTuple):
     pcov: np.ndarray
@@ -29,13 +31,7 @@ def covariance(jtj_u: np.ndarray, scale: np.ndarray, cost: float, n_points: int,
                rcond: float) -> Covariance:
     """Covariance of θ = offset + scale·u from JᵀWJ in normalized space."""
     p = jtj_u.shape[0]
-    diag = np.diag(jtj_u)
-    d = np.where(diag > 0.0, 1.0 / np.sqrt(np.where(diag > 0.0, diag, 1.0)), 0.0)
-    equilibrated = d[:, None] * jtj_u * d[None, :]
-    w, v = np.linalg.eigh(equilibrated)
-    keep = w > rcond * max(w.max(initial=0.0), 0.0)
-    inverse = (v[:, keep] / w[keep]) @ v[:, keep].T
-    inv_u = d[:, None] * inverse * d[None, :]
+    inv_u, keep, v = equilibrated_pseudo_inverse(jtj_u, rcond)
     factor = 1.0 if absolute_sigma else 2.0 * cost / (n_points - p)
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         pcov = scale[:, None] * (inv_u * factor) * scale[None, :]

@@ -235,7 +235,7 @@ def run_explore(problem, sample: Sample, sample_evaluator, run_adam: Callable | 
         watched = bar is not None and opts.explore_early_stop
         try:
             out = run_trust_region(on_sample, _Watched(sample_evaluator, bar) if watched else sample_evaluator,
-                                   start, final=False)
+                                   start, valley_check=False)
             u, cost, jtj, status, iterations = out.u, float(out.cost), out.jtj, out.status.name, out.n_iterations
         except _Hopeless as stop:
             u, cost, jtj, status, iterations = stop.u, float(stop.result.cost), stop.result.jtj, "DROPPED", \

@@ -55,15 +55,15 @@ def _check_start(res, where: str, data: str, weight_scale: float = 1.0) -> None:
 
 
 def run_trust_region(problem, evaluator, u0: np.ndarray, checkpoints=None, start_label: str = "at the start",
-                     final: bool = True) -> Outcome:
+                     valley_check: bool = True) -> Outcome:
     """Collective: LM over ``evaluator`` from ``u0`` (or from ``checkpoints.resumed`` when that is a
     phase 2 checkpoint); every rank returns the same :class:`Outcome`. ``problem``: the
     :class:`~hpcfit.problem.Problem` (phase 1 passes its sample's); ``checkpoints``: a
-    CheckpointSession or None; ``final``: False for phase 1's candidates, which need their basin,
-    not convergence to the last digit along a flat valley (LevenbergMarquardt's valley_check)."""
+    CheckpointSession or None; ``valley_check`` (LevenbergMarquardt's): False for phase 1's
+    candidates, which need their basin, not convergence to the last digit along a flat valley."""
     comm = problem.comm
     solver = LevenbergMarquardt(problem.options, problem.norm, problem.lower_u, problem.upper_u,
-                                problem.table if comm.is_root else None, valley_check=final)
+                                problem.table if comm.is_root else None, valley_check=valley_check)
     resume = getattr(checkpoints, "resumed", None)
     if resume is not None and resume.phase == PHASE:
         evaluator.restore_counters(resume.values["counters"])

@@ -8,6 +8,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .pseudo_inverse import equilibrated_pseudo_inverse
+
 
 class Step(NamedTuple):
     step: np.ndarray    # projected step s = trial − u
@@ -115,13 +117,9 @@ def gauss_newton_decrease(u, jtj, g, lower, upper) -> float:
     idx = np.flatnonzero(~active_bounds(u, g, lower, upper))
     if idx.size == 0:
         return 0.0
-    a = jtj[np.ix_(idx, idx)]
-    d = np.sqrt(np.diag(a))
-    d[~(d > 0.0)] = 1.0
-    w, v = np.linalg.eigh(a / np.outer(d, d))        # equilibrated, as the covariance is
-    keep = w > np.finfo(float).eps * idx.size * max(w.max(initial=0.0), 0.0)
-    proj = v[:, keep].T @ (g[idx] / d)
-    return float(0.5 * np.sum(proj * proj / w[keep]))
+    rcond = np.finfo(float).eps * idx.size        # solve_damped's cutoff, on the equilibrated matrix
+    inverse = equilibrated_pseudo_inverse(jtj[np.ix_(idx, idx)], rcond).inverse
+    return float(0.5 * g[idx] @ inverse @ g[idx])
 
 
 def cost_converged(actual: float, cost: float, ratio: float, ftol: float) -> bool:
