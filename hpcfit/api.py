@@ -31,7 +31,7 @@ from .kernels.points import PointEvaluator
 from .models.wrappers import FixedParameters, UserJacobian
 from .options import FitOptions, make_options
 from .phases.covariance import covariance
-from .phases.explore import ExploreOutcome, not_run as not_explored, run_explore
+from .phases.explore import WHOLE_DATA, ExploreOutcome, not_run as not_explored, run_explore
 from .phases.normalize import make_normalization
 from .phases.scales import data_scales
 from .phases.trust_region import PHASE as TRUST_REGION, run_trust_region
@@ -312,22 +312,30 @@ def _explore(problem: Problem, checkpoints, evaluator) -> ExploreOutcome:
     if opts.method != "hybrid":
         return not_explored("method")
     local, norm, f = problem.local, problem.norm, problem.model
-    sample = gather_sample(hc, local, opts.explore_sample_points, opts.warmup_seed)
-    sample_model = f if sample.coords is None else IndexedX(f, sample.coords)
-    # Implicit coordinates: the sample's kernels are its own (IndexedX), so its chunks need not pad to the
-    # fit's size (the real 8-ID-E maps: 32768 sampled points in chunks of 65536 did half their work twice).
-    chunk = local.chunk_size if sample.coords is None else min(local.chunk_size, 1 << max(sample.size - 1, 1).bit_length())
-    chunks = sample_chunks(sample, chunk)
+    # A sample of more than half the data costs about what the data cost: take all of it (phase 1 then
+    # chooses on the fit's own cost, and phase 2 starts where the chosen candidate converged).
+    whole = local.n_points <= WHOLE_DATA * opts.explore_sample_points
+    sample = gather_sample(hc, local, local.n_points if whole else opts.explore_sample_points, opts.warmup_seed)
+    # Every point of a grid source is read as the fit reads it, so phase 2's kernels serve phase 1 too.
+    own_kernels = sample.coords is not None and not whole
+    if own_kernels:
+        # The sample's kernels are its own (IndexedX), so its chunks need not pad to the fit's size
+        # (32768 sampled points in chunks of 65536 would do half their work twice).
+        chunks = sample_chunks(sample, min(local.chunk_size, 1 << max(sample.size - 1, 1).bit_length()))
+        sample_model, groups = IndexedX(f, sample.coords), _sample_groups(problem.groups, sample, chunks)
+    else:
+        chunks = sample_chunks(sample, local.chunk_size, implicit=sample.coords is not None)
+        sample_model = f
+        groups = problem.groups if sample.coords is not None else None
     sample_pass = hc.agree(PassEvaluator, Communicator(None), chunks, sample_model, opts.loss, opts.f_scale,
-                           norm.offset, norm.scale, opts.jacobian_mode, problem.weight_scale,
-                           _sample_groups(problem.groups, sample, chunks))
+                           norm.offset, norm.scale, opts.jacobian_mode, problem.weight_scale, groups)
 
     def run_adam(u):
         points = hc.agree(PointEvaluator, hc, local, f, opts.loss, opts.f_scale, norm.offset, norm.scale,
                           opts.warmup_dtype, opts.warmup_batch_size, opts.warmup_seed, problem.weight_scale)
         return run_warmup(problem, points, u, checkpoints)
 
-    if sample.coords is not None:     # the sample's kernels are its own (explicit x shares phase 2's)
+    if own_kernels:
         evaluator.compile_ahead(problem.u0)
     return run_explore(problem, sample, sample_pass, run_adam)
 

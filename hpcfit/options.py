@@ -60,7 +60,7 @@ class FitOptions:
     warmup_plateau_rtol: float = 0.01
     warmup_seed: int = 0                 # key of the counter-based sampler
     warmup_dtype: str = "float64"        # "float32": phase 1 kernels in single precision
-    explore_sample_points: int = 32768   # phase 1's fixed sample (all data if n is smaller)
+    explore_sample_points: int = 32768   # phase 1's fixed sample (all data if n is at most twice this)
     multistart: int | str = "auto"       # quasi-random starts polished on the sample in phase 1; "auto": 32
                                          # when neither p0 nor Adam gives a sound, converged candidate
     explore_starts: tuple | None = None  # further starts (in parameters θ, one row each) for phase 1

@@ -62,9 +62,12 @@ def test_kernels_compiled_ahead_are_reused_and_give_the_same_bits(tmp_path, kind
     assert cost.cost == pytest.approx(0.5 * np.sum(r * r), rel=1e-12)
 
 
-def test_a_default_fit_on_a_grid_compiles_each_phase_2_kernel_once_and_matches_gn():
-    """Implicit coordinates: phase 1's sample has kernels of its own, so phase 2's compile ahead."""
-    t = np.linspace(0.0, 5.0, 60000)       # more points than phase 1's sample: phase 1 runs
+@pytest.mark.parametrize("n, compiles", [(70000, 2), (60000, 1)])
+def test_a_default_fit_on_a_grid_compiles_each_kernel_once_and_matches_gn(n, compiles):
+    """Implicit coordinates. Beyond twice phase 1's sample size (32768) the sample has kernels of its
+    own, and phase 2's compile ahead: each pair once. Within it phase 1 works on all the points with
+    phase 2's own kernels: one pair, and phase 2 starts at a converged point."""
+    t = np.linspace(0.0, 5.0, n)
     _, y = _data(t.size)
 
     def model(x, a, k, c):
@@ -75,8 +78,10 @@ def test_a_default_fit_on_a_grid_compiles_each_phase_2_kernel_once_and_matches_g
 
     default, gn = run("hybrid"), run("gn")
     assert default.explore.ran
-    # phase 2's pair (compiled ahead) and the sample's pair, each once
-    assert default.compile_counts["jacobian"] == 2 and default.compile_counts["cost"] == 2
+    assert default.explore.sample_points == (32768 if compiles == 2 else n)
+    assert default.compile_counts["jacobian"] == compiles and default.compile_counts["cost"] == compiles
+    if compiles == 1:
+        assert default.n_iterations <= 2           # phase 1 converged on these very points
     assert default.cost <= gn.cost * (1 + 1e-12)
     np.testing.assert_allclose(default.popt, gn.popt, rtol=1e-7)
     ref, _ = curve_fit(lambda x, a, k, c: a * np.exp(-k * x) + c, t, y, p0=[1.0, 1.0, 0.0])

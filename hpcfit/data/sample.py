@@ -66,20 +66,27 @@ def gather_sample(comm: Communicator, local: LocalChunks, size: int, seed: int) 
     return Sample(indices, x, y, w, local.coords)
 
 
-def sample_chunks(sample: Sample, chunk_size: int) -> LocalChunks:
+def sample_chunks(sample: Sample, chunk_size: int, implicit: bool = False) -> LocalChunks:
     """The sample as the chunks of a serial fit (one rank, in memory), padded as any chunk is.
 
     With the full data's chunk size (even if that pads a small sample) phase 1 calls the kernels
     phase 2 compiles anyway: a fit compiles nothing extra for its sample (with block-sparse passes,
-    one Jacobian kernel: the sample's chunk spans more groups than phase 2's)."""
+    one Jacobian kernel: the sample's chunk spans more groups than phase 2's).
+
+    ``implicit``: the sample is every point of a source with implicit coordinates (``sample.coords``),
+    and its chunks are that source's own: x is the chunk's start index, so the fit's kernels serve."""
     m = sample.size
     n_chunks = -(-m // chunk_size)
+    if implicit and (sample.coords is None or m != sample.coords.n_points):
+        raise ValueError("implicit sample chunks need every point of a source with implicit coordinates")
 
     def read(i: int) -> Chunk:
         lo, hi = i * chunk_size, min((i + 1) * chunk_size, m)
-        x, y, w = pad_chunk(sample.x[..., lo:hi], sample.y[lo:hi], sample.weight[lo:hi], chunk_size)
-        return Chunk(x, y, w, hi - lo, lo)
+        x, y, w = pad_chunk(None if implicit else sample.x[..., lo:hi], sample.y[lo:hi], sample.weight[lo:hi],
+                            chunk_size)
+        return Chunk(np.asarray(lo) if implicit else x, y, w, hi - lo, lo)
 
     runs = [(0, n_chunks)]
     return LocalChunks(read, n_chunks, chunk_size, 0, n_chunks, reduction_slots(runs, n_chunks), m,
-                       sample.x.shape[:-1] + (chunk_size,), cacheable=True, describe="phase 1 sample")
+                       () if implicit else sample.x.shape[:-1] + (chunk_size,), cacheable=True,
+                       coords=sample.coords if implicit else None, describe="phase 1 sample")

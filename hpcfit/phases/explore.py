@@ -51,6 +51,11 @@ from ..result import ExploreReport, WarmupReport
 from .covariance import covariance
 from .trust_region import run_trust_region
 
+#: Phase 1 works on all the data when there are at most this many times ``explore_sample_points``
+#: points: a sample of more than half the data costs about what the data cost, and phase 2 from its
+#: minimum redoes much of the work (the real 8-ID-E maps, 44850 points: 18 more LM iterations on
+#: all of them after a 32768-point sample), while phase 1 on all of it chooses on the fit's own cost.
+WHOLE_DATA = 2
 #: Candidates whose sample costs differ by less than this (relative) are tied.
 TIE = 1e-4
 #: ``multistart="auto"``: this many quasi-random starts when neither LM from p0 nor from Adam's end
