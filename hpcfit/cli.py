@@ -17,49 +17,50 @@ import sys
 
 
 def _world():
-    """MPI.COMM_WORLD when running under an MPI launcher with more than one rank, else None."""
-    try:
-        from mpi4py import MPI
-    except Exception:  # noqa: BLE001 - serial use needs no MPI at all
-        return None
-    return MPI.COMM_WORLD if MPI.COMM_WORLD.Get_size() > 1 else None
+    from .comm import world
+
+    return world()
 
 
 def _rank() -> int:
-    comm = _world()
-    return 0 if comm is None else comm.Get_rank()
+    from .comm import world_rank
+
+    return world_rank()
 
 
 def cmd_fit(args) -> int:
     """Read and check the configuration (every rank, agreed), prepare the data, fit, write results."""
+    from .comm import Communicator
+
+    with Communicator(_world()) as hc:          # one communicator for the whole run, passed down
+        return _fit_run(args, hc)
+
+
+def _fit_run(args, hc) -> int:
     from .app.config import dump_toml, read_config
     from .app.run import EXIT_PREEMPTED, exit_code, folders, prepare, run_fit, write_results
-    from .comm import Communicator
     from .checkpoint.signals import INTERRUPT_EXIT_CODE
     from .errors import Preempted
 
-    comm = _world()
-    root = _rank() == 0
+    root = hc.is_root
     say = (lambda text: print(text, flush=True)) if root else (lambda text: None)
-    with Communicator(comm) as hc:
-        cfg = hc.agree(read_config, args.config, args.set or ())
-        hc.check_same({f"[{name}]": repr(cfg.raw.get(name)) for name in sorted(set(cfg.raw) | {"data", "model"})},
-                      "every rank must run the same configuration (the same file, the same --set)")
+    cfg = hc.agree(read_config, args.config, args.set or ())
+    hc.check_same({f"[{name}]": repr(cfg.raw.get(name)) for name in sorted(set(cfg.raw) | {"data", "model"})},
+                  "every rank must run the same configuration (the same file, the same --set)")
     if args.dry_run:
         from .app.plan import plan
 
-        lines = plan(cfg, comm)
+        lines = plan(cfg, hc)
         if root:
             print(dump_toml(cfg.raw))
             print("\n".join(lines))
         return 0
     if args.quiet:
         cfg.fit.setdefault("verbose", 0)
-    with Communicator(comm) as hc:           # the output and checkpoint folders can be made (run_fit makes them)
-        hc.agree(lambda: folders(cfg, create=False) if root else None)
+    hc.agree(lambda: folders(cfg, create=False) if root else None)   # they can be made (run_fit makes them)
     try:
-        prepared = prepare(cfg, comm, say)
-        result = run_fit(cfg, prepared, comm)
+        prepared = prepare(cfg, hc, say)
+        result = run_fit(cfg, prepared, hc)
     except Preempted as stop:
         say(f"hpcfit: {stop}")
         return EXIT_PREEMPTED
@@ -68,7 +69,7 @@ def cmd_fit(args) -> int:
             raise                        # this rank alone: main() ends the job
         say(str(stop))                   # every rank together (agreed over a reduction)
         return INTERRUPT_EXIT_CODE
-    out, note = write_results(cfg, prepared, result, comm)
+    out, note = write_results(cfg, prepared, result, hc)
     code = exit_code(result)
     if root:
         print(result.report())
@@ -232,35 +233,11 @@ def main(argv=None) -> int:
 
 def entry(argv=None) -> None:
     """``python -m hpcfit`` and the ``hpcfit`` console script: run, then exit with the code every
-    rank agreed on.
-
-    Under MPI with several ranks, a non-zero code must reach the launcher intact:
-
-    * under MPICH's Hydra (``mpiexec``; it sets ``HYDI_CONTROL_FD``) rank 0 alone delivers it with
-      ``MPI_Abort(code)`` once every rank is here. Plain exits are not reliable there: Hydra reports
-      the first exit's code and SIGKILLs processes exiting a moment later, then reports 9
-      (measured: 3 of 10 three-rank runs). MPICH prints one line for the abort, after hpcfit's own;
-    * under ``srun`` (and other launchers) every rank finalizes MPI and exits with the code: srun
-      reports the largest one, while an abort makes it kill the step (no 75, so no requeue)."""
+    rank agreed on (under MPI so that the launcher reports it: :func:`hpcfit.comm.exit_job`)."""
     code = main(argv)
-    if code and "mpi4py.MPI" in sys.modules:
-        from mpi4py import MPI
+    from .comm import exit_job
 
-        if MPI.Is_initialized() and not MPI.Is_finalized():
-            world = MPI.COMM_WORLD
-            sys.stdout.flush()
-            sys.stderr.flush()
-            if world.Get_size() == 1:
-                MPI.Finalize()
-                os._exit(code)
-            world.Barrier()
-            if "HYDI_CONTROL_FD" not in os.environ:
-                MPI.Finalize()
-                os._exit(code)
-            if world.Get_rank() == 0:
-                world.Abort(code)
-            world.Barrier()              # never completes: rank 0's abort ends every rank
-    sys.exit(code)
+    exit_job(code)
 
 
 if __name__ == "__main__":

@@ -178,3 +178,34 @@ def test_an_intercommunicator_is_refused_on_every_rank_without_a_hang(world):
         inter.Free()
         local.Free()
     world.Barrier()
+
+
+def test_a_cli_run_duplicates_the_world_communicator_once(world, tmp_path_factory):
+    """One communicator per run: ``python -m hpcfit fit`` makes one duplicate of COMM_WORLD and
+    passes it down (reading the config, the data, the fit, the result files), and the fit matches
+    scipy's."""
+    import json
+    import os
+
+    import hpcfit.comm
+    from hpcfit.cli import main
+    from scipy.optimize import curve_fit
+
+    folder = world.bcast(str(tmp_path_factory.mktemp("cli")) if world.rank == 0 else None)
+    x = np.linspace(0.0, 5.0, 4000)
+    y = 2.0 * np.exp(-1.3 * x) + 0.5 + 0.01 * np.sin(37.0 * x)
+    if world.rank == 0:
+        np.savez(os.path.join(folder, "data.npz"), x=x, y=y)
+        with open(os.path.join(folder, "run.toml"), "w") as fh:
+            fh.write(f'[data]\nfile = "{folder}/data.npz"\n[model]\nname = "exponential_decay"\n'
+                     f'[parameters]\na = 1.0\nb = 0.2\nc = 0.0\n[fit]\nchunk_size = 512\nverbose = 0\n'
+                     f'[output]\ndirectory = "{folder}/out"\nplots = false\n')
+    world.Barrier()
+    before = hpcfit.comm.DUPLICATES
+    assert main(["fit", os.path.join(folder, "run.toml")]) == 0
+    assert hpcfit.comm.DUPLICATES - before == 1
+    world.Barrier()
+    with open(os.path.join(folder, "out", "result.json")) as fh:
+        popt = np.array(json.load(fh)["result"]["popt"], dtype=float)
+    ref, _ = curve_fit(lambda t, a, b, c: a * np.exp(-b * t) + c, x, y, p0=[1.0, 0.2, 0.0])
+    np.testing.assert_allclose(popt, ref, rtol=1e-6)

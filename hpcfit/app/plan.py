@@ -61,9 +61,8 @@ def plan(cfg: RunConfig, comm=None) -> list[str]:
 
     with Communicator(comm) as hc:
         names = hc.agree(check_model, cfg)          # the function the run will load, from the same path
-        made = hc.bcast(hc.agree(lambda: [f for _, f in folders(cfg, create=False) if not os.path.isdir(f)]
-                                 if hc.is_root else None))
-        n, p = hc.bcast(hc.agree(lambda: count_points(cfg) if hc.is_root else None))
+        made = hc.on_root(lambda: [f for _, f in folders(cfg, create=False) if not os.path.isdir(f)])
+        n, p = hc.on_root(count_points, cfg)
         size = hc.size
     if p is None and names is not None:
         p = len(names)

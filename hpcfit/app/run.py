@@ -261,7 +261,7 @@ def prepare(cfg: RunConfig, comm=None, say=print) -> Prepared:
             if suffix not in TABLE_SUFFIXES:      # the same on every rank: the configuration is
                 raise InputError(f"[data] file {data['file']}: unknown format {suffix!r}; use HDF5 "
                                  f"({', '.join(HDF5_SUFFIXES)}) or {', '.join(TABLE_SUFFIXES)}")
-            how, what = hc.bcast(hc.agree(lambda: _table_on_root(cfg) if hc.is_root else None))
+            how, what = hc.on_root(_table_on_root, cfg)
             if how == "hdf5":                    # too big to share: converted once, streamed by every rank
                 path, has_sigma = what
                 source = HDF5Source(path, y="y", x="x", sigma="sigma" if has_sigma else None)
@@ -269,7 +269,7 @@ def prepare(cfg: RunConfig, comm=None, say=print) -> Prepared:
             return Prepared("table", model, names, arrays=what, describe=data["file"])
         if cfg.kind == "xpcs-simulated":
             path = hc.agree(_simulated_path, cfg)
-            exists = hc.bcast(hc.agree(lambda: _is_simulation(path) if hc.is_root else None))
+            exists = hc.on_root(_is_simulation, path)
     if cfg.kind == "xpcs-simulated":
         if exists:
             say(f"hpcfit: using the simulated data made earlier for this configuration: {path}")

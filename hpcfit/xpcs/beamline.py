@@ -116,7 +116,7 @@ class BeamlineSource:
 
     def _open(self, comm, chunk_size: int) -> LocalChunks:
         # rank 0 probes the maps (once: a sample read for the start values already did)
-        self._halves = comm.bcast(comm.agree(lambda: self._halves_now() if comm.is_root else None))
+        self._halves = comm.on_root(self._halves_now)
         comm.check_same({"two-time file": os.path.abspath(self.sel.path), "maps": self.sel.names,
                          "frames": self.sel.frames}, "every rank must stream the same selection of the same file")
 

@@ -255,7 +255,7 @@ def fit(data, *, mode: str = "laminar_flow", scaling: str = "individual", p0=Non
                                                  triangle, form)
         if hc.is_root and points.selection is not None:
             points.selection.warn_about_q()
-        start = hc.bcast(hc.agree(lambda: _start(points, model, p0, lower, upper) if hc.is_root else None))
+        start = hc.on_root(_start, points, model, p0, lower, upper)
         options = hc.agree(_complete_starts, options, start, model, scan)
     result = _fit(model, points.source, start, bounds=(lower, upper), comm=comm, **options)
     result.info["xpcs"] = {"mode": mode, "scaling": scaling, "form": form, "triangle": triangle, "q": points.q,

@@ -34,7 +34,7 @@ def prepare_stream(path, *, q, dt, phi_ranges=None, frames=None, triangle: str =
         sel = hc.agree(select, path, q=q, phi_ranges=phi_ranges, frames=frames)
         if hc.is_root:
             sel.warn_about_q()
-        if hc.bcast(hc.agree(lambda: _reusable(target, sel, dt, triangle) if hc.is_root else None)):
+        if hc.on_root(_reusable, target, sel, dt, triangle):
             return target
         writer = hc.agree(lambda: open_stream_writer(
             target, phi=sel.phi, n_t=sel.n_t, dt=dt, q=sel.q, triangle=triangle, frames=sel.frames,
