@@ -24,7 +24,7 @@ from hpcfit.kernels.evaluator import PassEvaluator  # noqa: E402
 
 def pass_times(scaling: str, groups, y: np.ndarray, n_t: int, repeat: int, chunk_size: int | None) -> dict:
     """Best-of-``repeat`` warm Jacobian- and cost-pass seconds of one configuration."""
-    from hpcfit.api import _group_layout, _kernel_width
+    from hpcfit.phases.setup import group_layout as _group_layout, kernel_width as _kernel_width
     from hpcfit.comm import Communicator
     from hpcfit.data import ArraySource, PairGrid
     from hpcfit.models.xpcs import TwoTimeModel
@@ -57,7 +57,7 @@ def pass_times(scaling: str, groups, y: np.ndarray, n_t: int, repeat: int, chunk
 def sample_pass_times(n_phi: int, n_t: int, repeat: int) -> dict:
     """Phase 1's sample Jacobian pass (32768 sampled points, one chunk spanning every angle):
     first call (compilation) and best warm time, block-sparse (segment sums) and dense."""
-    from hpcfit.api import _sample_groups
+    from hpcfit.phases.explore import sample_groups as _sample_groups
     from hpcfit.comm import Communicator
     from hpcfit.data import ArraySource, PairGrid
     from hpcfit.data.sample import gather_sample, sample_chunks

@@ -1,4 +1,5 @@
-"""The problem a fit solves, built once in :mod:`hpcfit.api` and handed to every phase.
+"""The problem a fit solves, built first (:func:`hpcfit.phases.setup.build_problem`) and handed to
+every phase and evaluator (``PassEvaluator.for_problem``, ``PointEvaluator.for_problem``).
 
 It holds what every phase needs — the communicator, this rank's chunks, the model and loss, the
 normalization and the box in both parameter spaces, the options and the progress table — so no

@@ -178,7 +178,7 @@ def test_dense_solve_time_stays_small_next_to_a_pass():
 def test_phase_1_sample_passes_are_block_sparse_and_equal_dense():
     """The sample (sorted global indices on a grid source) spans many groups per chunk: the per-group
     blocks come from segment sums; the result is the dense pass's to rounding."""
-    from hpcfit.api import _sample_groups
+    from hpcfit.phases.explore import sample_groups as _sample_groups
     from hpcfit.data.sample import gather_sample, sample_chunks
     from hpcfit.kernels.coords import IndexedX
 

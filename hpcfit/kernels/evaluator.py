@@ -122,6 +122,17 @@ class PassEvaluator:
         self.show_progress = False       # rank 0 of a verbose fit: progress lines for long passes
         self._ahead: threading.Thread | None = None
 
+    @classmethod
+    def for_problem(cls, problem, comm: Communicator | None = None, local: LocalChunks | None = None,
+                    model: Callable | None = None, groups=None) -> "PassEvaluator":
+        """The evaluator of ``problem`` (a :class:`~hpcfit.problem.Problem`): its data, model, loss,
+        normalization, residual scale and Jacobian layout; phase 1 gives its sample's ``comm`` (serial),
+        ``local``, ``model`` and ``groups`` (with ``local``; None: dense passes)."""
+        opts, norm = problem.options, problem.norm
+        return cls(problem.comm if comm is None else comm, problem.local if local is None else local,
+                   problem.model if model is None else model, opts.loss, opts.f_scale, norm.offset, norm.scale,
+                   opts.jacobian_mode, problem.weight_scale, problem.groups if local is None else groups)
+
     def compile_ahead(self, u: np.ndarray) -> None:
         """Compile this evaluator's kernels on a background thread, on this rank's first chunk at
         ``u``, while the caller does other work (phase 1 on the sample): a first call then pays

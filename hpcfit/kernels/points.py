@@ -119,6 +119,14 @@ class PointEvaluator:
         self.subset: PointSet | None = None      # the evaluation subset of "loss" commands
         self.steps = 0                           # minibatch gradients evaluated
 
+    @classmethod
+    def for_problem(cls, problem) -> "PointEvaluator":
+        """The warm-up's evaluator of ``problem`` (a :class:`~hpcfit.problem.Problem`): its data, model,
+        loss, normalization and residual scale, and the warm-up's dtype, batch size and seed."""
+        opts, norm = problem.options, problem.norm
+        return cls(problem.comm, problem.local, problem.model, opts.loss, opts.f_scale, norm.offset, norm.scale,
+                   opts.warmup_dtype, opts.warmup_batch_size, opts.warmup_seed, problem.weight_scale)
+
     # -- samples -------------------------------------------------------------------------------
 
     def _layout(self, sample: np.ndarray) -> PointSet:

@@ -44,12 +44,17 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from ..comm import Communicator
-from ..data.sample import Sample
+from ..data.sample import Sample, gather_sample, sample_chunks
 from ..errors import FitError, HpcfitError, InputError, interrupted
+from ..groups import GroupLayout
+from ..kernels.coords import IndexedX
+from ..kernels.evaluator import PassEvaluator
+from ..kernels.points import PointEvaluator
 from ..report import IterationTable
 from ..result import ExploreReport, WarmupReport
 from .covariance import covariance
-from .trust_region import run_trust_region
+from .trust_region import PHASE as TRUST_REGION, run_trust_region
+from .warmup import run_warmup
 
 #: Phase 1 works on all the data when there are at most this many times ``explore_sample_points``
 #: points: a sample of more than half the data costs about what the data cost, and phase 2 from its
@@ -331,3 +336,51 @@ def _outcome(u, reason, candidates, best, size, t0, warm, skipped=()) -> Explore
 
 def not_run(reason: str) -> ExploreOutcome:
     return ExploreOutcome(None, ExploreReport(ran=False, reason=reason), WarmupReport(ran=False, reason=reason))
+
+
+def explore(problem, evaluator, checkpoints) -> ExploreOutcome:
+    """Collective: phase 1 (``method="hybrid"``), or its report from a phase 2 checkpoint. Phase 2's
+    kernels (``evaluator``'s) compile on a background thread meanwhile."""
+    hc, opts = problem.comm, problem.options
+    resumed = getattr(checkpoints, "resumed", None)
+    if resumed is not None and resumed.phase == TRUST_REGION:
+        values = resumed.values
+        return ExploreOutcome(None, ExploreReport(**values["explore"]), WarmupReport(**values["warmup"]))
+    if opts.method != "hybrid":
+        return not_run("method")
+    local, f = problem.local, problem.model
+    # A sample of more than half the data costs about what the data cost: take all of it (phase 1 then
+    # chooses on the fit's own cost, and phase 2 starts where the chosen candidate converged).
+    whole = local.n_points <= WHOLE_DATA * opts.explore_sample_points
+    sample = gather_sample(hc, local, local.n_points if whole else opts.explore_sample_points, opts.warmup_seed)
+    # Every point of a grid source is read as the fit reads it, so phase 2's kernels serve phase 1 too.
+    own_kernels = sample.coords is not None and not whole
+    if own_kernels:
+        # The sample's kernels are its own (IndexedX), so its chunks need not pad to the fit's size
+        # (32768 sampled points in chunks of 65536 would do half their work twice).
+        chunks = sample_chunks(sample, min(local.chunk_size, 1 << max(sample.size - 1, 1).bit_length()))
+        sample_model, groups = IndexedX(f, sample.coords), sample_groups(problem.groups, sample, chunks)
+    else:
+        chunks = sample_chunks(sample, local.chunk_size, implicit=sample.coords is not None)
+        sample_model = f
+        groups = problem.groups if sample.coords is not None else None
+    sample_pass = hc.agree(PassEvaluator.for_problem, problem, Communicator(None), chunks, sample_model, groups)
+
+    def run_adam(u):
+        return run_warmup(problem, hc.agree(PointEvaluator.for_problem, problem), u, checkpoints)
+
+    if own_kernels:
+        evaluator.compile_ahead(problem.u0)
+    return run_explore(problem, sample, sample_pass, run_adam)
+
+
+def sample_groups(groups: GroupLayout | None, sample, chunks) -> GroupLayout | None:
+    """The fit's group layout for phase 1's sample (sorted global indices, chunks of the fit's size):
+    the same groups, the span of the sample's chunks. Block-sparse on a grid source only, where the
+    sample's x holds the global indices."""
+    if groups is None or sample.coords is None:
+        return None
+    at = groups.group_of(sample.indices)
+    first = at[:: chunks.chunk_size]
+    last = at[np.minimum(np.arange(first.size) * chunks.chunk_size + chunks.chunk_size, at.size) - 1]
+    return replace(groups, span=int(np.max(last - first)) + 1)
