@@ -5,7 +5,7 @@ import pytest
 
 import hpcfit
 from hpcfit.models.xpcs import two_time_c2
-from hpcfit.xpcs.fit import fit, initial_scaling, _points
+from hpcfit.xpcs.fit import fit, fit_points, initial_scaling
 from hpcfit.xpcs.load import TwoTimeData
 
 PHI = np.array([-10.0, 0.0, 15.0, 45.0, 90.0, 135.0, 180.0])
@@ -76,7 +76,7 @@ def test_counting_every_pair_twice_shrinks_errors_by_sqrt2():
 
 def test_initial_scaling_from_quantiles():
     data = simulated()
-    contrast, offset = initial_scaling(_points(data, "upper"), "individual")
+    contrast, offset = initial_scaling(fit_points(data, "upper"), "individual")
     np.testing.assert_allclose(offset, OFFSET, atol=0.01)
     # g1 has already decayed somewhat at lag 1…3 here, so the guess is low but of the right size
     assert np.all(contrast > 0.5 * CONTRAST) and np.all(contrast < 1.1 * CONTRAST)

@@ -116,65 +116,65 @@ def _unknown(where: str, key: str, allowed) -> InputError:
     return InputError(f"{where}: unknown key {key!r}{hint} Allowed: {', '.join(sorted(allowed))}")
 
 
-def _typed(where: str, key: str, value, kind: str):
-    """``value`` as ``kind``; an error naming the key and the expected type otherwise."""
+def _typed(where: str, key: str, value, typ: str):
+    """``value`` as ``typ``; an error naming the key and the expected type otherwise."""
     def bad(expected: str):
         return InputError(f"{where}: `{key}` must be {expected}; got {value!r}")
 
     def is_number(v):
         return isinstance(v, (int, float)) and not isinstance(v, bool)
 
-    if kind == "path":
+    if typ == "path":
         if not isinstance(value, str) or not value:
             raise bad("a file path (a string)")
         return value
-    if kind == "str":
+    if typ == "str":
         if not isinstance(value, str):
             raise bad("a string")
         return value
-    if kind == "str|int":
+    if typ == "str|int":
         if not isinstance(value, (str, int)) or isinstance(value, bool):
             raise bad("a dataset/key name (string) or a column number (integer)")
         return value
-    if kind == "int":
+    if typ == "int":
         if not isinstance(value, int) or isinstance(value, bool):
             raise bad("an integer")
         return value
-    if kind == "columns":                           # x of a table: one column/array, or several (x of shape (d, n))
+    if typ == "columns":                           # x of a table: one column/array, or several (x of shape (d, n))
         if isinstance(value, list):
             if not value or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
                 raise bad("a column/array name or number, or a non-empty list of them (several x coordinates)")
             return value
         return _typed(where, key, value, "str|int")
-    if kind == "float":
+    if typ == "float":
         if not is_number(value):
             raise bad("a number")
         return float(value)
-    if kind == "bool":
+    if typ == "bool":
         if not isinstance(value, bool):
             raise bad("true or false")
         return value
-    if kind == "floats":
+    if typ == "floats":
         if not isinstance(value, list) or not value or not all(is_number(v) for v in value):
             raise bad("a list of numbers")
         return [float(v) for v in value]
-    if kind == "float|floats":
+    if typ == "float|floats":
         return float(value) if is_number(value) else _typed(where, key, value, "floats")
-    if kind == "ranges":
+    if typ == "ranges":
         if not (isinstance(value, list) and all(isinstance(r, list) and len(r) == 2 and all(is_number(v) for v in r)
                                                 for r in value)):
             raise bad("a list of [low, high] degree ranges, e.g. [[-10, 10], [170, 190]]")
         return [[float(a), float(b)] for a, b in value]
-    if kind == "frames":
+    if typ == "frames":
         if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
                                                                    for v in value)):
             raise bad("[first, last] (1-based frame numbers, inclusive)")
         return [int(v) for v in value]
-    if kind == "resume":
+    if typ == "resume":
         if value is False or value is True or value == "auto" or (isinstance(value, str) and value):
             return value
         raise bad("true, false, \"auto\" or the path of a checkpoint file")
-    raise AssertionError(kind)
+    raise AssertionError(typ)
 
 
 def _section(raw: dict, name: str, source: str) -> dict:

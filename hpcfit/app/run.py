@@ -11,13 +11,12 @@ import json
 import math
 import os
 import sys
-from dataclasses import dataclass
 
 import numpy as np
 
 from ..comm import Communicator
 from ..errors import InputError
-from .config import BUILTIN, HDF5_SUFFIXES, RunConfig
+from .config import BUILTIN, RunConfig
 
 #: Exit codes of ``python -m hpcfit fit``.
 EXIT_OK, EXIT_ERROR, EXIT_UNTRUSTED, EXIT_PREEMPTED = 0, 1, 2, 75
@@ -211,97 +210,14 @@ def _table_on_root(cfg: RunConfig) -> tuple[str, tuple]:
     return "hdf5", (write_table_file(target, x, y, sigma, stamp), sigma is not None)
 
 
-@dataclass
-class Prepared:
-    """What the fit needs, built from [data] and [model] (the same on every rank)."""
+def prepare(cfg: RunConfig, comm=None, say=print):
+    """Collective: the model and the data, checked up front, as the object of their kind
+    (:mod:`hpcfit.app.kinds`: a table, an HDF5 file or XPCS two-time maps). XPCS beamline files are
+    streamed as they are (converted to a stream file once with ``convert = true`` or ``triangle =
+    "both"``), simulated XPCS data made on first use."""
+    from .kinds import CONFIG_KINDS
 
-    kind: str
-    model: object = None
-    names: list | None = None
-    arrays: tuple | None = None          # x, y, sigma (kind "file", table)
-    source: object = None                # HDF5Source (kind "file", HDF5)
-    xpcs_data: object = None             # stream file path or hpcfit.xpcs.beamline selection (XPCS kinds)
-    describe: str = ""
-
-
-def prepare(cfg: RunConfig, comm=None, say=print) -> Prepared:
-    """Collective: the model and the data, checked up front; XPCS beamline files are streamed as
-    they are (converted to a stream file once with ``convert = true`` or ``triangle = "both"``),
-    simulated XPCS data made on first use."""
-    data = cfg.data
-    with Communicator(comm) as hc:
-        if cfg.kind == "demo":
-            from ..demo import demo_data
-            from ..models import gaussian_peaks
-
-            arrays = demo_data(data.get("n_points", 100_000), data.get("seed", 2024))
-            return Prepared("table", gaussian_peaks, model_parameter_names(gaussian_peaks), arrays=arrays,
-                            describe="built-in demo data (three Gaussian peaks)")
-        if cfg.kind == "file":
-            model = hc.agree(lambda: builtin_model(cfg.model["name"]) if "name" in cfg.model
-                             else load_function(cfg.model["function"]))
-            names = hc.agree(model_parameter_names, model)
-            suffix = _suffix(data["file"])
-            from ..data import HDF5Source
-
-            if suffix in HDF5_SUFFIXES:
-                def check():
-                    if not os.path.isfile(data["file"]):
-                        raise InputError(f"[data] file {data['file']} does not exist")
-                    for role in ("y", "x", "sigma"):
-                        if isinstance(data.get(role), int):
-                            raise InputError(f"[data] `{role}` must name a dataset of the HDF5 file; got {data[role]}")
-                    source = HDF5Source(data["file"], y=data.get("y", "y"), x=data.get("x", "x"),
-                                        sigma=data.get("sigma"))
-                    source.inspect()            # the file and its datasets, checked before any fit
-                    return source
-
-                source = hc.agree(check)
-                return Prepared("hdf5", model, names, source=source, describe=f"HDF5 {data['file']}")
-            if suffix not in TABLE_SUFFIXES:      # the same on every rank: the configuration is
-                raise InputError(f"[data] file {data['file']}: unknown format {suffix!r}; use HDF5 "
-                                 f"({', '.join(HDF5_SUFFIXES)}) or {', '.join(TABLE_SUFFIXES)}")
-            how, what = hc.on_root(_table_on_root, cfg)
-            if how == "hdf5":                    # too big to share: converted once, streamed by every rank
-                path, has_sigma = what
-                source = HDF5Source(path, y="y", x="x", sigma="sigma" if has_sigma else None)
-                return Prepared("hdf5", model, names, source=source, describe=f"HDF5 {path} (from {data['file']})")
-            return Prepared("table", model, names, arrays=what, describe=data["file"])
-        if cfg.kind == "xpcs-simulated":
-            path = hc.agree(_simulated_path, cfg)
-            exists = hc.on_root(_is_simulation, path)
-    if cfg.kind == "xpcs-simulated":
-        if exists:
-            say(f"hpcfit: using the simulated data made earlier for this configuration: {path}")
-        else:
-            from ..xpcs import simulate
-
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            args = {k: v for k, v in data.items() if k not in ("kind", "file")}
-            summary = simulate(path, layout="stream", comm=comm, **args)
-            say(f"hpcfit: simulated XPCS data: {summary.brief()}")
-        return Prepared("xpcs", xpcs_data=path, describe=path)
-    triangle = cfg.model.get("triangle", "upper")
-    if not data.get("convert", False) and triangle == "upper":     # the maps streamed as they are
-        from ..xpcs import beamline
-
-        with Communicator(comm) as hc:
-            dt = hc.agree(_dt, data, hc.is_root)             # rank 0 warns
-            ref = hc.agree(beamline, data["file"], q=data["q"], dt=dt, phi_ranges=data.get("phi_ranges"),
-                           frames=data.get("frames"))
-        return Prepared("xpcs", xpcs_data=ref, describe=data["file"])
-    from ..xpcs import prepare_stream
-    from ..xpcs.stream import converted_path
-
-    out = os.path.join(cfg.output_dir, converted_path(data["file"], data["q"], data.get("phi_ranges"),
-                                                      data.get("frames"), cfg.model.get("triangle", "upper")).name)
-    with Communicator(comm) as hc:
-        hc.agree(lambda: os.makedirs(cfg.output_dir, exist_ok=True) if hc.is_root else None)
-        dt = hc.agree(_dt, data, hc.is_root)
-    stream = prepare_stream(data["file"], q=data["q"], dt=dt, phi_ranges=data.get("phi_ranges"),
-                            frames=data.get("frames"), triangle=cfg.model.get("triangle", "upper"), out=out,
-                            comm=comm)
-    return Prepared("xpcs", xpcs_data=os.fspath(stream), describe=data["file"])
+    return CONFIG_KINDS[cfg.kind].prepare(cfg, comm, say)
 
 
 def _dt(data: dict, warn: bool = True) -> float:
@@ -394,34 +310,19 @@ def xpcs_parameters(cfg: RunConfig) -> tuple[list[str], dict]:
     """The physical parameters of the XPCS mode and their defaults (start, lower, upper);
     contrast/offset start from the data."""
     from ..models.xpcs import MODES, PHYSICAL_NAMES
-    from ..xpcs.fit import DEFAULT_BOUNDS, DEFAULT_P0
+    from ..xpcs.defaults import DEFAULT_BOUNDS, DEFAULT_P0
 
     names = list(PHYSICAL_NAMES[:MODES.get(cfg.model.get("mode", "laminar_flow"), 7)])
     return names, {n: (DEFAULT_P0[n], *DEFAULT_BOUNDS[n]) for n in names}
 
 
-def run_fit(cfg: RunConfig, prepared: Prepared, comm=None):
+def run_fit(cfg: RunConfig, prepared, comm=None):
     """Collective: the fit the configuration describes (the output and checkpoint folders made first)."""
     options = fit_options(cfg)
-    names, defaults = xpcs_parameters(cfg) if prepared.kind == "xpcs" else (prepared.names, None)
     with Communicator(comm) as hc:
-        p0, lower, upper = hc.agree(ordered_parameters, cfg, names, defaults)
+        p0, lower, upper = hc.agree(ordered_parameters, cfg, *prepared.parameters(cfg))
         hc.agree(lambda: folders(cfg) if hc.is_root else None)   # made once data, model and parameters are good
-    if prepared.kind == "xpcs":
-        from ..xpcs import fit as xpcs_fit
-
-        kw = {k: cfg.model[k] for k in ("L", "scaling", "form", "triangle", "scan") if k in cfg.model}
-        return xpcs_fit(prepared.xpcs_data, mode=cfg.model.get("mode", "laminar_flow"), p0=p0, bounds=(lower, upper),
-                        comm=comm, **kw, **options)
-    from ..api import curve_fit, fit
-
-    absolute = bool(cfg.data.get("absolute_sigma", cfg.kind == "demo"))   # the demo's sigma is the true noise
-    if prepared.kind == "hdf5":
-        return fit(prepared.model, prepared.source, p0, bounds=(lower, upper), comm=comm, absolute_sigma=absolute,
-                   **options)
-    x, y, sigma = prepared.arrays
-    return curve_fit(prepared.model, x, y, p0=p0, sigma=sigma, bounds=(lower, upper), comm=comm,
-                     absolute_sigma=absolute, **options)
+    return prepared.fit(cfg, p0, lower, upper, options, comm)
 
 
 def exit_code(result) -> int:
@@ -431,7 +332,7 @@ def exit_code(result) -> int:
 
 # ---------------------------------------------------------------- results
 
-def write_results(cfg: RunConfig, prepared: Prepared, result, comm=None) -> tuple[str, str | None]:
+def write_results(cfg: RunConfig, prepared, result, comm=None) -> tuple[str, str | None]:
     """Collective: rank 0 writes ``result.json`` and ``result.h5`` into the output directory (the
     resolved configuration and the data's description with them) and the plots; every rank returns
     the directory and rank 0 a note when the plots were skipped (one starting "warning:" when one
@@ -459,16 +360,9 @@ def write_results(cfg: RunConfig, prepared: Prepared, result, comm=None) -> tupl
             return None
         from ..output.plots import write_plots
 
-        curve = xpcs = None
-        if prepared.kind == "table":
-            curve = lambda: iter([prepared.arrays])      # noqa: E731 - one block: the table is small
-        elif prepared.kind == "hdf5" and prepared.source.x is not None:
-            curve = prepared.source.blocks
-        elif prepared.kind == "xpcs":
-            xpcs = prepared.xpcs_data
         x_key = cfg.data.get("x")
         names = [str(k) for k in x_key] if isinstance(x_key, list) else None
-        _, note = write_plots(result, out, curve=curve, xpcs=xpcs, x_names=names)
+        _, note = write_plots(result, out, **prepared.plot_data(), x_names=names)
         return note
 
     with Communicator(comm) as hc:
@@ -481,36 +375,13 @@ def write_results(cfg: RunConfig, prepared: Prepared, result, comm=None) -> tupl
     return out, note
 
 
-def data_fingerprint(cfg: RunConfig, prepared: Prepared, result) -> dict:
+def data_fingerprint(cfg: RunConfig, prepared, result) -> dict:
     """What identifies the fitted data in the result files: the kind, the source, the points, and
     the file's size, modification time and inode (for a table, the SHA-256 of x, y and sigma as
     fitted; hashing a 10⁹-point file would cost a pass, so files are identified by their stat)."""
-    import hashlib
-
-    out = {"kind": cfg.kind, "source": result.info.get("source"), "n_points": result.n_points}
-    path = getattr(prepared.xpcs_data, "path", prepared.xpcs_data) if prepared.kind == "xpcs" else cfg.data.get("file")
-    if path and os.path.isfile(path):
-        st = os.stat(path)
-        out["file"] = {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                       "inode": st.st_ino}
-    if prepared.kind == "table":
-        digest = hashlib.sha256()
-        for a in prepared.arrays:
-            if a is not None:
-                digest.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
-        out["sha256"] = digest.hexdigest()
-    return out
+    return prepared.fingerprint(cfg, result)
 
 
-def per_point_source(prepared: Prepared, cfg: RunConfig):
+def per_point_source(prepared, cfg: RunConfig):
     """The fitted points again, as a data source (opened anew: the fit closed its own)."""
-    if prepared.kind == "table":
-        from ..data import ArraySource
-
-        x, y, sigma = prepared.arrays
-        return ArraySource(x, y, sigma)
-    if prepared.kind == "hdf5":
-        return prepared.source
-    from ..xpcs.fit import _points
-
-    return _points(prepared.xpcs_data, cfg.model.get("triangle", "upper")).source
+    return prepared.per_point_source(cfg)

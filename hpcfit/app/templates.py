@@ -1,7 +1,24 @@
 """``python -m hpcfit init xpcs|curve``: commented configurations that run as written (on simulated
-or built-in data), with their results under the folder of the file."""
+or built-in data), with their results under the folder of the file. The XPCS one's [parameters] are
+the fit's defaults (:mod:`hpcfit.xpcs.defaults`), written out."""
+from ..xpcs.defaults import DEFAULT_BOUNDS, DEFAULT_P0
 
-XPCS = '''\
+
+def _number(v: float) -> str:
+    """``v`` as written in the templates: 1e-3, -1e4, 1e7 for powers of ten far from 1, else as Python writes it."""
+    mantissa, exponent = f"{v:.0e}".split("e")
+    if v != 0 and (abs(v) >= 1e4 or abs(v) < 1e-2) and float(f"{v:.0e}") == v:
+        return f"{mantissa}e{int(exponent)}"
+    return repr(float(v))
+
+
+def _xpcs_parameters() -> str:
+    """One line per physical parameter: its default start value and bounds."""
+    return "\n".join(f"{name} = {{value = {_number(DEFAULT_P0[name])}, min = {_number(DEFAULT_BOUNDS[name][0])}, "
+                     f"max = {_number(DEFAULT_BOUNDS[name][1])}}}" for name in DEFAULT_P0)
+
+
+_XPCS = '''\
 # hpcfit run configuration: an XPCS two-time fit (laminar flow), runnable as written.
 #   python -m hpcfit fit run.toml                      (serial)
 #   mpiexec -n 4 python -m mpi4py -m hpcfit fit run.toml
@@ -40,13 +57,7 @@ scaling = "individual"     # contrast and offset per angle
 
 [parameters]
 # start value, bounds; fixed = true holds a parameter at its value
-D0 = {value = 1000.0, min = 1e-3, max = 1e7}
-alpha = {value = 0.0, min = -2.0, max = 2.0}
-D_offset = {value = 0.0, min = -1e4, max = 1e4}
-gamma_dot_t0 = {value = 1e-3, min = 1e-8, max = 10.0}
-beta = {value = 0.0, min = -2.0, max = 2.0}
-gamma_dot_t_offset = {value = 0.0, min = -1.0, max = 1.0}
-phi0 = {value = 0.0, min = -180.0, max = 180.0}
+{parameters}
 
 [fit]
 method = "hybrid"          # explore on a sample first, then Levenberg-Marquardt on all the data
@@ -100,5 +111,7 @@ path = "hpcfit-results-curve/checkpoint.h5"   # resumed automatically when the j
 [output]
 directory = "hpcfit-results-curve"   # its own: the XPCS template writes hpcfit-results
 '''
+
+XPCS = _XPCS.replace("{parameters}\n", _xpcs_parameters() + "\n")
 
 TEMPLATES = {"xpcs": XPCS, "curve": CURVE}

@@ -212,11 +212,11 @@ def _several_coordinates_plot(plt, axes, n, binned, path: str, x_names=None) -> 
 
 
 def xpcs_angles(plt, result, stream_path: str, path: str) -> str:
-    from ..xpcs.fit import _points
+    from ..xpcs.fit import fit_points
 
     xinfo = result.info.get("xpcs", {})
     triangle = xinfo.get("triangle", "upper")
-    points = _points(stream_path, triangle)
+    points = fit_points(stream_path, triangle)
     n_t, phi = points.n_t, points.phi
     stride = max(1, -(-n_t // MAX_SIDE))
     frames = np.arange(0, n_t, stride)

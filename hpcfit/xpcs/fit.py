@@ -20,19 +20,13 @@ from ..data import ArraySource, HDF5Source, PairGrid
 from ..errors import InputError
 from ..models.xpcs import TwoTimeModel
 from ..result import FitResult
+from .defaults import DEFAULT_BOUNDS as DEFAULT_BOUNDS
+from .defaults import DEFAULT_P0 as DEFAULT_P0
 from .load import pair_frames, pair_position, require_finite_pairs
-
-#: Default start values of the physical parameters (D0 in Å²/s, γ̇ in 1/s, φ0 in degrees).
-DEFAULT_P0 = {"D0": 1000.0, "alpha": 0.0, "D_offset": 0.0, "gamma_dot_t0": 1e-3, "beta": 0.0,
-              "gamma_dot_t_offset": 0.0, "phi0": 0.0}
-#: Default bounds, wide enough for the soft-matter flows of He et al. (PNAS 2024).
-DEFAULT_BOUNDS = {"D0": (1e-3, 1e7), "alpha": (-2.0, 2.0), "D_offset": (-1e4, 1e4),
-                  "gamma_dot_t0": (1e-8, 10.0), "beta": (-2.0, 2.0), "gamma_dot_t_offset": (-1.0, 1.0),
-                  "phi0": (-180.0, 180.0), "contrast": (1e-4, 2.0), "offset": (0.5, 1.5)}
 
 
 @dataclass(frozen=True)
-class _Points:
+class FitPoints:
     """Where the fit's points come from, and how to read a sample of them for start values."""
 
     source: object
@@ -44,7 +38,7 @@ class _Points:
     selection: object = None  # the beamline file's selection, when its maps are streamed directly
 
 
-def _beamline_points(data, triangle: str) -> _Points:
+def _beamline_points(data, triangle: str) -> FitPoints:
     """Points streamed straight from the beamline file's maps (no conversion)."""
     from .beamline import BeamlineSource
     from .load import select
@@ -54,10 +48,12 @@ def _beamline_points(data, triangle: str) -> _Points:
                          f"for triangle={triangle!r} convert it first with hpcfit.xpcs.prepare_stream")
     sel = select(data.path, q=data.q, phi_ranges=data.phi_ranges, frames=data.frames)
     source = BeamlineSource(sel)        # read for the start values on rank 0, then opened by the fit
-    return _Points(source, np.asarray(sel.phi), sel.n_t, data.dt, sel.q, source.pairs, sel)
+    return FitPoints(source, np.asarray(sel.phi), sel.n_t, data.dt, sel.q, source.pairs, sel)
 
 
-def _points(data, triangle: str) -> _Points:
+def fit_points(data, triangle: str) -> FitPoints:
+    """The points a fit of ``data`` (as :func:`fit` takes it) uses with ``triangle``: their source,
+    the angles, frames, dt and q, and a reader of samples for the start values."""
     from .beamline import BeamlineData
 
     if isinstance(data, BeamlineData):
@@ -83,7 +79,7 @@ def _points(data, triangle: str) -> _Points:
             out[order] = values
             return out
 
-        return _Points(HDF5Source(data, y="y", grid=grid), np.asarray(meta.phi), int(meta.n_t), float(meta.dt),
+        return FitPoints(HDF5Source(data, y="y", grid=grid), np.asarray(meta.phi), int(meta.n_t), float(meta.dt),
                        float(meta.q), sample)
     if not all(hasattr(data, k) for k in ("c2", "phi", "dt", "q")):
         raise InputError(f"`data` must be a TwoTimeData (hpcfit.xpcs.load), hpcfit.xpcs.beamline(path, q=...) or "
@@ -95,11 +91,11 @@ def _points(data, triangle: str) -> _Points:
     require_finite_pairs(y, t1, t2, path=getattr(data, "path", "`data`"), maps=getattr(data, "maps", ()),
                          phi=np.asarray(data.phi), q=float(data.q), first_frame=int(getattr(data, "frames", (1,))[0]))
     y = y.reshape(-1)
-    return _Points(ArraySource(None, y, grid=PairGrid(n_phi, n_t, triangle)), np.asarray(data.phi), n_t,
+    return FitPoints(ArraySource(None, y, grid=PairGrid(n_phi, n_t, triangle)), np.asarray(data.phi), n_t,
                    float(data.dt), float(data.q), lambda a, i, j: c2[a, i, j])
 
 
-def _sample_lags(points: _Points, lags) -> np.ndarray:
+def _sample_lags(points: FitPoints, lags) -> np.ndarray:
     """c2 at pairs (t1, t1 + lag) of every angle, for ≤ ~200 evenly spaced rows t1 per lag, as an
     (n_phi, m) array; one read for all angles."""
     n_t, n_phi = points.n_t, len(points.phi)
@@ -110,7 +106,7 @@ def _sample_lags(points: _Points, lags) -> np.ndarray:
     return values.reshape(n_phi, t1.size)
 
 
-def initial_scaling(points: _Points, scaling: str) -> tuple[np.ndarray, np.ndarray]:
+def initial_scaling(points: FitPoints, scaling: str) -> tuple[np.ndarray, np.ndarray]:
     """Data-driven start values of contrast and offset per angle.
 
     offset ≈ the median of the longest-lag values (the top 10 % of lags, where g1 has decayed);
@@ -154,7 +150,7 @@ def _setup(data, mode, scaling, p0, bounds, L, contrast, offset, triangle, form)
         raise InputError(f"`triangle` must be 'upper' or 'both'; got {triangle!r}")
     if mode == "laminar_flow" and L is None:
         raise InputError("`L` (the sample-to-shear length scale, Å) is required for mode='laminar_flow'")
-    points = _points(data, triangle)
+    points = fit_points(data, triangle)
     model = TwoTimeModel(tuple(points.phi), points.n_t, points.dt, points.q, 1.0 if L is None else L, mode=mode,
                          scaling=scaling, form=form, contrast=contrast, offset=offset)
     names, n_phys = model.parameter_names, len(model.physical_names)
