@@ -31,6 +31,7 @@ _LAZY = {
     "ParameterGroups": (".groups", "ParameterGroups"),
     "Status": (".result", "Status"),
     "load_result": (".output.result_file", "load_result"),
+    "save_result": (".output.result_file", "save_result"),
     "data": (".data", None),
     "models": (".models", None),
 }

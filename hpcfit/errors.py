@@ -51,3 +51,7 @@ def interrupted(checkpoint: str | None = None, phase: str | None = None, iterati
     exc = KeyboardInterrupt(f"hpcfit: interrupted by SIGINT{where}{kept}")
     exc.checkpoint, exc.phase, exc.iteration, exc.agreed = checkpoint, phase, iteration, agreed
     return exc
+
+
+class CheckpointWarning(UserWarning):
+    """Resume used the previous checkpoint, was forced past a mismatch, or a final write failed."""

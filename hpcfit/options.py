@@ -11,10 +11,13 @@ import numpy as np
 from .errors import InputError
 from .groups import parameter_groups
 from .validate import choice, file_path, flag, integer, number
-from .kernels.chunk import JACOBIAN_MODES
-from .kernels.losses import LOSSES
-from .kernels.points import DTYPES
-from .phases.normalize import STRATEGIES
+
+#: The allowed values of the options that name a choice (their one home: the kernels and the
+#: normalization import them from here, so importing options imports no JAX).
+LOSSES = ("linear", "soft_l1", "huber", "cauchy", "arctan")
+JACOBIAN_MODES = ("forward", "per_point_reverse")
+DTYPES = ("float64", "float32")                 # the warm-up's arithmetic
+STRATEGIES = ("auto", "bounds", "p0", "none")   # parameter normalization
 
 METHODS = ("hybrid", "gn")
 SCIPY_METHODS = ("lm", "trf", "dogbox")

@@ -165,14 +165,6 @@ class FitResult:
                              "result.popt, e.g. f(x, *result.popt)")
         return np.asarray(self.model(x, *self.popt))
 
-    def save(self, path, extra: dict | None = None, links: dict | None = None):
-        """Write the result to ``path`` (``.json`` or ``.h5``); :func:`hpcfit.load_result` reads it back.
-        ``extra``: further top-level entries of the file (the run's configuration, say); ``links``:
-        HDF5 external links to files beside it."""
-        from .output.result_file import save
-
-        return save(self, path, extra, links)
-
     @property
     def reduced_chi2(self) -> float:
         return self.chi2 / self.dof if self.dof > 0 else float("nan")

@@ -1,9 +1,12 @@
-"""Strict settings for every test: float64 in JAX, NumPy errors raised, warnings are errors (pyproject)."""
+"""Strict settings for every test: float64 in JAX, implicit rank promotion an error (a kernel that
+broadcasts (n,) against (n, 1) by accident fails instead of computing an n × n array), NumPy errors
+raised, warnings are errors (pyproject)."""
 import jax
 import numpy as np
 import pytest
 
 jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
 @pytest.fixture(autouse=True)

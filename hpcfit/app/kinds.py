@@ -24,8 +24,9 @@ import numpy as np
 from ..comm import Communicator
 from ..errors import InputError
 from .config import HDF5_SUFFIXES, RunConfig
-from .run import (TABLE_SUFFIXES, _dt, _is_simulation, _simulated_path, _suffix, _table_on_root, builtin_model,
-                  load_function, model_parameter_names, ordered_parameters, read_table, xpcs_parameters)
+from .inputs import (TABLE_SUFFIXES, builtin_model, file_suffix, frame_time, is_simulation, load_function,
+                     model_parameter_names, ordered_parameters, read_table, simulated_path, table_on_root,
+                     xpcs_parameters)
 
 
 class PreparedData:
@@ -180,7 +181,7 @@ def prepare_file(cfg: RunConfig, comm=None, say=print) -> Table | HDF5Data:
     with Communicator(comm) as hc:
         model = hc.agree(_model, cfg)
         names = hc.agree(model_parameter_names, model)
-        suffix = _suffix(data["file"])
+        suffix = file_suffix(data["file"])
         if suffix in HDF5_SUFFIXES:
             def check():
                 if not os.path.isfile(data["file"]):
@@ -196,7 +197,7 @@ def prepare_file(cfg: RunConfig, comm=None, say=print) -> Table | HDF5Data:
         if suffix not in TABLE_SUFFIXES:      # the same on every rank: the configuration is
             raise InputError(f"[data] file {data['file']}: unknown format {suffix!r}; use HDF5 "
                              f"({', '.join(HDF5_SUFFIXES)}) or {', '.join(TABLE_SUFFIXES)}")
-        how, what = hc.on_root(_table_on_root, cfg)
+        how, what = hc.on_root(table_on_root, cfg)
     if how == "hdf5":                    # too big to share: converted once, streamed by every rank
         path, has_sigma = what
         source = HDF5Source(path, y="y", x="x", sigma="sigma" if has_sigma else None)
@@ -207,8 +208,8 @@ def prepare_file(cfg: RunConfig, comm=None, say=print) -> Table | HDF5Data:
 def prepare_simulated(cfg: RunConfig, comm=None, say=print) -> TwoTime:
     """Simulated XPCS data, made on first use (a stream file) and reused while [data] is unchanged."""
     with Communicator(comm) as hc:
-        path = hc.agree(_simulated_path, cfg)
-        exists = hc.on_root(_is_simulation, path)
+        path = hc.agree(simulated_path, cfg)
+        exists = hc.on_root(is_simulation, path)
     if exists:
         say(f"hpcfit: using the simulated data made earlier for this configuration: {path}")
     else:
@@ -230,7 +231,7 @@ def prepare_xpcs(cfg: RunConfig, comm=None, say=print) -> TwoTime:
         from ..xpcs import beamline
 
         with Communicator(comm) as hc:
-            dt = hc.agree(_dt, data, hc.is_root)             # rank 0 warns
+            dt = hc.agree(frame_time, data, hc.is_root)             # rank 0 warns
             ref = hc.agree(beamline, data["file"], q=data["q"], dt=dt, phi_ranges=data.get("phi_ranges"),
                            frames=data.get("frames"))
         return TwoTime(ref, describe=data["file"])
@@ -241,7 +242,7 @@ def prepare_xpcs(cfg: RunConfig, comm=None, say=print) -> TwoTime:
                                                       data.get("frames"), triangle).name)
     with Communicator(comm) as hc:
         hc.agree(lambda: os.makedirs(cfg.output_dir, exist_ok=True) if hc.is_root else None)
-        dt = hc.agree(_dt, data, hc.is_root)
+        dt = hc.agree(frame_time, data, hc.is_root)
     stream = prepare_stream(data["file"], q=data["q"], dt=dt, phi_ranges=data.get("phi_ranges"),
                             frames=data.get("frames"), triangle=triangle, out=out, comm=comm)
     return TwoTime(os.fspath(stream), describe=data["file"])
@@ -255,7 +256,7 @@ def _demo_points(cfg: RunConfig) -> tuple[int, int]:
 
 def _file_points(cfg: RunConfig) -> tuple[int, None]:
     data = cfg.data
-    if _suffix(data["file"]) in HDF5_SUFFIXES:
+    if file_suffix(data["file"]) in HDF5_SUFFIXES:
         from ..data import HDF5Source
 
         source = HDF5Source(data["file"], y=data.get("y", "y"), x=data.get("x", "x"), sigma=data.get("sigma"))
@@ -285,7 +286,7 @@ def _xpcs_points(cfg: RunConfig) -> tuple[int, int]:
 
     data = cfg.data
     sel = select(data["file"], q=data["q"], phi_ranges=data.get("phi_ranges"), frames=data.get("frames"))
-    _dt(data)                       # required when the file does not record it, as for the run
+    frame_time(data)                       # required when the file does not record it, as for the run
     sel.warn_about_q()              # the run's warning when the q ring used is far from the one asked for
     return sel.phi.size * n_pairs(sel.n_t, cfg.model.get("triangle", "upper")), _xpcs_parameter_count(cfg)
 

@@ -46,7 +46,7 @@ def _derivatives(model, layout, u, offset, scale, x, y, w, groups, first_group):
         theta = offset + scale * u
         f, d_shared, d_own = own(x, *(theta[i] for i in range(theta.shape[0])))
         r = (jnp.asarray(f, dtype=y.dtype) - y) * w
-        return r, d_shared * (scale[:s] * w[:, None]), d_own * (_own_columns(layout, groups, scale) * w[:, None])
+        return r, d_shared * (scale[None, :s] * w[:, None]), d_own * (_own_columns(layout, groups, scale) * w[:, None])
     # Forward mode along the shared directions and those of each group the chunk touches.
     p = u.shape[0]
     slot_groups = jnp.minimum(first_group + jnp.arange(layout.span), layout.n_groups - 1)

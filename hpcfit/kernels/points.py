@@ -26,7 +26,7 @@ from .coords import IndexedX
 from .evaluator import fill_and_reduce
 from .losses import loss_cost_terms, scale_rows
 
-DTYPES = ("float64", "float32")
+from ..options import DTYPES  # noqa: E402,F401
 
 
 def point_kernel(model: Callable, loss: str, gradient: bool, dtype: str = "float64"):
@@ -170,6 +170,9 @@ class PointEvaluator:
 
     def counters(self) -> tuple[int]:
         return (self.steps,)
+
+    def restore_counters(self, counters) -> None:
+        self.steps = int(counters[0])
 
     def _gradient_result(self, u, points: PointSet, flags=()) -> PointResult:
         p = self.p

@@ -240,7 +240,7 @@ def two_time_c2(params, *, phi, n_t, dt, q, L, contrast, offset, mode="laminar_f
 
     s_d, s_g = rate_integrals(physical, n_t, dt, mode)
     frames = jnp.arange(n_t)
-    return c2_at_pairs(physical, s_d, s_g, frames[:, None], frames[None, :],
+    return c2_at_pairs(physical, s_d, s_g, frames[None, :, None], frames[None, None, :],
                        jnp.asarray(angles)[:, None, None], contrast, offset,
                        q=q, L=L, dt=dt, mode=mode, form=form)
 

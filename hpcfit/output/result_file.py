@@ -3,7 +3,7 @@ with ``repr`` and read back to the same bits; NaN and ±inf as the strings "NaN"
 "-Infinity" so that strict JSON readers accept the file) and ``result.h5`` (the same JSON as an
 attribute, plus the arrays and the iteration history as datasets for HDF5 tools).
 
-``FitResult.save(path)`` and :func:`load_result` round-trip both.
+``save_result(result, path)`` and :func:`load_result` round-trip both.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..result import ExploreReport, FitResult, IterationRecord, Status, WarmupReport
 
 FORMAT, FORMAT_VERSION = "hpcfit-result", 1
 _SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -79,7 +80,6 @@ def result_document(result, extra: dict | None = None) -> dict:
 
 def from_document(doc: dict, where: str = "result"):
     """A FitResult from :func:`result_document`'s output."""
-    from ..result import ExploreReport, FitResult, IterationRecord, Status, WarmupReport
 
     if doc.get("format") != FORMAT:
         raise InputError(f"{where} is not an hpcfit result file (no format={FORMAT!r})")
@@ -105,7 +105,7 @@ def from_document(doc: dict, where: str = "result"):
     return FitResult(**{k: v for k, v in r.items() if k in known})
 
 
-def save(result, path, extra: dict | None = None, links: dict | None = None) -> Path:
+def save_result(result: FitResult, path, extra: dict | None = None, links: dict | None = None) -> Path:
     """Write ``result`` to ``path``: JSON for ``.json``, HDF5 for ``.h5``/``.hdf5``. Written to a
     temporary name and renamed, so a reader never sees half a file. ``links`` (HDF5 only): name →
     file, external links to the root of other files beside it (the per-point outputs)."""
@@ -125,8 +125,6 @@ def save(result, path, extra: dict | None = None, links: dict | None = None) -> 
             f["names"] = np.array(names, dtype=h5py.string_dtype())
             for key in ("popt", "perr", "pcov", "grad", "active_mask"):
                 f[key] = np.asarray(getattr(result, key))
-            from ..result import IterationRecord
-
             columns = [fl.name for fl in dataclasses.fields(IterationRecord)]
             table = np.array([[getattr(row, c) for c in columns] for row in result.history], dtype=float)
             f.create_dataset("history", data=table.reshape(-1, len(columns))).attrs["columns"] = ",".join(columns)

@@ -52,6 +52,7 @@ from ..kernels.evaluator import PassEvaluator
 from ..kernels.points import PointEvaluator
 from ..report import IterationTable
 from ..result import ExploreReport, WarmupReport
+from ..solvers.driver import resumed
 from .covariance import covariance
 from .trust_region import PHASE as TRUST_REGION, run_trust_region
 from .warmup import run_warmup
@@ -342,9 +343,9 @@ def explore(problem, evaluator, checkpoints) -> ExploreOutcome:
     """Collective: phase 1 (``method="hybrid"``), or its report from a phase 2 checkpoint. Phase 2's
     kernels (``evaluator``'s) compile on a background thread meanwhile."""
     hc, opts = problem.comm, problem.options
-    resumed = getattr(checkpoints, "resumed", None)
-    if resumed is not None and resumed.phase == TRUST_REGION:
-        values = resumed.values
+    phase_2 = resumed(checkpoints, TRUST_REGION)
+    if phase_2 is not None:           # phase 1 ended before that checkpoint: its report is in it
+        values = phase_2.values
         return ExploreOutcome(None, ExploreReport(**values["explore"]), WarmupReport(**values["warmup"]))
     if opts.method != "hybrid":
         return not_run("method")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-STRATEGIES = ("auto", "bounds", "p0", "none")
+from ..options import STRATEGIES  # noqa: E402,F401
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from ..errors import InputError
-from ..solvers.driver import Command, drive, evaluate, guarded
+from ..solvers.driver import Command, evaluate, guarded, run
 from ..solvers.levenberg_marquardt import PHASE, LevenbergMarquardt, Outcome
 
 __all__ = ["PHASE", "Outcome", "run_trust_region"]
@@ -64,15 +64,12 @@ def run_trust_region(problem, evaluator, u0: np.ndarray, checkpoints=None, start
     comm = problem.comm
     solver = LevenbergMarquardt(problem.options, problem.norm, problem.lower_u, problem.upper_u,
                                 problem.table if comm.is_root else None, valley_check=valley_check)
-    resume = getattr(checkpoints, "resumed", None)
-    if resume is not None and resume.phase == PHASE:
-        evaluator.restore_counters(resume.values["counters"])
-        state, cmd = (guarded(lambda _, *a: solver.restore(*a), None, resume.arrays, resume.values, resume.history)
-                      if comm.is_root else (None, None))
-    else:
+
+    def begin():
         start = Command("jacobian", u0)
         first = evaluate(comm, evaluator, start, checkpoints)
         # before the driver: a bad start is the user's error
         _check_start(first, start_label, evaluator.local.describe, problem.weight_scale)
-        state, cmd = guarded(solver.step, None, start, first) if comm.is_root else (None, None)
-    return drive(comm, solver, evaluator, state, cmd, checkpoints)
+        return guarded(solver.step, None, start, first) if comm.is_root else (None, None)
+
+    return run(comm, solver, evaluator, PHASE, begin, checkpoints)

@@ -32,7 +32,7 @@ import numpy as np
 from ..result import WarmupReport
 from ..solvers.adam import (LEARNING_RATE_BANDS, PHASE, AdamWarmup, WarmupOutcome, learning_rate_band,
                             natural_scale)
-from ..solvers.driver import drive, guarded
+from ..solvers.driver import guarded, run
 
 __all__ = ["LEARNING_RATE_BANDS", "PHASE", "WarmupOutcome", "learning_rate_band", "natural_scale", "run_warmup"]
 
@@ -58,12 +58,6 @@ def run_warmup(problem, points, u0: np.ndarray, checkpoints=None) -> WarmupOutco
                                               eval_points=subset.size, seconds=time.perf_counter() - t0))
     # Layer 1 (warm-start detection) is decided by the explore phase, on LM's point from p0: it only
     # calls the warm-up when that point does not explain the data.
-    resume = getattr(checkpoints, "resumed", None)
-    resuming = resume is not None and resume.phase == PHASE
-    if resuming:
-        points.steps = int(resume.values["counters"][0])
-    state = cmd = None
-    if points.comm.is_root:            # rank 0 decides; the driver broadcasts its commands
-        state, cmd = (guarded(lambda _, *a: solver.restore(*a), None, resume.arrays, resume.values) if resuming
-                      else guarded(lambda _, u: solver.init(u), None, u0))
-    return drive(points.comm, solver, points, state, cmd, checkpoints)
+    return run(points.comm, solver, points, PHASE,
+               lambda: guarded(lambda _, u: solver.init(u), None, u0) if points.comm.is_root else (None, None),
+               checkpoints)

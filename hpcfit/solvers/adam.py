@@ -125,7 +125,8 @@ class AdamWarmup:
                   "elapsed": time.perf_counter() - self.t0}
         return arrays, values, np.zeros((0, 9)), state.step
 
-    def restore(self, arrays: dict, values: dict) -> tuple[AdamState, Command]:
+    def restore(self, arrays: dict, values: dict, rows=None) -> tuple[AdamState, Command]:
+        """Inverse of :meth:`snapshot` (``rows``, the checkpoint's history, is LM's: unused here)."""
         self.t0 = time.perf_counter() - values["elapsed"]
         state = AdamState(arrays["u"], arrays["m"], arrays["v"], values["step"], values["rate"], values["g0"], False,
                           arrays["best_u"], values["best_loss"], tuple(arrays["best_history"]), values["evaluations"],

@@ -7,16 +7,14 @@ every rank runs the evaluation the command asks for, which ends in the pass's si
 command. Solvers never call MPI and keep their state explicit and immutable, so the checkpoint is
 the solver's state plus the evaluator's counters.
 
-A solver provides ``step(state, command, result) -> (state, command)`` (rank 0),
-``boundary(state, command) -> (phase, iteration, stride, always) | None`` and
-``snapshot(state) -> (arrays, values, history, cursor)``. An evaluator provides
-``evaluate(command, flags) -> result`` (collective; ``result.flags`` are the summed flags) and
-``counters()`` (what a resume restores).
+What a solver and an evaluator provide is :class:`Solver` and :class:`Evaluator`; LM and Adam
+are solvers, the pass evaluator (all the data, or phase 1's sample) and the warm-up's point
+evaluator are evaluators. Whether a phase starts or resumes is decided here (:func:`run`).
 """
 from __future__ import annotations
 
 import time
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from ..checkpoint.signals import interrupt_requested, note_pass
 from ..errors import FitError, InputError, interrupted
@@ -30,6 +28,37 @@ class Command(NamedTuple):
     payload: Any = None
     save: Any = None          # a Checkpoint to write before going on
     stop: bool = False        # after writing it, stop (a stop signal was agreed)
+
+
+class Solver(Protocol):
+    """Rank 0's solver: explicit, immutable states; never calls MPI."""
+
+    def step(self, state, cmd: Command, result) -> tuple[Any, Command]:
+        """The next state and command from an evaluation's reduced result."""
+
+    def boundary(self, state, cmd: Command) -> tuple[str, int, int, bool] | None:
+        """(phase, iteration, stride, always) where a checkpoint may be written, else None."""
+
+    def snapshot(self, state) -> tuple[dict, dict, Any, int]:
+        """(arrays, values, history rows, cursor): what a checkpoint holds of the state."""
+
+    def restore(self, arrays: dict, values: dict, rows) -> tuple[Any, Command]:
+        """Inverse of :meth:`snapshot`: the state and the command to go on with."""
+
+
+class Evaluator(Protocol):
+    """Evaluations over the data (collective: each ends in one reduction carrying ``flags``)."""
+
+    comm: Any
+
+    def evaluate(self, cmd: Command, flags=()) -> Any:
+        """The evaluation ``cmd`` asks for at ``cmd.u``; ``result.flags`` are the flags summed over ranks."""
+
+    def counters(self) -> tuple:
+        """What a checkpoint records of the evaluator (passes or steps so far)."""
+
+    def restore_counters(self, counters) -> None:
+        """Inverse of :meth:`counters`, on resume."""
 
 
 def guarded(fn, state, *args):
@@ -75,7 +104,28 @@ def evaluate(comm, evaluator, cmd: Command, checkpoints=None):
     return result
 
 
-def drive(comm, solver, evaluator, state, cmd: Command | None, checkpoints=None):
+def resumed(checkpoints, phase: str):
+    """The checkpoint to resume ``phase`` from (the session's, when it was written in that phase),
+    else None: where a fit decides between starting a phase and resuming it."""
+    ckpt = getattr(checkpoints, "resumed", None)
+    return ckpt if ckpt is not None and ckpt.phase == phase else None
+
+
+def run(comm, solver: Solver, evaluator: Evaluator, phase: str, begin, checkpoints=None):
+    """Collective: ``solver`` over ``evaluator`` until it stops — from the checkpoint of ``phase``
+    when the fit resumes one (the evaluator's counters and rank 0's state restored), else from
+    ``begin()`` → rank 0's ``(state, command)`` (collective: it may evaluate the start)."""
+    ckpt = resumed(checkpoints, phase)
+    if ckpt is None:
+        state, cmd = begin()
+    else:
+        evaluator.restore_counters(ckpt.values["counters"])
+        state, cmd = (guarded(lambda _: solver.restore(ckpt.arrays, ckpt.values, ckpt.history), None)
+                      if comm.is_root else (None, None))
+    return drive(comm, solver, evaluator, state, cmd, checkpoints)
+
+
+def drive(comm, solver: Solver, evaluator: Evaluator, state, cmd: Command | None, checkpoints=None):
     """Collective: run ``solver`` over ``evaluator`` from rank 0's ``(state, cmd)`` (ignored on other
     ranks) until it stops; every rank returns the solver's outcome (the "stop" command's payload)."""
     while True:
