@@ -140,3 +140,21 @@ def test_the_xpcs_template_starts_from_the_fit_defaults():
     assert {n: p["value"] for n, p in params.items()} == DEFAULT_P0
     assert {n: (p["min"], p["max"]) for n, p in params.items()} == \
         {n: DEFAULT_BOUNDS[n] for n in DEFAULT_P0}
+
+
+@pytest.mark.parametrize("scaling, extra", [("individual", 2 * 3), ("shared", 2), ("fixed", 0)])
+def test_the_dry_run_counts_the_parameters_of_every_angle_of_a_beamline_file(tmp_path, scaling, extra):
+    """kind "xpcs" (a beamline file with 3 angles): 7 physical parameters of laminar flow, plus a
+    contrast and an offset per angle (individual), one pair (shared) or none (fixed)."""
+    from hpcfit.app.plan import plan
+    from hpcfit.xpcs import simulate
+
+    path = tmp_path / "three-angles.h5"
+    simulate(path, layout="aps-u", n_phi=3, n_t=20, mode="laminar_flow", dt=0.5, q=0.0054, L=2e6,
+             params=[1500.0, -0.25, 20.0, 3e-4, 0.35, 1e-5, 5.0], contrast=0.25, offset=1.0, noise=0.003, seed=1)
+    cfg = _config(tmp_path, {"kind": "xpcs", "file": str(path), "q": 0.0054, "dt": 0.5},
+                  model={"mode": "laminar_flow", "L": 2e6, "scaling": scaling}, parameters={})
+    lines = plan(cfg, None)
+    assert f"parameters: {7 + extra}" in lines, lines
+    assert f"points: {3 * 20 * 19 // 2}" in lines, lines
+    assert any("phase 1 on all 570 points with the same kernels" in line for line in lines), lines

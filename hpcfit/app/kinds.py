@@ -264,10 +264,10 @@ def _file_points(cfg: RunConfig) -> tuple[int, None]:
     return read_table(data)[1].size, None
 
 
-def _xpcs_parameter_count(cfg: RunConfig) -> int:
+def _xpcs_parameter_count(cfg: RunConfig, n_phi: int) -> int:
+    """Physical parameters, then contrast and offset: per angle (individual), shared, or none (fixed)."""
     from ..models.xpcs import MODES
 
-    n_phi = cfg.data.get("n_phi") or 1
     scale = {"individual": 2 * n_phi, "fixed": 0}.get(cfg.model.get("scaling", "individual"), 2)
     return MODES.get(cfg.model.get("mode", "laminar_flow"), 7) + scale
 
@@ -277,7 +277,7 @@ def _simulated_points(cfg: RunConfig) -> tuple[int, int]:
 
     data = cfg.data
     return int(data["n_phi"]) * n_pairs(int(data["n_t"]), cfg.model.get("triangle", "upper")), \
-        _xpcs_parameter_count(cfg)
+        _xpcs_parameter_count(cfg, int(data["n_phi"]))
 
 
 def _xpcs_points(cfg: RunConfig) -> tuple[int, int]:
@@ -288,7 +288,8 @@ def _xpcs_points(cfg: RunConfig) -> tuple[int, int]:
     sel = select(data["file"], q=data["q"], phi_ranges=data.get("phi_ranges"), frames=data.get("frames"))
     frame_time(data)                       # required when the file does not record it, as for the run
     sel.warn_about_q()              # the run's warning when the q ring used is far from the one asked for
-    return sel.phi.size * n_pairs(sel.n_t, cfg.model.get("triangle", "upper")), _xpcs_parameter_count(cfg)
+    return (sel.phi.size * n_pairs(sel.n_t, cfg.model.get("triangle", "upper")),
+            _xpcs_parameter_count(cfg, int(sel.phi.size)))
 
 
 def _no_check(cfg: RunConfig) -> None:

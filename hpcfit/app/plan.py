@@ -51,7 +51,11 @@ def plan(cfg: RunConfig, comm=None) -> list[str]:
     # buffering, in float64; plus the p x p normal equations
     bytes_per_rank = 8 * chunk * (3 + (width + 1)) * 2 + 8 * p * p * 4
     kernels = ["jacobian (" + ("block-sparse over the angles" if block_sparse else opts.jacobian_mode) + ")", "cost"]
-    if opts.method == "hybrid":
+    from ..phases.explore import WHOLE_DATA
+
+    if opts.method == "hybrid" and n <= WHOLE_DATA * opts.explore_sample_points:
+        kernels.append(f"phase 1 on all {n} points with the same kernels")
+    elif opts.method == "hybrid":
         kernels.append("phase 1: a block-sparse Jacobian kernel for the sample (its chunk spans every angle)"
                        if block_sparse else "phase 1: the same two on the sample's chunk shape (none extra when it "
                        "matches)")
