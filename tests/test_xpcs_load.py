@@ -14,7 +14,8 @@ from hpcfit.errors import InputError
 from hpcfit.xpcs.layouts import bin_number, write_aps_u, write_old
 from hpcfit.xpcs.load import (
     APS_U, OLD, TwoTimeData, detect_layout, load, phi_in_ranges, reconstruct_c2, replace_diagonal)
-from hpcfit.xpcs.stream import convert_to_stream, converted_path, is_current, n_pairs, pair_indices, read_stream_meta
+from hpcfit.pairs import n_pairs, pair_frames as pair_indices
+from hpcfit.xpcs.stream import convert_to_stream, converted_path, is_current, read_stream_meta
 
 Q = np.array([0.001, 0.002, 0.004])
 PHI = np.array([0.0, 5.0, 90.0, 180.0, 355.0])

@@ -17,7 +17,8 @@ from hpcfit.models.xpcs import two_time_c2
 from hpcfit.xpcs.layouts import open_aps_u_writer, open_old_writer, write_aps_u, write_old
 from hpcfit.xpcs.load import load
 from hpcfit.xpcs.simulate import SIMULATION_ATTR, simulate
-from hpcfit.xpcs.stream import convert_to_stream, open_stream_writer, pair_indices, read_stream_meta
+from hpcfit.pairs import pair_frames as pair_indices
+from hpcfit.xpcs.stream import convert_to_stream, open_stream_writer, read_stream_meta
 
 # the module itself (the package attribute hpcfit.xpcs.simulate is the function)
 sim_mod = sys.modules["hpcfit.xpcs.simulate"]

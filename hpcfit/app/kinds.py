@@ -273,7 +273,7 @@ def _xpcs_parameter_count(cfg: RunConfig, n_phi: int) -> int:
 
 
 def _simulated_points(cfg: RunConfig) -> tuple[int, int]:
-    from ..xpcs.stream import n_pairs
+    from ..pairs import n_pairs
 
     data = cfg.data
     return int(data["n_phi"]) * n_pairs(int(data["n_t"]), cfg.model.get("triangle", "upper")), \
@@ -282,7 +282,7 @@ def _simulated_points(cfg: RunConfig) -> tuple[int, int]:
 
 def _xpcs_points(cfg: RunConfig) -> tuple[int, int]:
     from ..xpcs.load import select
-    from ..xpcs.stream import n_pairs
+    from ..pairs import n_pairs
 
     data = cfg.data
     sel = select(data["file"], q=data["q"], phi_ranges=data.get("phi_ranges"), frames=data.get("frames"))

@@ -12,6 +12,8 @@ from typing import Callable
 import jax.numpy as jnp
 import numpy as np
 
+from ..pairs import TRIANGLES, n_pairs, pair_at
+
 
 @dataclass(frozen=True)
 class RegularGrid:
@@ -47,11 +49,6 @@ class RegularGrid:
         return rows[0] if len(rows) == 1 else jnp.stack(rows)
 
 
-def pair_count(n_t: int, triangle: str) -> int:
-    """Time pairs per group: t1 < t2 (``upper``) or t1 ≠ t2 (``both``)."""
-    return n_t * (n_t - 1) // (2 if triangle == "upper" else 1)
-
-
 @dataclass(frozen=True)
 class PairGrid:
     """XPCS points: for each of ``n_groups`` angles, the frame pairs (t1, t2) in the order
@@ -63,32 +60,19 @@ class PairGrid:
     triangle: str = "upper"
 
     def __post_init__(self):
-        if self.triangle not in ("upper", "both"):
+        if self.triangle not in TRIANGLES:
             raise ValueError(f"triangle must be 'upper' or 'both'; got {self.triangle!r}")
         if self.n_t < 2 or self.n_groups < 1:
             raise ValueError(f"PairGrid needs n_t >= 2 and n_groups >= 1; got n_t={self.n_t}, n_groups={self.n_groups}")
 
     @property
     def n_points(self) -> int:
-        return self.n_groups * pair_count(self.n_t, self.triangle)
+        return self.n_groups * n_pairs(self.n_t, self.triangle)
 
     def __call__(self, index):
-        per_group = pair_count(self.n_t, self.triangle)
+        per_group = n_pairs(self.n_t, self.triangle)
         group, k = index // per_group, index % per_group
-        n = self.n_t
-        if self.triangle == "both":
-            t1 = k // (n - 1)
-            j = k % (n - 1)
-            t2 = j + (j >= t1)
-        else:
-            # Row t1 starts at r(t1) = t1·(2n − t1 − 1)/2; invert with the quadratic formula, then
-            # correct the float estimate by one either way (exact integer checks).
-            b = 2 * n - 1
-            t1 = jnp.floor((b - jnp.sqrt(jnp.maximum(b * b - 8.0 * k, 0.0))) / 2).astype(index.dtype)
-            row = lambda t: t * (2 * n - t - 1) // 2  # noqa: E731
-            t1 = jnp.where(row(t1) > k, t1 - 1, t1)
-            t1 = jnp.where(row(t1 + 1) <= k, t1 + 1, t1)
-            t2 = k - row(t1) + t1 + 1
+        t1, t2 = pair_at(k, self.n_t, self.triangle, xp=jnp)
         return jnp.stack([group, t1, t2]).astype(jnp.float64)
 
 

@@ -25,7 +25,8 @@ from ..errors import InputError
 from ..kernels.coords import PairGrid
 from ..validate import number
 from .load import (Selection, _check_frames, _check_phi_ranges, _Ctx, _existing_file, _open, both_halves_error,
-                   map_dataset, pair_position, recorded_dt)
+                   map_dataset, recorded_dt)
+from ..pairs import pair_at, pair_position
 
 UPPER, LOWER = "upper", "lower"
 
@@ -54,17 +55,6 @@ def beamline(path, *, q, dt=None, phi_ranges=None, frames=None) -> BeamlineData:
         if dt is None:
             raise InputError(f"`dt` is required: {what}")
     return BeamlineData(path, q, number("dt", dt), _check_phi_ranges(phi_ranges), _check_frames(frames))
-
-
-def pair_at(k: np.ndarray, n_t: int) -> tuple[np.ndarray, np.ndarray]:
-    """(t1, t2) of position k within an angle's pairs t1 < t2 (row-major), exact for any n_t."""
-    k = np.asarray(k, dtype=np.int64)
-    b = 2 * n_t - 1
-    t1 = np.floor((b - np.sqrt(np.maximum(b * b - 8.0 * k, 0.0))) / 2).astype(np.int64)
-    row = lambda t: t * (2 * n_t - t - 1) // 2  # noqa: E731 - first position of row t
-    t1 = np.where(row(t1) > k, t1 - 1, t1)
-    t1 = np.where(row(t1 + 1) <= k, t1 + 1, t1)
-    return t1, k - row(t1) + t1 + 1
 
 
 def _stored_halves(sel: Selection) -> tuple[str, ...]:

@@ -22,7 +22,8 @@ from ..models.xpcs import TwoTimeModel
 from ..result import FitResult
 from .defaults import DEFAULT_BOUNDS as DEFAULT_BOUNDS
 from .defaults import DEFAULT_P0 as DEFAULT_P0
-from .load import pair_frames, pair_position, require_finite_pairs
+from ..pairs import pair_frames, pair_position
+from .load import require_finite_pairs
 
 
 @dataclass(frozen=True)

@@ -80,20 +80,6 @@ class TwoTimeData:
 
 # ---------------------------------------------------------------- pure numerics
 
-def pair_frames(n_t: int, triangle: str) -> tuple[np.ndarray, np.ndarray]:
-    """(t1, t2) of the points of one angle, in the order angle, t1, t2 (as :class:`PairGrid`)."""
-    if triangle == "upper":
-        return np.triu_indices(n_t, 1)
-    return np.nonzero(~np.eye(n_t, dtype=bool))
-
-
-def pair_position(t1, t2, n_t: int, triangle: str):
-    """Position of pair (t1, t2) within its angle's points (the order of :func:`pair_frames`)."""
-    if triangle == "upper":
-        return t1 * (2 * n_t - t1 - 1) // 2 + (t2 - t1 - 1)
-    return t1 * (n_t - 1) + t2 - (t2 > t1)
-
-
 def require_finite_pairs(values: np.ndarray, t1: np.ndarray, t2: np.ndarray, *, path, maps, phi, q: float,
                          first_frame: int, first_angle: int = 0) -> None:
     """Raise an InputError naming the file, map, angle and frame pair of the first NaN or Inf among

@@ -15,7 +15,8 @@ import numpy as np
 
 from ..comm import Communicator
 from ..errors import InputError
-from .load import MapReader, map_dtype, pair_frames, require_finite_pairs, select
+from ..pairs import pair_frames
+from .load import MapReader, map_dtype, require_finite_pairs, select
 from .rounds import write_rounds
 from .stream import converted_path, is_current, is_stream_file, open_stream_writer, read_stream_meta
 

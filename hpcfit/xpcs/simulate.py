@@ -31,7 +31,8 @@ from ..models.xpcs import FORMS, MODES, PHYSICAL_NAMES, c2_at_pairs, rate_integr
 from .layouts import open_aps_u_writer, open_old_writer
 from .load import APS_U, OLD
 from .rounds import write_rounds
-from .stream import TRIANGLES, StreamWriter, n_pairs, open_stream_writer
+from ..pairs import TRIANGLES, n_pairs
+from .stream import StreamWriter, open_stream_writer
 
 STREAM = "stream"
 LAYOUTS = (APS_U, OLD, STREAM)

@@ -3,7 +3,7 @@
 Serial and rank-0 only: nothing here is collective (no MPI, no JAX; NumPy and h5py).
 
 A stream file holds 1-D datasets ``y`` (c2 at every point, C order over (angle, pair), the pairs of an angle
-ordered as :func:`pair_indices`) and ``phi`` (degrees), and attributes ``format``, ``version``, ``n_t``, ``dt``,
+ordered as :func:`hpcfit.pairs.pair_frames`) and ``phi`` (degrees), and attributes ``format``, ``version``, ``n_t``, ``dt``,
 ``q``, ``triangle``, ``frames``, ``layout``, ``n_pairs`` and the source's ``source_path``, ``source_size`` and
 ``source_mtime_ns`` (see :func:`is_current`). Point p is angle ``p // n_pairs``, pair ``p % n_pairs``.
 A file with no source file (a simulation) records ``source_path=""`` and size and mtime -1, so
@@ -26,58 +26,13 @@ from ..errors import InputError
 from ..validate import number
 from .piecewise import PiecewiseFile
 # Argument checks and file helpers shared with the loader (same package, same messages).
-from .load import (TwoTimeData, _check_frames, _check_phi_ranges, _existing_file, _open, _source_stamp, pair_frames,
+from .load import (TwoTimeData, _check_frames, _check_phi_ranges, _existing_file, _open, _source_stamp,
                    require_finite_pairs)
+from ..pairs import check_triangle as _check_triangle, n_pairs, pair_frames, pair_mask
 
-TRIANGLES = ("upper", "both")
 STREAM_FORMAT = "hpcfit.xpcs.twotime-stream"
 STREAM_VERSION = 1
 NO_SOURCE = ("", -1, -1)        # (path, size, mtime_ns) recorded for a file that was not converted from one
-
-
-# ---------------------------------------------------------------- point order
-
-def n_pairs(n_t: int, triangle: str = "upper") -> int:
-    """Number of (t1, t2) points per angle: n(n-1)/2 for "upper" (t1 < t2), n(n-1) for "both" (t1 != t2)."""
-    n = _check_n_t(n_t)
-    full = n * (n - 1)
-    return full // 2 if _check_triangle(triangle) == "upper" else full
-
-
-def pair_indices(n_t: int, triangle: str = "upper") -> tuple[np.ndarray, np.ndarray]:
-    """(t1, t2) 0-based int64 frame indices of every point of one angle, ordered by t1, then t2.
-
-    "upper": pairs t1 < t2, each independent pair once; "both": every off-diagonal pair t1 != t2.
-    """
-    n, tri = _check_n_t(n_t), _check_triangle(triangle)
-    if n < 2:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    if tri == "upper":
-        t1, t2 = np.triu_indices(n, k=1)
-        return t1.astype(np.int64), t2.astype(np.int64)
-    idx = np.arange(n * (n - 1), dtype=np.int64)      # row t1 holds n-1 points: every t2 but t1 itself
-    t1, r = np.divmod(idx, n - 1)
-    return t1, r + (r >= t1)
-
-
-def _pair_mask(n: int, triangle: str) -> np.ndarray:
-    """(n, n) booleans whose True cells, taken in C order, are the pairs of ``pair_indices(n, triangle)``.
-    ``c2[mask]`` gathers one angle's points with n² bytes of index instead of two int64 index arrays."""
-    if triangle == "upper":
-        return np.triu(np.ones((n, n), dtype=bool), k=1)
-    return ~np.eye(n, dtype=bool)
-
-
-def _check_n_t(n_t) -> int:
-    if isinstance(n_t, bool) or not isinstance(n_t, (int, np.integer)) or n_t < 0:
-        raise InputError(f"`n_t` must be an integer >= 0; got {n_t!r}")
-    return int(n_t)
-
-
-def _check_triangle(triangle) -> str:
-    if triangle not in TRIANGLES:
-        raise InputError(f"`triangle` must be one of {TRIANGLES}; got {triangle!r}")
-    return triangle
 
 
 # ---------------------------------------------------------------- writing
@@ -94,7 +49,7 @@ class StreamWriter(PiecewiseFile):
 
     def __init__(self, path: Path, phi: np.ndarray, n_t: int, triangle: str, attrs: dict, dtype=np.float64):
         self.n_t, self.triangle, self.n_phi = n_t, triangle, phi.size
-        self._mask = _pair_mask(n_t, triangle)
+        self._mask = pair_mask(n_t, triangle)
         self._n_pairs = n_pairs(n_t, triangle)
 
         def setup(f):
