@@ -32,7 +32,6 @@ from .losses import loss_cost_terms, scale_rows  # noqa: E402
 #: Number of times each kernel kind was traced (each trace is a compilation).
 TRACE_COUNTS: collections.Counter = collections.Counter()
 
-from ..options import JACOBIAN_MODES  # noqa: E402,F401
 
 # Jitted kernels by (kind, model, loss, mode), least recently used first. Bounded, because every
 # new model object (e.g. a lambda written inside a loop) is a new entry holding its compilation.

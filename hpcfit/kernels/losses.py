@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from ..options import LOSSES  # noqa: E402,F401 - re-exported: the losses implemented here
 
 # scipy clips the Jacobian scale at machine epsilon (optimize/_lsq/common.py).
 _EPS = float(jnp.finfo(jnp.float64).eps)

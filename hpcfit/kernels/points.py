@@ -26,8 +26,6 @@ from .coords import IndexedX
 from .evaluator import fill_and_reduce
 from .losses import loss_cost_terms, scale_rows
 
-from ..options import DTYPES  # noqa: E402,F401
-
 
 def point_kernel(model: Callable, loss: str, gradient: bool, dtype: str = "float64"):
     """Rows ``[g_i (p), J_i² (p), cost_i, bad_i]`` (gradient) or ``[cost_i, bad_i]`` per point, float64.

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..options import STRATEGIES  # noqa: E402,F401
+from ..options import STRATEGIES
 
 
 @dataclass(frozen=True)
