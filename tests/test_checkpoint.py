@@ -30,6 +30,7 @@ def same_bits(a, b):
     assert a.popt.tobytes() == b.popt.tobytes() and a.pcov.tobytes() == b.pcov.tobytes()
     assert a.cost.hex() == b.cost.hex()
     assert (a.n_iterations, a.nfev, a.njev, a.status) == (b.n_iterations, b.nfev, b.njev, b.status)
+    assert a.info["linear_solves"] == b.info["linear_solves"]    # counters carried by the checkpoint
     rows = [np.array([(r.iteration, r.cost, r.cost_change, r.step_norm, r.ratio, r.damping, r.rejected)
                       for r in res.history]) for res in (a, b)]
     assert rows[0].tobytes() == rows[1].tobytes()           # NaN in row 0 compares equal as bits

@@ -66,10 +66,10 @@ def run_trust_region(problem, evaluator, u0: np.ndarray, checkpoints=None, start
                                 problem.table if comm.is_root else None, valley_check=valley_check)
 
     def begin():
-        start = Command("jacobian", u0)
+        state, start = solver.start(u0)
         first = evaluate(comm, evaluator, start, checkpoints)
         # before the driver: a bad start is the user's error
         _check_start(first, start_label, evaluator.local.describe, problem.weight_scale)
-        return guarded(solver.step, None, start, first) if comm.is_root else (None, None)
+        return guarded(solver.step, state, start, first) if comm.is_root else (None, None)
 
     return run(comm, solver, evaluator, PHASE, begin, checkpoints)

@@ -68,6 +68,8 @@ class AdamState(NamedTuple):
     counts: tuple              # layer counts as (name, count) pairs
     finishing: str | None = None   # the switch reason, while the final evaluation runs
     m_norm: float = float("nan")   # |m̂| of the last step (for the progress line)
+    started: float = 0.0           # the warm-up's clock: time.perf_counter() when it started (less
+                                   # the elapsed time a checkpoint recorded, on resume)
 
 
 class AdamWarmup:
@@ -79,7 +81,6 @@ class AdamWarmup:
                  eval_points: int, table):
         self.opts, self.theta_offset, self.lower, self.upper = opts, theta_offset, lower_u, upper_u
         self.loss0, self.variance, self.eval_points, self.table = loss0, variance, eval_points, table
-        self.t0 = time.perf_counter()
         # about ten progress lines on rank 0, at evaluations
         self.print_every = opts.warmup_eval_every * max(1, opts.warmup_max_steps // (10 * opts.warmup_eval_every))
 
@@ -100,7 +101,7 @@ class AdamWarmup:
         rate = self._rate(self.relative(self.loss0), np.nan, counts)
         zeros = np.zeros_like(u0)
         state = AdamState(u0.copy(), zeros, zeros, 0, rate, np.nan, False, u0, self.loss0, (self.loss0,), 0, 0,
-                          tuple(counts.items()))
+                          tuple(counts.items()), started=time.perf_counter())
         return self._next(state)
 
     # -- the driver's protocol -------------------------------------------------------------------
@@ -122,15 +123,15 @@ class AdamWarmup:
                   "best_history": np.array(state.best_history)}
         values = {"step": state.step, "rate": state.rate, "g0": state.g0, "best_loss": state.best_loss,
                   "evaluations": state.evaluations, "last_eval": state.last_eval, "counts": dict(state.counts),
-                  "elapsed": time.perf_counter() - self.t0}
+                  "elapsed": time.perf_counter() - state.started}
         return arrays, values, np.zeros((0, 9)), state.step
 
     def restore(self, arrays: dict, values: dict, rows=None) -> tuple[AdamState, Command]:
         """Inverse of :meth:`snapshot` (``rows``, the checkpoint's history, is LM's: unused here)."""
-        self.t0 = time.perf_counter() - values["elapsed"]
         state = AdamState(arrays["u"], arrays["m"], arrays["v"], values["step"], values["rate"], values["g0"], False,
                           arrays["best_u"], values["best_loss"], tuple(arrays["best_history"]), values["evaluations"],
-                          values["last_eval"], tuple(values["counts"].items()))
+                          values["last_eval"], tuple(values["counts"].items()),
+                          started=time.perf_counter() - values["elapsed"])
         return self._next(state)
 
     # -- decisions ---------------------------------------------------------------------------------
@@ -202,7 +203,7 @@ class AdamWarmup:
         return self._outcome(state, reason)
 
     def _outcome(self, state: AdamState, reason: str) -> tuple[AdamState, Command]:
-        seconds = time.perf_counter() - self.t0
+        seconds = time.perf_counter() - state.started
         rel0, rel = self.relative(self.loss0), self.relative(state.best_loss)
         self.table.line(f"phase 1: {reason} after {state.step} steps; relative loss {rel0:.4g} -> {rel:.4g} "
                         f"({seconds:.3f} s)")

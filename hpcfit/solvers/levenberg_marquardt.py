@@ -48,6 +48,9 @@ class LMState(NamedTuple):
     pending: Status | None              # ftol/xtol met by the step just accepted
     accepted: tuple[float, float, float]  # (cost change, step norm, ratio) of the step just accepted
     history: tuple[IterationRecord, ...]
+    started: float                      # the fit's clock: time.perf_counter() when it started (less
+                                        # the elapsed time a checkpoint recorded, on resume)
+    solvers: tuple = (("cholesky", 0), ("eigen", 0))   # linear solves so far, by kind
     passes: int = 0                     # every pass so far (cost and Jacobian): what max_nfev bounds
     # (damping, growth) before the step just accepted: a step taken back (its Jacobian is not
     # finite) resumes from there, damped harder, so that λ grows over repeated take-backs
@@ -81,14 +84,9 @@ class LevenbergMarquardt:
         self.norm = normalization
         self.lower, self.upper = lower_u, upper_u
         self.table = table
-        self.t0 = time.perf_counter()
-        self.solvers = {"cholesky": 0, "eigen": 0}
 
-    def _elapsed(self) -> float:
-        return time.perf_counter() - self.t0
-
-    def _out_of_time(self) -> bool:
-        return self.opts.max_time is not None and self._elapsed() > self.opts.max_time
+    def _out_of_time(self, state: LMState) -> bool:
+        return self.opts.max_time is not None and _elapsed(state) > self.opts.max_time
 
     def _x_small(self, step_u: np.ndarray, u: np.ndarray) -> bool:
         return step_small(float(np.linalg.norm(self.norm.scale * step_u)),
@@ -96,11 +94,16 @@ class LevenbergMarquardt:
 
     # -- the driver's protocol -------------------------------------------------------------------
 
-    def step(self, state: LMState | None, cmd: Command, res) -> tuple[LMState, Command]:
-        """The next command after the evaluation ``cmd`` asked for (``state`` None: ``res`` is the
-        Jacobian pass at the start)."""
-        if state is None:
-            return self.init(cmd.u, res)
+    def start(self, u0: np.ndarray) -> tuple[LMState, Command]:
+        """The state before the first Jacobian pass (its clock started) and the command for it."""
+        state = LMState(u0, np.inf, None, None, None, self.opts.initial_damping, 2.0, 0, 0, None, None,
+                        (np.nan, np.nan, np.nan), (), time.perf_counter())
+        return state, Command("jacobian", u0)
+
+    def step(self, state: LMState, cmd: Command, res) -> tuple[LMState, Command]:
+        """The next command after the evaluation ``cmd`` asked for."""
+        if state.jtj is None:                   # the Jacobian pass at the start
+            return self.after_jacobian(state, res, cmd.u)
         if cmd.kind == "cost":
             return self.after_cost(state, res.cost, res.n_bad)
         return self.after_jacobian(state, res, cmd.u)
@@ -128,7 +131,7 @@ class LevenbergMarquardt:
                   "trial_predicted": None if trial is None else trial.predicted,
                   "trial_solver": None if trial is None else trial.solver,
                   "pending": None if state.pending is None else int(state.pending),
-                  "accepted": list(state.accepted), "solvers": dict(self.solvers), "elapsed": self._elapsed(),
+                  "accepted": list(state.accepted), "solvers": dict(state.solvers), "elapsed": _elapsed(state),
                   "nfev": state.passes, "taken_back": state.taken_back,
                   "finished": None if state.finished is None else int(state.finished)}
         return arrays, values, history_array(state.history), state.passes
@@ -136,24 +139,18 @@ class LevenbergMarquardt:
     def restore(self, arrays: dict, values: dict, rows: np.ndarray) -> tuple[LMState, Command]:
         """Inverse of :meth:`snapshot`: the state and the command to go on with."""
         history = history_records(rows)
-        self.solvers = dict(values["solvers"])
-        self.t0 = time.perf_counter() - values["elapsed"]
         trial = (Step(arrays["trial_step"], arrays["trial_point"], values["trial_predicted"], values["trial_solver"])
                  if "trial_step" in arrays else None)
         pending = None if values["pending"] is None else Status(values["pending"])
         state = LMState(arrays["u"], values["cost"], arrays["jtj"], arrays["jtr"], arrays["d2"], values["damping"],
                         values["growth"], values["iteration"], values["rejected"], trial, pending,
-                        tuple(values["accepted"]), history, values["nfev"], None, values["taken_back"])
+                        tuple(values["accepted"]), history, time.perf_counter() - values["elapsed"],
+                        tuple(values["solvers"].items()), values["nfev"], taken_back=values["taken_back"])
         if values.get("finished") is not None:      # the fit had converged: return its outcome as it is
             return self._stop(state._replace(from_file=True), Status(values["finished"]))
         if trial is None:             # written when a limit stopped the fit: propose the next step now
             return self._propose(state)
         return state, Command("cost", trial.trial)
-
-    def init(self, u0: np.ndarray, jac) -> tuple[LMState, Command]:
-        state = LMState(u0, jac.cost, jac.jtj, jac.jtr, None, self.opts.initial_damping, 2.0, 0, 0, None,
-                        None, (np.nan, np.nan, np.nan), ())
-        return self.after_jacobian(state, jac, u0)
 
     def after_jacobian(self, state: LMState, jac, u: np.ndarray) -> tuple[LMState, Command]:
         state = state._replace(passes=state.passes + 1)
@@ -179,7 +176,7 @@ class LevenbergMarquardt:
         pg = projected_gradient(u, jac.jtr, self.lower, self.upper)
         change, step_norm, ratio = state.accepted
         rec = IterationRecord(state.iteration, jac.cost, change, float(np.max(np.abs(pg), initial=0.0)),
-                              step_norm, ratio, state.damping, self._elapsed(), state.rejected)
+                              step_norm, ratio, state.damping, _elapsed(state), state.rejected)
         if self.table is not None:
             self.table.row(rec)
         state = state._replace(history=state.history + (rec,), rejected=0)
@@ -226,11 +223,11 @@ class LevenbergMarquardt:
         # a trial step costs a cost pass and, if accepted, a Jacobian pass: never exceed max_nfev
         if self.opts.max_nfev is not None and state.passes + 2 > self.opts.max_nfev:
             return self._stop(state, Status.MAX_NFEV)
-        if self._out_of_time():
+        if self._out_of_time(state):
             return self._stop(state, Status.TIME_LIMIT)
         while state.damping <= MAX_DAMPING:
             step = propose_step(state.u, state.jtj, state.jtr, state.d2, state.damping, self.lower, self.upper)
-            self.solvers[step.solver] += 1
+            state = state._replace(solvers=tuple((kind, n + (kind == step.solver)) for kind, n in state.solvers))
             if not np.any(step.step):
                 # u + δ rounds back to u: the step is below the resolution of the parameters
                 return self._stop(state, Status.XTOL if self.opts.xtol > 0 else Status.NO_PROGRESS)
@@ -251,9 +248,13 @@ class LevenbergMarquardt:
             state = state._replace(finished=status)
         pg = projected_gradient(state.u, state.jtr, self.lower, self.upper)
         outcome = Outcome(state.u, state.cost, state.jtj, state.jtr, status, state.iteration,
-                          list(state.history), gradient_cosine(pg, state.jtj, state.cost), dict(self.solvers),
+                          list(state.history), gradient_cosine(pg, state.jtj, state.cost), dict(state.solvers),
                           state.taken_back)
         return state, Command("stop", payload=outcome)
+
+
+def _elapsed(state: LMState) -> float:
+    return time.perf_counter() - state.started
 
 
 def _usable(res) -> bool:
