@@ -66,7 +66,8 @@ def throughput_worker(path: str, n_t: int, passes: int) -> None:
     import resource
 
     import hpcfit
-    from hpcfit.data import HDF5Source, PairGrid
+    from hpcfit import PairGrid
+    from hpcfit.data import HDF5Source
 
     comm = None
     try:
@@ -119,7 +120,8 @@ def time_to_solution(points: float) -> dict:
     from scipy.optimize import least_squares
 
     import hpcfit
-    from hpcfit.data import ArraySource, PairGrid
+    from hpcfit import PairGrid
+    from hpcfit.data import ArraySource
 
     n_t = n_t_for(points)
     y = simulate_pairs(n_t, seed=1)

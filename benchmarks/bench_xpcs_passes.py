@@ -26,7 +26,8 @@ def pass_times(scaling: str, groups, y: np.ndarray, n_t: int, repeat: int, chunk
     """Best-of-``repeat`` warm Jacobian- and cost-pass seconds of one configuration."""
     from hpcfit.phases.setup import group_layout as _group_layout, kernel_width as _kernel_width
     from hpcfit.comm import Communicator
-    from hpcfit.data import ArraySource, PairGrid
+    from hpcfit import PairGrid
+    from hpcfit.data import ArraySource
     from hpcfit.models.xpcs import TwoTimeModel
     from hpcfit.options import make_options
 
@@ -59,7 +60,8 @@ def sample_pass_times(n_phi: int, n_t: int, repeat: int) -> dict:
     first call (compilation) and best warm time, block-sparse (segment sums) and dense."""
     from hpcfit.phases.explore import sample_groups as _sample_groups
     from hpcfit.comm import Communicator
-    from hpcfit.data import ArraySource, PairGrid
+    from hpcfit import PairGrid
+    from hpcfit.data import ArraySource
     from hpcfit.data.sample import gather_sample, sample_chunks
     from hpcfit.groups import resolve_groups
     from hpcfit.kernels.coords import IndexedX

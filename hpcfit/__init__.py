@@ -29,6 +29,8 @@ _LAZY = {
     "FitOptions": (".options", "FitOptions"),
     "FitResult": (".result", "FitResult"),
     "ParameterGroups": (".groups", "ParameterGroups"),
+    "RegularGrid": (".kernels.coords", "RegularGrid"),
+    "PairGrid": (".kernels.coords", "PairGrid"),
     "Status": (".result", "Status"),
     "load_result": (".output.result_file", "load_result"),
     "save_result": (".output.result_file", "save_result"),

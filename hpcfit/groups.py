@@ -32,7 +32,7 @@ class ParameterGroups:
     second, …): parameter j of group g is at ``n_shared + j·n_groups + g``. ``"by_group"`` (each
     group's parameters together): at ``n_shared + g·per_group + j``. ``group_sizes`` gives the
     points of each group in point order, for data with explicit x; on a grid source
-    (:class:`~hpcfit.data.PairGrid`, :class:`~hpcfit.data.RegularGrid`) the groups are the grid's
+    (:class:`~hpcfit.PairGrid`, :class:`~hpcfit.RegularGrid`) the groups are the grid's
     leading axis and it is left out.
     """
 

@@ -8,7 +8,8 @@ from scipy.optimize import curve_fit
 
 import hpcfit
 from hpcfit.comm import Communicator
-from hpcfit.data import ArraySource, HDF5Source, RegularGrid
+from hpcfit import RegularGrid
+from hpcfit.data import ArraySource, HDF5Source
 from hpcfit.kernels.chunk import TRACE_COUNTS
 from hpcfit.kernels.evaluator import PassEvaluator
 

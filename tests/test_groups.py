@@ -4,7 +4,8 @@ import pytest
 
 import hpcfit
 from hpcfit.comm import Communicator
-from hpcfit.data import ArraySource, RegularGrid
+from hpcfit import RegularGrid
+from hpcfit.data import ArraySource
 from hpcfit.errors import InputError
 from hpcfit.groups import ParameterGroups, resolve_groups
 from hpcfit.kernels.evaluator import PassEvaluator

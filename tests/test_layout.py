@@ -6,7 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import hpcfit.api
+import hpcfit.data
 
 ROOT = Path(hpcfit.api.__file__).parent
 
@@ -89,3 +92,17 @@ def test_api_holds_the_public_functions_only():
     public = [n.name for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")]
     assert public == ["curve_fit", "fit"]
     assert len(Path(hpcfit.api.__file__).read_text().splitlines()) <= 200
+
+
+def test_the_grids_are_public_at_the_top_and_data_does_not_import_the_kernels():
+    top = ast.parse((ROOT / "data" / "__init__.py").read_text()).body     # module-level imports only
+    imported = {n.module for n in top if isinstance(n, ast.ImportFrom)}
+    assert imported == {"__future__", "arrays", "hdf5"}, imported
+    from hpcfit.kernels import coords
+    assert hpcfit.RegularGrid is coords.RegularGrid and hpcfit.PairGrid is coords.PairGrid
+    assert {"RegularGrid", "PairGrid"} <= set(hpcfit.__all__)
+    for name in ("RegularGrid", "PairGrid"):        # the old name still works, with a warning
+        with pytest.warns(DeprecationWarning, match=f"hpcfit.data.{name} is now hpcfit.{name}"):
+            assert getattr(hpcfit.data, name) is getattr(coords, name)
+    with pytest.raises(AttributeError, match="no attribute 'Grid'"):
+        hpcfit.data.Grid

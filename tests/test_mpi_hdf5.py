@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import hpcfit
-from hpcfit.data import HDF5Source, RegularGrid
+from hpcfit import RegularGrid
+from hpcfit.data import HDF5Source
 from hpcfit.models import exponential_decay
 from conftest import write_shared_h5
 

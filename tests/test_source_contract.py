@@ -16,7 +16,8 @@ from scipy.optimize import curve_fit
 
 import hpcfit
 from hpcfit.comm import Communicator
-from hpcfit.data import ArraySource, HDF5Source, PairGrid
+from hpcfit import PairGrid
+from hpcfit.data import ArraySource, HDF5Source
 from hpcfit.xpcs import beamline, load, simulate
 from hpcfit.xpcs.fit import fit_points
 

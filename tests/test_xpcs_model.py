@@ -287,7 +287,7 @@ def test_grouped_jacobian_equals_autodiff(mode, scaling, form, regime):
     import jax
     import jax.numpy as jnp
 
-    from hpcfit.data import PairGrid
+    from hpcfit import PairGrid
 
     n_phi, n_t = 4, 30
     phi = tuple(np.linspace(-150.0, 150.0, n_phi))

@@ -124,7 +124,7 @@ class ArraySource:
         if self.grid is not None and (self.xdata is not None or not hasattr(self.grid, "n_points")
                                       or not callable(self.grid)):
             raise InputError("with `grid` (implicit coordinates) `xdata` must be None and `grid` a coordinates "
-                             "object such as hpcfit.data.RegularGrid or PairGrid")
+                             "object such as hpcfit.RegularGrid or PairGrid")
 
     def _check(self):
         xdata = self.xdata

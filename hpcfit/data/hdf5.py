@@ -40,9 +40,9 @@ class HDF5Source:
                 raise InputError(f"HDF5Source `{name}` must be a dataset name (str); got {value!r}")
         if (self.x is None) == (self.grid is None):
             raise InputError("HDF5Source needs exactly one of `x` (a dataset of coordinates) and `grid` "
-                             "(implicit coordinates, e.g. hpcfit.data.RegularGrid or PairGrid)")
+                             "(implicit coordinates, e.g. hpcfit.RegularGrid or PairGrid)")
         if self.grid is not None and not (callable(self.grid) and hasattr(self.grid, "n_points")):
-            raise InputError(f"HDF5Source `grid` must be a coordinates object such as hpcfit.data.RegularGrid; "
+            raise InputError(f"HDF5Source `grid` must be a coordinates object such as hpcfit.RegularGrid; "
                              f"got {type(self.grid).__name__}")
         if not isinstance(self.cache_bytes, int) or self.cache_bytes < 0:
             raise InputError(f"HDF5Source `cache_bytes` must be an integer >= 0; got {self.cache_bytes!r}")

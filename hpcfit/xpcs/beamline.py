@@ -2,7 +2,7 @@
 
 A map is stored as a full (n_t, n_t) dataset holding one triangle (:mod:`.load`), so the pairs t1 < t2
 of a row are one contiguous hyperslab of it (of a column, when the lower triangle is stored). A chunk
-of the flat point index (:class:`~hpcfit.data.PairGrid` order: angle, t1, t2) is read as one block of
+of the flat point index (:class:`~hpcfit.PairGrid` order: angle, t1, t2) is read as one block of
 rows per angle it touches and the pairs are picked out of it; values keep the file's dtype (float32
 maps stay float32 in memory and in transfer; the kernels accumulate in float64). Each rank reads
 only its own chunks. The diagonal, which :func:`~.load.load` replaces, is not a point of the fit.

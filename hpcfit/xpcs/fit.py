@@ -16,7 +16,8 @@ import numpy as np
 
 from ..api import fit as _fit
 from ..comm import Communicator
-from ..data import ArraySource, HDF5Source, PairGrid
+from ..data import ArraySource, HDF5Source
+from ..kernels.coords import PairGrid
 from ..errors import InputError
 from ..models.xpcs import TwoTimeModel
 from ..result import FitResult
