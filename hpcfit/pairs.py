@@ -18,22 +18,23 @@ def check_triangle(triangle) -> str:
     return triangle
 
 
-def _check_n_t(n_t) -> int:
-    if isinstance(n_t, bool) or not isinstance(n_t, (int, np.integer)) or n_t < 0:
-        raise InputError(f"`n_t` must be an integer >= 0; got {n_t!r}")
+def check_n_t(n_t, minimum: int = 0, what: str = "") -> int:
+    """``n_t`` (frames of each map) as an int, or an InputError naming it and the ``minimum``."""
+    if isinstance(n_t, bool) or not isinstance(n_t, (int, np.integer)) or n_t < minimum:
+        raise InputError(f"`n_t` must be an integer >= {minimum}{what}; got {n_t!r}")
     return int(n_t)
 
 
 def n_pairs(n_t: int, triangle: str = "upper") -> int:
     """Points per angle: n(n-1)/2 for "upper" (t1 < t2), n(n-1) for "both" (t1 != t2)."""
-    n = _check_n_t(n_t)
+    n = check_n_t(n_t)
     full = n * (n - 1)
     return full // 2 if check_triangle(triangle) == "upper" else full
 
 
 def pair_frames(n_t: int, triangle: str = "upper") -> tuple[np.ndarray, np.ndarray]:
     """(t1, t2), 0-based int64 frame indices of every point of one angle, in order."""
-    n, tri = _check_n_t(n_t), check_triangle(triangle)
+    n, tri = check_n_t(n_t), check_triangle(triangle)
     if n < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     if tri == "upper":

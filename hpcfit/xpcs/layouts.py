@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..pairs import check_n_t
 from .piecewise import PiecewiseFile
 from .load import OLD_MAPS, OLD_PHI, OLD_PROCESSED, OLD_Q, U_BINS, U_MAPPING, U_MAPS, U_PHI, U_Q
 
@@ -48,12 +49,6 @@ def _check_half(half) -> str:
     if half not in _HALVES:
         raise InputError(f"`half` must be one of {_HALVES}; got {half!r}")
     return half
-
-
-def _check_n_t(n_t) -> int:
-    if isinstance(n_t, bool) or not isinstance(n_t, (int, np.integer)) or n_t < 2:
-        raise InputError(f"`n_t` must be an integer >= 2 (frames of each map); got {n_t!r}")
-    return int(n_t)
 
 
 def _triangle(m: np.ndarray, half: str) -> np.ndarray:
@@ -126,7 +121,7 @@ def open_aps_u_writer(path, q_values, phi_values, n_t: int, *, processed=None, e
     ``attrs``: root attributes to add.
     """
     q, phi = _grid(q_values, phi_values)
-    n_t, half = _check_n_t(n_t), _check_half(half)
+    n_t, half = check_n_t(n_t, 2, " (frames of each map)"), _check_half(half)
     n_phi = phi.size
     skip = {bin_number(int(i), int(j), n_phi) - 1 for i, j in empty}
     if any(not 0 <= cell < q.size * n_phi for cell in skip):
@@ -146,7 +141,7 @@ def open_old_writer(path, q_values, phi_values, n_t: int, *, processed=None, nam
     as MATLAB) or by a counter over ``xpcs/qphi_bin_to_process`` (``naming="counter"``: ``g2_00001``, as the
     pre-APS-U boost_corr). ``attrs``: root attributes to add."""
     q, phi = _grid(q_values, phi_values)
-    n_t, half = _check_n_t(n_t), _check_half(half)
+    n_t, half = check_n_t(n_t, 2, " (frames of each map)"), _check_half(half)
     if naming not in _OLD_NAMING:
         raise InputError(f"`naming` must be one of {_OLD_NAMING}; got {naming!r}")
     n_phi = phi.size
