@@ -123,15 +123,23 @@ class PassEvaluator:
         self._ahead: threading.Thread | None = None
 
     @classmethod
-    def for_problem(cls, problem, comm: Communicator | None = None, local: LocalChunks | None = None,
-                    model: Callable | None = None, groups=None) -> "PassEvaluator":
-        """The evaluator of ``problem`` (a :class:`~hpcfit.problem.Problem`): its data, model, loss,
-        normalization, residual scale and Jacobian layout; phase 1 gives its sample's ``comm`` (serial),
-        ``local``, ``model`` and ``groups`` (with ``local``; None: dense passes)."""
+    def for_problem(cls, problem) -> "PassEvaluator":
+        """The evaluator of ``problem`` (a :class:`~hpcfit.problem.Problem`) over all its data: its
+        model, loss, normalization, residual scale and Jacobian layout."""
+        return cls._of(problem, problem.comm, problem.local, problem.model, problem.groups)
+
+    @classmethod
+    def for_sample(cls, problem, local: LocalChunks, model: Callable, groups=None) -> "PassEvaluator":
+        """Phase 1's evaluator: ``problem``'s loss, normalization and residual scale over a sample's
+        ``local`` chunks, held whole on each rank (a serial communicator), with the sample's
+        ``model`` and ``groups`` (None: dense passes)."""
+        return cls._of(problem, Communicator(None), local, model, groups)
+
+    @classmethod
+    def _of(cls, problem, comm, local, model, groups) -> "PassEvaluator":
         opts, norm = problem.options, problem.norm
-        return cls(problem.comm if comm is None else comm, problem.local if local is None else local,
-                   problem.model if model is None else model, opts.loss, opts.f_scale, norm.offset, norm.scale,
-                   opts.jacobian_mode, problem.weight_scale, problem.groups if local is None else groups)
+        return cls(comm, local, model, opts.loss, opts.f_scale, norm.offset, norm.scale, opts.jacobian_mode,
+                   problem.weight_scale, groups)
 
     def compile_ahead(self, u: np.ndarray) -> None:
         """Compile this evaluator's kernels on a background thread, on this rank's first chunk at

@@ -365,7 +365,7 @@ def explore(problem, evaluator, checkpoints) -> ExploreOutcome:
         chunks = sample_chunks(sample, local.chunk_size, implicit=sample.coords is not None)
         sample_model = f
         groups = problem.groups if sample.coords is not None else None
-    sample_pass = hc.agree(PassEvaluator.for_problem, problem, Communicator(None), chunks, sample_model, groups)
+    sample_pass = hc.agree(PassEvaluator.for_sample, problem, chunks, sample_model, groups)
 
     def run_adam(u):
         return run_warmup(problem, hc.agree(PointEvaluator.for_problem, problem), u, checkpoints)
