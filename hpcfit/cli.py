@@ -133,8 +133,8 @@ def cmd_simulate_xpcs(args) -> int:
     comm = _world()
     one = (lambda v: v[0] if len(v) == 1 else v)          # one value on the command line means every angle
     summary = simulate(args.out, layout=args.layout, n_phi=args.n_phi, n_t=args.n_t, mode=args.mode, dt=args.dt,
-                       q=args.q, L=args.L, params=args.params, contrast=one(args.contrast), offset=one(args.offset),
-                       noise=args.noise, seed=args.seed, phi=args.phi, form=args.form, triangle=args.triangle,
+                       q=one(args.q), L=args.L, params=args.params, contrast=one(args.contrast), offset=one(args.offset),
+                       noise=one(args.noise), noise_growth=args.noise_growth, seed=args.seed, phi=args.phi, form=args.form, triangle=args.triangle,
                        comm=comm)
     if comm is None or comm.Get_rank() == 0:
         print(summary.brief())
@@ -155,16 +155,22 @@ def _add_simulate(sub) -> None:
     x.add_argument("--mode", choices=("static", "laminar_flow"), default="laminar_flow", help="model (laminar_flow)")
     x.add_argument("--form", choices=("homodyne", "paper"), default="homodyne", help="model form (homodyne)")
     x.add_argument("--dt", type=float, required=True, help="seconds per frame")
-    x.add_argument("--q", type=float, required=True, help="wave vector q")
+    x.add_argument("--q", type=float, nargs="+", required=True,
+                   help="wave vector q of the ring, or several rings (each gets every angle)")
     x.add_argument("--L", type=float, required=True, help="gap L (laminar_flow)")
     x.add_argument("--params", type=float, nargs="+", required=True,
                    help="D0 alpha D_offset [gamma_dot_t0 beta gamma_dot_t_offset phi0]")
-    x.add_argument("--contrast", type=float, nargs="+", required=True, help="one value, or one per angle")
-    x.add_argument("--offset", type=float, nargs="+", required=True, help="one value, or one per angle")
+    x.add_argument("--contrast", type=float, nargs="+", required=True,
+                   help="one value, one per angle, or one per map (rings x angles)")
+    x.add_argument("--offset", type=float, nargs="+", required=True,
+                   help="one value, one per angle, or one per map (rings x angles)")
     x.add_argument("--phi", type=float, nargs="+", default=None,
                    help="angles in degrees (default: n_phi evenly spaced in [0, 360))")
-    x.add_argument("--noise", type=float, required=True, help="standard deviation of the noise (absolute)")
+    x.add_argument("--noise", type=float, nargs="+", required=True,
+                   help="standard deviation of the noise (absolute), or one per q ring")
     x.add_argument("--seed", type=int, required=True, help="random seed (integer >= 0)")
+    x.add_argument("--noise-growth", type=float, default=0.0,
+                   help="noise grows with the lag tau: sigma = noise * (1 + g * tau / (n_t - 1)) (default 0)")
     x.add_argument("--triangle", choices=("upper", "both"), default="upper",
                    help="points of each map in a stream file (upper)")
     x.set_defaults(func=cmd_simulate_xpcs)

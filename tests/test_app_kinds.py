@@ -3,6 +3,7 @@ source and fingerprint; fits checked against scipy.optimize.curve_fit."""
 import hashlib
 import os
 import tomllib
+from dataclasses import replace
 
 import h5py
 import numpy as np
@@ -114,7 +115,8 @@ def test_xpcs_data_fit_as_scipy_with_the_default_start_and_bounds(two_time):
     assert names == ["D0", "alpha", "D_offset"]
     assert defaults == {n: (DEFAULT_P0[n], *DEFAULT_BOUNDS[n]) for n in names}
     res, _ = _fit(data, cfg)
-    assert res.names[:3] == names
+    assert res.names[:3] == names and 0.9 < res.reduced_chi2 < 1.1       # σ estimated from the data
+    res, _ = _fit(data, replace(cfg, model={**cfg.model, "noise": "none"}))   # every point alike, as scipy here
 
     points = fit_points(data.data, "upper")
     source = data.per_point_source(cfg)

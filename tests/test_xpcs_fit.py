@@ -39,8 +39,9 @@ def test_laminar_flow_fit_recovers_the_truth_within_3_sigma(laminar):
     assert np.all(np.abs(pulls) < 3.0), dict(zip(res.names, np.round(pulls, 2)))
     assert res.names[:7] == ["D0", "alpha", "D_offset", "gamma_dot_t0", "beta", "gamma_dot_t_offset", "phi0"]
     assert res.names[7] == "contrast_0" and res.names[-1] == f"offset_{PHI.size - 1}"
-    # reduced chi2 ≈ 1 when sigma = NOISE: the covariance scale is right
-    assert abs(res.reduced_chi2 / NOISE**2 - 1.0) < 0.02
+    # σ estimated from the data (the default): reduced chi2 ≈ 1 when the estimate is NOISE
+    assert abs(res.reduced_chi2 - 1.0) < 0.02
+    assert np.allclose(res.info["xpcs"]["noise"]["sigma"], NOISE, rtol=0.15)
 
 
 def test_result_records_the_model_form(laminar):
@@ -242,3 +243,29 @@ def test_a_beamline_file_needs_dt_or_records_it_and_nan_is_named(tmp_path):
         f["xpcs/twotime/correlation_map"][name][4, 20] = np.nan
     with pytest.raises(hpcfit.InputError, match=rf"map '.*{name}' \(angle index 1.*frames \(5, 21\)"):
         fit(beamline(src, q=Q, dt=DT), mode="static", scan=False, verbose=0, chunk_size=64)
+
+
+def test_angles_in_two_directions_90_degrees_apart_leave_phi0_ambiguous_and_say_so():
+    from hpcfit.xpcs.fit import mirror_axis
+
+    phi = np.array([-170.0, -80.0, 10.0, 100.0])
+    assert mirror_axis(phi) == 10.0 and mirror_axis([30.0, 210.0]) == 30.0 and mirror_axis(PHI) is None
+    assert mirror_axis([-170.0, -80.0, 10.0, 55.0]) is None
+    # closed form: φ0 and its mirror 2·10 − φ0 give the same c2 at these angles
+    kw = dict(phi=phi, n_t=20, dt=DT, q=Q, L=L, contrast=0.25, offset=1.0)
+    same = [np.asarray(two_time_c2(TRUTH[:6] + [p0], **kw)) for p0 in (5.0, 15.0)]
+    np.testing.assert_allclose(same[0], same[1], rtol=1e-12)
+    c2 = np.asarray(two_time_c2(TRUTH, **{**kw, "n_t": 60}))
+    z = np.random.default_rng(0).standard_normal(c2.shape) * NOISE
+    c2 = c2 + (z + z.transpose(0, 2, 1)) / np.sqrt(2)
+    data = TwoTimeData(c2=c2, phi=phi, q=Q, dt=DT, frames=(1, 60), path="<simulated>", layout="simulated",
+                       source_stamp=(0, 0))
+    res = fit(data, L=L, verbose=0)
+    assert not res.trustworthy
+    assert any("phi0 is ambiguous" in issue and "10° or 100°" in issue for issue in res.trust_issues)
+    from hpcfit.xpcs.defaults import DEFAULT_BOUNDS
+
+    names = ["D0", "alpha", "D_offset", "gamma_dot_t0", "beta", "gamma_dot_t_offset"]
+    lower, upper = [DEFAULT_BOUNDS[n][0] for n in names] + [5.0], [DEFAULT_BOUNDS[n][1] for n in names] + [5.0]
+    fixed = fit(data, L=L, verbose=0, p0=TRUTH, bounds=(lower, upper))      # phi0 held: nothing ambiguous
+    assert not any("phi0 is ambiguous" in issue for issue in fixed.trust_issues)

@@ -23,18 +23,18 @@ from ..errors import InputError
 #: What [data] may describe, and the keys each kind takes (required keys first in the docs).
 DATA_KINDS = {
     "file": {"file": "path", "y": "str|int", "x": "columns", "sigma": "str|int", "absolute_sigma": "bool"},
-    "xpcs": {"file": "path", "q": "float", "dt": "float", "phi_ranges": "ranges", "frames": "frames",
+    "xpcs": {"file": "path", "q": "rings", "dt": "float", "phi_ranges": "ranges", "frames": "frames",
              "convert": "bool"},
-    "xpcs-simulated": {"file": "path", "n_phi": "int", "n_t": "int", "mode": "str", "dt": "float", "q": "float",
-                       "L": "float", "params": "floats", "contrast": "float|floats", "offset": "float|floats",
-                       "noise": "float", "seed": "int", "phi": "floats"},
+    "xpcs-simulated": {"file": "path", "n_phi": "int", "n_t": "int", "mode": "str", "dt": "float",
+                       "q": "float|floats", "L": "float", "params": "floats", "contrast": "float|floats",
+                       "offset": "float|floats", "noise": "float|floats", "noise_growth": "float", "seed": "int", "phi": "floats"},
 }
 DATA_KINDS["demo"] = {"n_points": "int", "seed": "int"}
 REQUIRED = {"demo": (), "file": ("file",), "xpcs": ("file", "q"),
             "xpcs-simulated": ("n_phi", "n_t", "dt", "q", "L", "params", "contrast", "offset", "noise", "seed")}
 
 MODEL_KEYS = {"name": "str", "function": "str", "mode": "str", "L": "float", "scaling": "str", "form": "str",
-              "triangle": "str", "scan": "bool"}
+              "triangle": "str", "scan": "bool", "noise": "noise"}
 PARAMETER_KEYS = {"value": "float", "min": "float", "max": "float", "fixed": "bool"}
 CHECKPOINT_KEYS = {"path": "path", "every": "int", "seconds": "float", "resume": "resume", "force": "bool"}
 OUTPUT_KEYS = {"directory": "path", "plots": "bool", "per_point": "bool"}
@@ -160,6 +160,22 @@ def _typed(where: str, key: str, value, typ: str):
         return [float(v) for v in value]
     if typ == "float|floats":
         return float(value) if is_number(value) else _typed(where, key, value, "floats")
+    if typ == "rings":          # one q ring, "all", a list of rings, or {min = ..., max = ...}
+        if is_number(value):
+            return float(value)
+        if value == "all":
+            return value
+        if isinstance(value, dict) and set(value) == {"min", "max"} and all(is_number(v) for v in value.values()):
+            return {"min": float(value["min"]), "max": float(value["max"])}
+        if isinstance(value, list) and value and all(is_number(v) for v in value):
+            return [float(v) for v in value]
+        raise bad('a q ring (a number), "all", a list of rings [q, ...] or a range {min = q_min, max = q_max}')
+    if typ == "noise":          # σ of the XPCS points: estimated, given, or every point alike
+        if value in ("auto", "none"):
+            return value
+        if is_number(value) and value > 0:
+            return float(value)
+        raise bad('"auto" (estimated from the data), a number > 0 (σ of every point) or "none" (no weights)')
     if typ == "ranges":
         if not (isinstance(value, list) and all(isinstance(r, list) and len(r) == 2 and all(is_number(v) for v in r)
                                                 for r in value)):

@@ -236,9 +236,11 @@ def simulated_path(cfg: RunConfig) -> str:
 
 
 def is_simulation(path: str) -> bool:
+    """A file simulate() wrote (a stream file, or a beamline file of several rings)."""
+    from ..xpcs.simulate import is_simulated_file
     from ..xpcs.stream import is_stream_file
 
-    return os.path.isfile(path) and is_stream_file(path)
+    return os.path.isfile(path) and (is_stream_file(path) or is_simulated_file(path))
 
 
 def xpcs_parameters(cfg: RunConfig) -> tuple[list[str], dict]:

@@ -142,6 +142,8 @@ class TwoTime(PreparedData):
         from ..xpcs import fit as xpcs_fit
 
         kw = {k: cfg.model[k] for k in ("L", "scaling", "form", "triangle", "scan") if k in cfg.model}
+        if "noise" in cfg.model:
+            kw["noise"] = None if cfg.model["noise"] == "none" else cfg.model["noise"]
         return xpcs_fit(self.data, mode=cfg.model.get("mode", "laminar_flow"), p0=p0, bounds=(lower, upper),
                         comm=comm, **kw, **options)
 
@@ -206,7 +208,9 @@ def prepare_file(cfg: RunConfig, comm=None, say=print) -> Table | HDF5Data:
 
 
 def prepare_simulated(cfg: RunConfig, comm=None, say=print) -> TwoTime:
-    """Simulated XPCS data, made on first use (a stream file) and reused while [data] is unchanged."""
+    """Simulated XPCS data, made on first use and reused while [data] is unchanged: a stream file
+    for one q ring, a beamline file (APS-U layout) fitted with every ring for a list of rings."""
+    rings = isinstance(cfg.data["q"], list)
     with Communicator(comm) as hc:
         path = hc.agree(simulated_path, cfg)
         exists = hc.on_root(is_simulation, path)
@@ -217,9 +221,14 @@ def prepare_simulated(cfg: RunConfig, comm=None, say=print) -> TwoTime:
 
         os.makedirs(os.path.dirname(path), exist_ok=True)
         args = {k: v for k, v in cfg.data.items() if k not in ("kind", "file")}
-        summary = simulate(path, layout="stream", comm=comm, **args)
+        summary = simulate(path, layout="aps-u" if rings else "stream", comm=comm, **args)
         say(f"hpcfit: simulated XPCS data: {summary.brief()}")
-    return TwoTime(path, describe=path)
+    if not rings:
+        return TwoTime(path, describe=path)
+    from ..xpcs import beamline
+
+    with Communicator(comm) as hc:
+        return TwoTime(hc.agree(beamline, path, q="all", dt=cfg.data["dt"]), describe=path)
 
 
 def prepare_xpcs(cfg: RunConfig, comm=None, say=print) -> TwoTime:
@@ -227,7 +236,12 @@ def prepare_xpcs(cfg: RunConfig, comm=None, say=print) -> TwoTime:
     ``convert = true`` or ``triangle = "both"``)."""
     data = cfg.data
     triangle = cfg.model.get("triangle", "upper")
-    if not data.get("convert", False) and triangle == "upper":     # the maps streamed as they are
+    convert = data.get("convert", False) or triangle != "upper"
+    if convert:
+        from ..xpcs.load import one_ring
+
+        one_ring(data["q"], "[data] convert = true or [model] triangle = \"both\" (a stream file)")
+    if not convert:                                                  # the maps streamed as they are
         from ..xpcs import beamline
 
         with Communicator(comm) as hc:
@@ -276,8 +290,8 @@ def _simulated_points(cfg: RunConfig) -> tuple[int, int]:
     from ..pairs import n_pairs
 
     data = cfg.data
-    return int(data["n_phi"]) * n_pairs(int(data["n_t"]), cfg.model.get("triangle", "upper")), \
-        _xpcs_parameter_count(cfg, int(data["n_phi"]))
+    n_maps = int(data["n_phi"]) * len(np.atleast_1d(data["q"]))
+    return n_maps * n_pairs(int(data["n_t"]), cfg.model.get("triangle", "upper")), _xpcs_parameter_count(cfg, n_maps)
 
 
 def _xpcs_points(cfg: RunConfig) -> tuple[int, int]:

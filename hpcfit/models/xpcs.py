@@ -23,7 +23,6 @@ gamma_dot_t_offset, phi0 (``laminar_flow``); angles φ and φ0 are in degrees.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import jax
@@ -31,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import InputError
+from ..pairs import check_n_t
 from ..validate import choice, number, per_item
 
 PHYSICAL_NAMES = ("D0", "alpha", "D_offset", "gamma_dot_t0", "beta", "gamma_dot_t_offset", "phi0")
@@ -56,9 +56,18 @@ SINC_DERIVATIVE_SERIES_BELOW = 1e-2
 
 
 def _n_frames(n_t) -> int:
-    if isinstance(n_t, bool) or not isinstance(n_t, numbers.Integral) or n_t < 2:
-        raise InputError(f"`n_t` must be an integer >= 2 (the number of frames); got {n_t!r}")
-    return int(n_t)
+    return check_n_t(n_t, 2, " (the number of frames)")
+
+
+def map_q(q, n_maps: int):
+    """``q`` (Å⁻¹) as the model keeps it: one positive number for every map (a float: one q ring),
+    or one per map (a tuple: maps of several q rings, in one fit)."""
+    if np.ndim(q) == 0:
+        return number("q", q)
+    values = per_item("q", q, n_maps, "map", broadcast=False)
+    if np.any(values <= 0):
+        raise InputError(f"`q` must be > 0 for every map; got {list(q)!r}")
+    return tuple(values.tolist())
 
 
 def _angles(phi) -> tuple:
@@ -227,13 +236,16 @@ def two_time_c2(params, *, phi, n_t, dt, q, L, contrast, offset, mode="laminar_f
     """The full two-time correlation c2[φ, t1, t2], shape (n_phi, n_t, n_t).
 
     ``params`` holds 3 (static) or 7 (laminar_flow) physical values in PHYSICAL_NAMES order;
-    ``contrast`` and ``offset`` are scalars or one value per angle of ``phi`` (degrees). Returns a
-    jax.Array (``np.asarray`` gives NumPy); it stays differentiable in ``params``.
+    ``contrast`` and ``offset`` are scalars or one value per angle of ``phi`` (degrees); ``q`` is a
+    scalar or one value per angle (maps of several q rings). Returns a jax.Array (``np.asarray``
+    gives NumPy); it stays differentiable in ``params``.
     """
     choice("mode", mode, tuple(MODES))
     choice("form", form, FORMS)
     angles = _angles(phi)
-    n_t, dt, q, L = _n_frames(n_t), number("dt", dt), number("q", q), number("L", L)
+    n_t, dt, q, L = _n_frames(n_t), number("dt", dt), map_q(q, len(angles)), number("L", L)
+    if isinstance(q, tuple):
+        q = jnp.asarray(q)[:, None, None]
     contrast = jnp.asarray(per_item("contrast", contrast, len(angles)))[:, None, None]
     offset = jnp.asarray(per_item("offset", offset, len(angles)))[:, None, None]
     physical = _physical(params, mode)
@@ -258,19 +270,22 @@ def angle_groups(mode: str, scaling: str):
 
 @dataclass(frozen=True)
 class TwoTimeModel:
-    """c2 at points x = (angle index, t1 frame, t2 frame) as a model for ``hpcfit.curve_fit``.
+    """c2 at points x = (map index, t1 frame, t2 frame) as a model for ``hpcfit.curve_fit``.
 
     ``model(x, *params)`` takes x of shape (3, n) (float arrays holding integers) and returns c2 of
-    shape (n,). params are the physical parameters (``physical_names``) followed, for scaling
-    ``individual``, by n_phi contrasts then n_phi offsets; for ``shared`` by one contrast then one
-    offset; for ``fixed`` by nothing (``contrast``/``offset`` given here are used). Hash and
-    equality are over the normalised configuration, so equal models share compiled kernels.
+    shape (n,). A map is one angle ``phi[i]`` of one q ring: ``q`` is a number (one ring) or one
+    value per map (several rings in one fit: the diffusion term goes with q², the shear term with
+    q, the physical parameters are shared). params are the physical parameters
+    (``physical_names``) followed, for scaling ``individual``, by n_phi contrasts then n_phi
+    offsets (one per map); for ``shared`` by one contrast then one offset; for ``fixed`` by nothing
+    (``contrast``/``offset`` given here are used). Hash and equality are over the normalised
+    configuration, so equal models share compiled kernels.
     """
 
     phi: tuple
     n_t: int
     dt: float
-    q: float
+    q: float | tuple
     L: float
     mode: str = "laminar_flow"
     scaling: str = "individual"
@@ -284,7 +299,7 @@ class TwoTimeModel:
         choice("form", self.form, FORMS)
         angles = _angles(self.phi)
         normalised = dict(phi=angles, n_t=_n_frames(self.n_t), dt=number("dt", self.dt),
-                          q=number("q", self.q), L=number("L", self.L))
+                          q=map_q(self.q, len(angles)), L=number("L", self.L))
         if self.scaling == "fixed":
             for name in ("contrast", "offset"):
                 if getattr(self, name) is None:
@@ -301,13 +316,30 @@ class TwoTimeModel:
         return len(self.phi)
 
     @property
+    def q_maps(self) -> tuple:
+        """The q of every map."""
+        return self.q if isinstance(self.q, tuple) else (self.q,) * self.n_phi
+
+    def _q_at(self, angle):
+        """q at each point (a constant for one ring)."""
+        return jnp.asarray(self.q)[angle] if isinstance(self.q, tuple) else self.q
+
+    @property
+    def map_labels(self) -> list:
+        """How the per-map parameters are named: the map index for one ring, else its (q, φ)."""
+        if not isinstance(self.q, tuple):
+            return [str(i) for i in range(self.n_phi)]
+        return [f"q{q:.6g}_phi{phi:g}" for q, phi in zip(self.q, self.phi)]
+
+    @property
     def physical_names(self) -> list:
         return list(PHYSICAL_NAMES[:MODES[self.mode]])
 
     @property
     def parameter_names(self) -> list:
         if self.scaling == "individual":
-            scale = ([f"contrast_{i}" for i in range(self.n_phi)] + [f"offset_{i}" for i in range(self.n_phi)])
+            labels = self.map_labels
+            scale = [f"contrast_{m}" for m in labels] + [f"offset_{m}" for m in labels]
         else:
             scale = ["contrast", "offset"] if self.scaling == "shared" else []
         return self.physical_names + scale
@@ -357,15 +389,16 @@ class TwoTimeModel:
         # per-frame ∂S/∂(rate parameters): D's three, then γ̇'s three
         table = ds_d[:, :3] if static else jnp.concatenate([ds_d[:, :3], ds_g[:, 3:6]], axis=1)
         d_table = table[t1] - table[t2]
+        q = self._q_at(angle)
         if static:
-            g2, d_d, _, _ = g1_squared_partials(s_d[t1] - s_d[t2], None, None, self.q, self.L, self.dt, self.form)
+            g2, d_d, _, _ = g1_squared_partials(s_d[t1] - s_d[t2], None, None, q, self.L, self.dt, self.form)
             d_phys = d_d[:, None] * d_table
         else:
             phi = jnp.asarray(self.phi)
             cos_dphi = cos_delta_phi(physical, phi, self.mode)
             d_cos = -jnp.sin(jnp.deg2rad(physical[6] - phi)) * (math.pi / 180.0)    # ∂cos(φ0 − φ)/∂φ0
             g2, d_d, d_g, d_c = g1_squared_partials(s_d[t1] - s_d[t2], s_g[t1] - s_g[t2], cos_dphi[angle],
-                                                    self.q, self.L, self.dt, self.form)
+                                                    q, self.L, self.dt, self.form)
             d_phys = jnp.concatenate([d_d[:, None] * d_table[:, :3], d_g[:, None] * d_table[:, 3:],
                                       (d_c * d_cos[angle])[:, None]], axis=1)
         d_phys = contrast[:, None] * d_phys[:, :n_phys]
@@ -384,6 +417,6 @@ class TwoTimeModel:
         i_diff = pair_integral(s_d[t1], s_d[t2])
         i_shear = None if s_g is None else pair_integral(s_g[t1], s_g[t2])
         cos_dphi = cos_delta_phi(physical, jnp.asarray(self.phi), self.mode)     # per angle, then gathered
-        g1 = g1_field(i_diff, i_shear, None if cos_dphi is None else cos_dphi[angle], self.q, self.L, self.dt,
-                      self.form)
+        g1 = g1_field(i_diff, i_shear, None if cos_dphi is None else cos_dphi[angle], self._q_at(angle), self.L,
+                      self.dt, self.form)
         return c2_from_g1(g1, contrast, offset)

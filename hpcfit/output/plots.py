@@ -8,6 +8,8 @@
   residuals against the point index and against each coordinate;
 * ``xpcs_angles.png`` (XPCS): per angle, c2 data / fit / residual heatmaps (pairs strided so that
   no map is drawn larger than :data:`MAX_SIDE` per side) and g2 cuts at the shortest lags.
+  A fit of several q rings writes ``xpcs_ring01.png``, ``xpcs_ring02.png``, ... instead: one per ring,
+  its angles as rows, each titled with its q and φ.
 
 matplotlib is an optional extra (``pip install 'hpcfit[plot]'``): without it :func:`write_plots`
 returns a one-line note instead. A plot never fails a fit: an error while drawing one becomes a
@@ -51,7 +53,15 @@ def write_plots(result, outdir: str, curve=None, xpcs=None, x_names=None) -> tup
     if curve is not None:
         jobs.append(("fit.png", lambda path: curve_fit_plot(plt, result, curve, path, x_names)))
     if xpcs is not None:
-        jobs.append(("xpcs_angles.png", lambda path: xpcs_angles(plt, result, xpcs, path)))
+        rings = result.info.get("xpcs", {}).get("rings", [])
+        if len(rings) > 1:              # several q rings: one figure per ring, its angles as rows
+            q_maps = np.asarray(result.info["xpcs"]["q"])
+            for k, ring in enumerate(rings):
+                maps = np.flatnonzero(q_maps == ring)
+                jobs.append((f"xpcs_ring{k + 1:02d}.png",
+                             lambda path, maps=maps: xpcs_angles(plt, result, xpcs, path, maps)))
+        else:
+            jobs.append(("xpcs_angles.png", lambda path: xpcs_angles(plt, result, xpcs, path)))
     written, failed = [], []
     for name, draw in jobs:
         try:
@@ -211,7 +221,8 @@ def _several_coordinates_plot(plt, axes, n, binned, path: str, x_names=None) -> 
     return path
 
 
-def xpcs_angles(plt, result, stream_path: str, path: str) -> str:
+def xpcs_angles(plt, result, stream_path: str, path: str, maps=None) -> str:
+    """Per map (all, or the indices ``maps``: one ring's), data / fit / residual and short lags."""
     from ..xpcs.fit import fit_points
 
     xinfo = result.info.get("xpcs", {})
@@ -224,9 +235,11 @@ def xpcs_angles(plt, result, stream_path: str, path: str) -> str:
     upper = t1 < t2
     i1, i2 = t1[upper], t2[upper]
     lags = [1, 2, 4, 8]
-    n_phi = len(phi)
-    fig, axes = plt.subplots(n_phi, 4, figsize=(13, 3.0 * n_phi), squeeze=False)
-    for a in range(n_phi):
+    maps = range(len(phi)) if maps is None else [int(m) for m in maps]
+    q_maps = np.broadcast_to(np.asarray(points.q, dtype=float), np.shape(phi))
+    fig, axes = plt.subplots(len(maps), 4, figsize=(13, 3.0 * len(maps)), squeeze=False)
+    for row, a in enumerate(maps):
+        where = f"q = {q_maps[a]:.4g} Å⁻¹, φ = {phi[a]:g}°"
         data = points.sample(np.full(i1.size, a), i1, i2)
         model = result.predict(np.stack([np.full(i1.size, a), i1, i2]))      # x of TwoTimeModel: (angle, t1, t2)
         maps = []
@@ -238,17 +251,17 @@ def xpcs_angles(plt, result, stream_path: str, path: str) -> str:
         limits = np.nanpercentile(maps[0], [1, 99])
         extent = (0, n_t * points.dt, n_t * points.dt, 0)
         for col, (m, title) in enumerate(zip(maps, ("data", "fit", "residual"))):
-            ax = axes[a, col]
+            ax = axes[row, col]
             if col < 2:
                 im = ax.imshow(m, vmin=limits[0], vmax=limits[1], extent=extent, cmap="viridis")
             else:
                 r = np.nanmax(np.abs(m)) or 1.0
                 im = ax.imshow(m, vmin=-r, vmax=r, extent=extent, cmap="RdBu_r")
             fig.colorbar(im, ax=ax, fraction=0.046)
-            ax.set_title(f"φ = {phi[a]:g}°: {title}", fontsize=9)
+            ax.set_title(f"{where}: {title}", fontsize=9)
             ax.set_xlabel("t2 (s)")
             ax.set_ylabel("t1 (s)")
-        ax = axes[a, 3]
+        ax = axes[row, 3]
         for lag in lags:
             if lag >= n_t:
                 continue
@@ -257,7 +270,7 @@ def xpcs_angles(plt, result, stream_path: str, path: str) -> str:
             angle = np.full(s1.size, a)
             ax.plot(s1 * points.dt, points.sample(angle, s1, s2), ".", ms=2, label=f"lag {lag}")
             ax.plot(s1 * points.dt, result.predict(np.stack([angle, s1, s2])), "-", lw=1, color="k")
-        ax.set_title(f"φ = {phi[a]:g}°: c2 at short lags (lines: fit)", fontsize=9)
+        ax.set_title(f"{where}: c2 at short lags (lines: fit)", fontsize=9)
         ax.set_xlabel("t1 (s)")
         ax.legend(fontsize=6)
     getattr(points.source, "close", lambda: None)()      # a beamline file read for the samples

@@ -25,7 +25,7 @@ from ..errors import InputError
 from ..kernels.coords import PairGrid
 from ..validate import number
 from .load import (Selection, _check_frames, _check_phi_ranges, _Ctx, _existing_file, _open, both_halves_error,
-                   map_dataset, recorded_dt)
+                   map_dataset, q_request, recorded_dt)
 from ..pairs import pair_at, pair_position
 
 UPPER, LOWER = "upper", "lower"
@@ -36,20 +36,22 @@ class BeamlineData:
     """A selection of a beamline two-time file to fit directly (from :func:`beamline`)."""
 
     path: str
-    q: float
+    q: object           # a number, "all", QRings or QRange (hpcfit.xpcs.load.q_request)
     dt: float
     phi_ranges: tuple | None = None
     frames: tuple | None = None
 
 
 def beamline(path, *, q, dt=None, phi_ranges=None, frames=None) -> BeamlineData:
-    """The q ring nearest to ``q`` of an APS 8-ID-I two-time file (either layout), to pass to
-    :func:`hpcfit.xpcs.fit` as ``data``; ``phi_ranges`` and ``frames`` as in :func:`~.load.load`.
+    """Maps of an APS 8-ID-I two-time file (either layout) to pass to :func:`hpcfit.xpcs.fit` as
+    ``data``: the q ring nearest to ``q`` (a number), or several rings in one fit: ``q="all"``, a
+    list ``[q, ...]`` (the ring nearest to each) or a tuple ``(q_min, q_max)`` (every ring in
+    between). ``phi_ranges`` (applied to every ring) and ``frames`` as in :func:`~.load.load`.
     ``dt`` (seconds per frame of the maps) defaults to the one the file records (frame_time ×
     stride_frame × avg_frame); when it does not record all three, dt is required. Local: reads
     only metadata."""
     path = _existing_file(path)
-    q = number("q", q)
+    q = q_request(q)
     if dt is None:
         dt, what = recorded_dt(path)
         if dt is None:
@@ -92,7 +94,7 @@ class BeamlineSource:
 
     @property
     def describe(self) -> str:
-        return f"two-time file {self.sel.path} (q={self.sel.q:g}, {self.sel.phi.size} maps, frames " \
+        return f"two-time file {self.sel.path} ({self.sel.describe_q()}, {self.sel.phi.size} maps, frames " \
                f"{self.sel.frames[0]}-{self.sel.frames[1]})"
 
     def open(self, comm, chunk_size: int) -> LocalChunks:
@@ -211,7 +213,7 @@ class BeamlineSource:
             i = int(np.argmax(bad))
             first = self.sel.frames[0]
             raise InputError(f"{self.sel.path}: map '{self.sel.names[angle]}' (angle index {angle}, φ = "
-                             f"{self.sel.phi[angle]:g}°, q = {self.sel.q:g}) holds {values[i]} at frames "
+                             f"{self.sel.phi[angle]:g}°, q = {self.sel.q_maps[angle]:g}) holds {values[i]} at frames "
                              f"({int(t1[i]) + first}, {int(t2[i]) + first}) (1-based, in the file), and "
                              f"{int(bad.sum())} non-finite value(s) in this read; a fit needs finite c2. Restrict "
                              "`frames` or `phi_ranges` to leave them out")

@@ -10,20 +10,22 @@ information, so every uncertainty comes out √2 too small). Coordinates are imp
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..api import fit as _fit
 from ..comm import Communicator
 from ..data import ArraySource, HDF5Source
+from ..data.weighted import WeightedSource
 from ..kernels.coords import PairGrid
 from ..errors import InputError
 from ..models.xpcs import TwoTimeModel
 from ..result import FitResult
+from ..validate import number
 from .defaults import DEFAULT_BOUNDS as DEFAULT_BOUNDS
 from .defaults import DEFAULT_P0 as DEFAULT_P0
-from ..pairs import pair_frames, pair_position
+from ..pairs import n_pairs, pair_frames, pair_position
 from .load import require_finite_pairs
 
 
@@ -35,7 +37,7 @@ class FitPoints:
     phi: np.ndarray
     n_t: int
     dt: float
-    q: float
+    q: float | tuple        # one ring, or the q of every map (several rings)
     sample: object          # (angle, t1, t2) index arrays → values
     selection: object = None  # the beamline file's selection, when its maps are streamed directly
 
@@ -74,12 +76,9 @@ def fit_points(data, triangle: str) -> FitPoints:
             import h5py
 
             idx = a * per_angle + pair_position(t1, t2, meta.n_t, triangle)
-            order = np.argsort(idx)
+            unique, back = np.unique(idx, return_inverse=True)      # h5py reads increasing indices
             with h5py.File(data, "r") as f:
-                values = f["y"][idx[order]].astype(np.float64)
-            out = np.empty_like(values)
-            out[order] = values
-            return out
+                return f["y"][unique].astype(np.float64)[back]
 
         return FitPoints(HDF5Source(data, y="y", grid=grid), np.asarray(meta.phi), int(meta.n_t), float(meta.dt),
                        float(meta.q), sample)
@@ -228,14 +227,36 @@ def _complete_starts(options: dict, start: np.ndarray, model, scan: bool) -> dic
     return options
 
 
+def _noise(points: FitPoints, noise, triangle: str):
+    """σ of every point (rank 0): estimated from the data, given, or None (every point alike)."""
+    from .noise import estimate_noise, given_noise
+
+    n_maps = len(points.phi)
+    if noise == "auto":
+        return estimate_noise(points.sample, n_maps, points.n_t)
+    return given_noise(noise, n_maps, points.n_t)
+
+
+def check_noise(noise):
+    """``noise`` as :func:`fit` takes it: "auto", a σ > 0, or None."""
+    if noise is None or (isinstance(noise, str) and noise == "auto"):
+        return noise
+    if isinstance(noise, str):
+        raise InputError(f"`noise` must be 'auto' (estimated from the data), a number (σ of every point) or None "
+                         f"(every point weighted alike); got {noise!r}")
+    return number("noise", noise)
+
+
 def fit(data, *, mode: str = "laminar_flow", scaling: str = "individual", p0=None, bounds=None, L=None,
         contrast=None, offset=None, triangle: str = "upper", form: str = "homodyne", comm=None,
-        scan: bool = True, **options) -> FitResult:
+        scan: bool = True, noise="auto", **options) -> FitResult:
     """Fit a two-time dataset with the ``static`` or ``laminar_flow`` transport model.
 
     ``data``: a beamline file's selection, ``hpcfit.xpcs.beamline(path, q=…, dt=…)``, whose maps
-    are streamed directly (each rank reads its own chunks; nothing is converted); the path of a
-    stream file (``prepare_stream``, ``simulate``); or a loaded :class:`TwoTimeData` (in memory).
+    are streamed directly (each rank reads its own chunks; nothing is converted) — one q ring or
+    several in one fit (the physical parameters shared, D's term going with q² and the shear term
+    with q; contrast and offset per map, named by its q and φ); the path of a stream file
+    (``prepare_stream``, ``simulate``); or a loaded :class:`TwoTimeData` (in memory).
 
     ``p0``/``bounds``: for the physical parameters only (contrast/offset start from the data,
     :func:`initial_scaling`, clipped into their bounds) or for all of them; ``None`` takes
@@ -246,16 +267,60 @@ def fit(data, *, mode: str = "laminar_flow", scaling: str = "individual", p0=Non
     each is polished by LM on the sample when LM from p0 is not a sound warm start, as many as
     ``explore_budget`` allows (all of them on large data), and the best candidate is fitted to all
     the data. ``explore_starts`` replaces the scan with starts that are always polished. The result carries parameter
-    names, and ``result.info["xpcs"]`` records mode, scaling, form, triangle, q, dt, L and angles.
+    names, and ``result.info["xpcs"]`` records mode, scaling, form, triangle, q (per map with several
+    rings), rings, dt, L, angles and the noise.
+
+    ``noise``: σ of the points. ``"auto"`` (the default) estimates it from the data, per map and lag
+    (:mod:`hpcfit.xpcs.noise`); a number is σ of every point; with either, σ is absolute
+    (``absolute_sigma``) and the reduced χ² checks the noise model (≈ 1 when model and noise are
+    right). ``None`` weighs every point alike and scales the covariance by the reduced χ², as
+    ``curve_fit`` does without sigma.
     """
     with Communicator(comm) as hc:
+        noise = hc.agree(check_noise, noise)
         points, model, (lower, upper) = hc.agree(_setup, data, mode, scaling, p0, bounds, L, contrast, offset,
                                                  triangle, form)
         if hc.is_root and points.selection is not None:
             points.selection.warn_about_q()
         start = hc.on_root(_start, points, model, p0, lower, upper)
         options = hc.agree(_complete_starts, options, start, model, scan)
-    result = _fit(model, points.source, start, bounds=(lower, upper), comm=comm, **options)
-    result.info["xpcs"] = {"mode": mode, "scaling": scaling, "form": form, "triangle": triangle, "q": points.q,
-                           "dt": points.dt, "L": L, "phi": points.phi.tolist(), "n_t": points.n_t}
-    return result
+        sigma = None if noise is None else hc.on_root(_noise, points, noise, triangle)
+    source = points.source
+    if sigma is not None:
+        per_map = n_pairs(points.n_t, triangle)
+        source = WeightedSource(source, sigma.sigma_of(per_map, points.n_t, triangle))
+    result = _fit(model, source, start, bounds=(lower, upper), comm=comm, absolute_sigma=sigma is not None,
+                  **options)
+    result.info["xpcs"] = {"mode": mode, "scaling": scaling, "form": form, "triangle": triangle,
+                           "q": list(points.q) if isinstance(points.q, tuple) else points.q,
+                           "rings": sorted(set(model.q_maps)), "dt": points.dt, "L": L, "phi": points.phi.tolist(),
+                           "n_t": points.n_t, "noise": None if sigma is None else sigma.summary()}
+    return _with_mirror_note(result, model, points.phi, lower, upper)
+
+
+def mirror_axis(phi) -> float | None:
+    """The axis a when the angles are all a or a + 90° modulo 180° (one or two such directions),
+    else None. The model sees φ0 through cos²(φ0 − φ) only, so with such angles φ0 and 2a − φ0 give
+    the same c2 for every map: the data cannot tell them apart."""
+    folded = np.unique(np.round(np.mod(np.asarray(phi, dtype=float), 180.0), 6) % 180.0)
+    if folded.size == 1:
+        return float(folded[0])
+    if folded.size == 2 and abs(folded[1] - folded[0] - 90.0) < 1e-6:
+        return float(folded[0])
+    return None
+
+
+def _with_mirror_note(result: FitResult, model, phi, lower, upper) -> FitResult:
+    """Flag φ0's mirror ambiguity (:func:`mirror_axis`), which no local test can see."""
+    if "phi0" not in model.physical_names:
+        return result
+    i = model.physical_names.index("phi0")
+    axis = mirror_axis(phi)
+    if axis is None or lower[i] == upper[i]:
+        return result
+    phi0 = float(result.popt[i])
+    mirror = (2 * axis - phi0 + 180.0) % 360.0 - 180.0
+    note = (f"phi0 is ambiguous: the angles are all {axis:g}° or {axis + 90:g}° modulo 180°, so phi0 = {phi0:.6g} "
+            f"and its mirror {mirror:.6g} (and either ± 180°) fit the data equally well; fit angles in other "
+            "directions too to tell them apart")
+    return replace(result, trustworthy=False, trust_issues=result.trust_issues + (note,))

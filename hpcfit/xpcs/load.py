@@ -410,18 +410,61 @@ def _frame_window(c: _Ctx, frames, name: str) -> tuple[int, int, int]:
 
 
 @dataclass(frozen=True)
+class QRange:
+    """Every q ring in [low, high] (inclusive)."""
+
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class QRings:
+    """The ring nearest to each of ``values``, in one fit."""
+
+    values: tuple
+
+
+ALL_RINGS = "all"
+
+
+def q_request(q):
+    """Which q rings a selection takes: a number (the ring nearest to it, fitted alone), ``"all"``
+    (every ring), a list of numbers (the ring nearest to each) or a ``(q_min, q_max)`` tuple (every
+    ring in between, inclusive), as a number, ``"all"``, :class:`QRings` or :class:`QRange`."""
+    if isinstance(q, (QRange, QRings)) or (isinstance(q, str) and q == ALL_RINGS):
+        return q
+    if isinstance(q, dict) and set(q) == {"min", "max"}:          # TOML's q = {min = ..., max = ...}
+        q = (q["min"], q["max"])
+    if isinstance(q, tuple):
+        if len(q) != 2:
+            raise InputError(f"`q` as a tuple is a range (q_min, q_max); got {q!r} (a list [q, ...] names rings)")
+        low, high = number("q_min", q[0]), number("q_max", q[1])
+        if low > high:
+            raise InputError(f"`q` range (q_min, q_max) must have q_min <= q_max; got {q!r}")
+        return QRange(low, high)
+    if isinstance(q, (list, np.ndarray)):
+        values = tuple(number("q", v) for v in np.asarray(q, dtype=object).reshape(-1).tolist())
+        if not values:
+            raise InputError("`q` as a list must name at least one ring; got []")
+        return QRings(values)
+    if isinstance(q, str):
+        raise InputError(f"`q` must be a number, 'all', a list of numbers or a (q_min, q_max) range; got {q!r}")
+    return number("q", q)
+
+
+@dataclass(frozen=True)
 class Selection:
-    """Which maps of a beamline file a selection (q ring, angle ranges, frame window) uses."""
+    """Which maps of a beamline file a selection (q rings, angle ranges, frame window) uses."""
 
     path: str
     layout: str
-    q: float                    # the q chosen (nearest to the requested one)
-    phi: np.ndarray             # (n_phi,) degrees
-    names: tuple                # the map dataset of each angle
+    q: float | tuple            # the ring chosen (one ring), or the q of every map (several rings)
+    phi: np.ndarray             # (n_maps,) degrees
+    names: tuple                # the map dataset of each map
     n_t_file: int               # frames in the file
     frames: tuple[int, int]     # (first, last), 1-based inclusive
     stamp: tuple[int, int]      # (size, mtime_ns) of the file when selected
-    q_note: str | None = None   # set when the chosen q is more than a bin width from the requested one
+    q_note: str | None = None   # set when a chosen q is more than a bin width from the requested one
 
     def warn_about_q(self) -> None:
         """Warn (the caller's rank 0) when the q used is far from the one asked for."""
@@ -431,6 +474,23 @@ class Selection:
     @property
     def n_t(self) -> int:
         return self.frames[1] - self.frames[0] + 1
+
+    @property
+    def q_maps(self) -> np.ndarray:
+        """The q of every selected map."""
+        return np.broadcast_to(np.asarray(self.q, dtype=float), self.phi.shape)
+
+    @property
+    def rings(self) -> tuple:
+        """The distinct q rings used, ascending."""
+        return tuple(np.unique(self.q_maps).tolist())
+
+    def describe_q(self) -> str:
+        rings = self.rings
+        if isinstance(self.q, float):
+            return f"q={self.q:g}"
+        shown = ", ".join(f"{r:g}" for r in rings[:6]) + (" ..." if len(rings) > 6 else "")
+        return f"{len(rings)} q ring(s) ({shown})"
 
 
 class QSelectionWarning(UserWarning):
@@ -448,30 +508,70 @@ def _q_note(path, requested: float, chosen: float, rings: np.ndarray) -> str | N
             f"{distinct.tolist()[:12]}{' ...' if distinct.size > 12 else ''}")
 
 
+def _rings(path, request, q: np.ndarray) -> tuple[list[float], str | None]:
+    """The file's rings ``request`` (from :func:`q_request`) names, ascending, and the note on any
+    chosen far from the one asked for."""
+    distinct = np.unique(q)
+    nearest = lambda v: float(q[np.argmin(np.abs(q - v))])        # noqa: E731
+    if isinstance(request, float):
+        return [nearest(request)], _q_note(path, request, nearest(request), q)
+    if request == ALL_RINGS:
+        return sorted({float(v) for v in distinct}), None
+    if isinstance(request, QRange):
+        chosen = [float(v) for v in distinct if request.low * (1 - _Q_RTOL) <= v <= request.high * (1 + _Q_RTOL)]
+        if not chosen:
+            raise InputError(f"{path}: no q ring in `q` = ({request.low:g}, {request.high:g}); the file's rings are "
+                             f"{distinct.tolist()[:24]}{' ...' if distinct.size > 24 else ''}")
+        return chosen, None
+    notes = [_q_note(path, v, nearest(v), q) for v in request.values]
+    notes = [n for n in notes if n is not None]
+    return sorted({nearest(v) for v in request.values}), "; ".join(notes) or None
+
+
 def select(path, *, q, phi_ranges=None, frames=None) -> Selection:
-    """Read the metadata of an APS 8-ID-I two-time file (either layout) and choose the maps:
-    the q ring nearest to ``q``, the angles in ``phi_ranges`` (see :func:`phi_in_ranges`; None
-    keeps all), and ``frames`` = (first, last), 1-based and inclusive."""
-    q = number("q", q)
+    """Read the metadata of an APS 8-ID-I two-time file (either layout) and choose the maps: the q
+    rings ``q`` names (:func:`q_request`), the angles in ``phi_ranges`` (see :func:`phi_in_ranges`;
+    None keeps all) of each, and ``frames`` = (first, last), 1-based and inclusive. Rings may have
+    different angles (the file's mapping says which cells have maps); maps are ordered by ring,
+    then as stored."""
+    request = q_request(q)
     ranges, frames = _check_phi_ranges(phi_ranges), _check_frames(frames)
     path = _existing_file(path)
     stamp = _source_stamp(path)
     with _open(path) as f:
         c = _Ctx(f, path, _detect(f, path))
         e = _ENTRIES[c.layout](c)
-        chosen = float(e.q[np.argmin(np.abs(e.q - q))])
-        at_q = np.abs(e.q - chosen) <= _Q_RTOL * chosen
-        keep = np.flatnonzero(at_q & phi_in_ranges(e.phi, ranges))
-        if keep.size == 0:
-            raise InputError(f"{path}: no angle is left after `phi_ranges`={list(ranges)} at q={chosen:g} "
-                             f"(nearest to the requested {q:g}); the angles available there are "
-                             f"{np.round(e.phi[at_q], 6).tolist()} degrees (ranges are inclusive, compared "
+        chosen, note = _rings(path, request, e.q)
+        keep, empty = [], []
+        for ring in chosen:
+            at_q = np.abs(e.q - ring) <= _Q_RTOL * ring
+            here = np.flatnonzero(at_q & phi_in_ranges(e.phi, ranges))
+            keep.extend(here.tolist())
+            if here.size == 0:
+                empty.append((ring, np.round(e.phi[at_q], 6).tolist()))
+        if empty and (isinstance(request, (float, QRings)) or not keep):
+            ring, angles = empty[0]
+            asked = f" (nearest to the requested {request:g})" if isinstance(request, float) else ""
+            raise InputError(f"{path}: no angle is left after `phi_ranges`={list(ranges)} at q={ring:g}{asked}; "
+                             f"the angles available there are {angles} degrees (ranges are inclusive, compared "
                              f"modulo 360; (lo, hi) with lo > hi wraps through 0)")
+        keep = np.asarray(keep, dtype=np.int64)
         names = tuple(e.names[i] for i in keep)
         n_t, first, last = _frame_window(c, frames, names[0])
     phi = e.phi[keep].copy()
     phi.flags.writeable = False
-    return Selection(path, c.layout, chosen, phi, names, n_t, (first, last), stamp, _q_note(path, q, chosen, e.q))
+    q_used = chosen[0] if isinstance(request, float) else tuple(float(v) for v in e.q[keep])
+    return Selection(path, c.layout, q_used, phi, names, n_t, (first, last), stamp, note)
+
+
+def one_ring(q, what: str) -> float:
+    """``q`` for ``what``, which takes one q ring: a number; an error saying where several go otherwise."""
+    request = q_request(q)
+    if isinstance(request, float):
+        return request
+    raise InputError(f"`q`: {what} takes one q ring (a number); got {q!r}. Several rings are fitted straight "
+                     "from the file: hpcfit.xpcs.fit(hpcfit.xpcs.beamline(path, q=...)), or [data] kind = "
+                     "\"xpcs\" with convert = false")
 
 
 def map_dtype(selection: Selection) -> np.dtype:
@@ -517,7 +617,7 @@ def load(path, *, q, dt, phi_ranges=None, frames=None) -> TwoTimeData:
     ``frames``: (first, last), 1-based and inclusive, cut on both time axes before the diagonal is replaced.
     ``dt``: seconds per frame of the maps (frame time x stride x averaging of the two-time run).
     """
-    dt = number("dt", dt)
+    dt, q = number("dt", dt), one_ring(q, "hpcfit.xpcs.load")
     sel = select(path, q=q, phi_ranges=phi_ranges, frames=frames)
     sel.warn_about_q()
     c2 = np.empty((sel.phi.size, sel.n_t, sel.n_t))        # one map in flight: peak ~ 1x c2

@@ -16,7 +16,7 @@ import numpy as np
 from ..comm import Communicator
 from ..errors import InputError
 from ..pairs import pair_frames
-from .load import MapReader, map_dtype, require_finite_pairs, select
+from .load import MapReader, map_dtype, one_ring, require_finite_pairs, select
 from .rounds import write_rounds
 from .stream import converted_path, is_current, is_stream_file, open_stream_writer, read_stream_meta
 
@@ -32,7 +32,7 @@ def prepare_stream(path, *, q, dt, phi_ranges=None, frames=None, triangle: str =
     """
     with Communicator(comm) as hc:
         target = hc.agree(_target, path, q, phi_ranges, frames, triangle, out)
-        sel = hc.agree(select, path, q=q, phi_ranges=phi_ranges, frames=frames)
+        sel = hc.agree(select, path, q=one_ring(q, "prepare_stream"), phi_ranges=phi_ranges, frames=frames)
         if hc.is_root:
             sel.warn_about_q()
         if hc.on_root(_reusable, target, sel, dt, triangle):
@@ -74,6 +74,7 @@ def _reusable(target: Path, sel, dt: float, triangle: str) -> bool:
 
 
 def _target(path, q, phi_ranges, frames, triangle, out) -> Path:
+    q = one_ring(q, "prepare_stream (a conversion to a stream file)")
     if triangle not in ("upper", "both"):
         raise InputError(f"`triangle` must be 'upper' or 'both'; got {triangle!r}")
     target = Path(os.fspath(out)) if out is not None else converted_path(path, q, phi_ranges, frames, triangle)

@@ -1,0 +1,49 @@
+"""A data source whose points get their σ from a function of the global point index.
+
+Noise estimated from the data (XPCS: per map and lag) is a small table, not a dataset: this wrapper
+gives any source (arrays, HDF5, a beamline file) those σ as it reads its chunks, so no σ array of
+n points is ever stored. The inner source's own weights multiply in (1 for a source without σ;
+0 on padding, which stays 0).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable
+
+import numpy as np
+
+from .chunks import Chunk, LocalChunks
+
+
+class WeightedSource:
+    """``inner`` with σ = ``sigma_of(global indices)`` at every point (> 0, finite).
+
+    Everything else (describe, fingerprint, close, grid, ...) is the inner source's."""
+
+    def __init__(self, inner, sigma_of: Callable[[np.ndarray], np.ndarray]):
+        self.inner, self.sigma_of = inner, sigma_of
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def check_arguments(self) -> None:
+        getattr(self.inner, "check_arguments", lambda: None)()
+
+    def open(self, comm, chunk_size: int) -> LocalChunks:
+        local = self.inner.open(comm, chunk_size)
+        n = local.n_points
+
+        def weights(index: np.ndarray) -> np.ndarray:
+            return 1.0 / self.sigma_of(np.minimum(index, n - 1))
+
+        def read(i: int) -> Chunk:
+            chunk = local.read(i)
+            index = chunk.global_start + np.arange(chunk.y.shape[0])
+            return replace(chunk, weight=chunk.weight * weights(index))
+
+        def take(indices: np.ndarray) -> tuple:
+            x, y, w = local.take(indices)
+            return x, y, w * weights(np.asarray(indices))
+
+        return replace(local, read=read, take=None if local.take is None else take,
+                       cacheable=local.cacheable)

@@ -1,0 +1,115 @@
+"""The noise of two-time maps, estimated from the data: σ per map and lag.
+
+Along a diagonal of a map (a fixed lag τ = t2 − t1) c2 changes slowly (only by aging), while the
+noise of neighbouring pairs is independent: the differences d = c2(t1 + 1, t1 + 1 + τ) − c2(t1, t1 + τ)
+are noise of variance 2σ², plus a small signal term. σ is estimated robustly from them, as
+1.4826 · MAD(d) / √2 (outliers and a few bad frames do not move it), in :data:`BANDS` bands of lags
+holding equal numbers of pairs, and interpolated linearly in lag between the bands' centres
+(constant beyond the first and last). Each map gets its own σ(τ): rings and angles may differ.
+
+Assumptions (docs/xpcs.md, "Noise"): the noise of neighbouring pairs along a diagonal is
+independent; the signal's change between them is small against σ; σ varies smoothly with lag. When
+the noise is correlated along diagonals (e.g. frame-to-frame intensity drifts) σ comes out low and
+the fit's reduced χ² well above 1 says so.
+
+Only a few thousand values per map are read (:data:`LAGS_PER_BAND` lags per band,
+:data:`ROWS_PER_LAG` neighbouring pairs per lag; more lags of a band when its diagonals are
+short), on rank 0, in one read per map.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from ..pairs import pair_at
+
+BANDS = 8
+LAGS_PER_BAND = 4
+ROWS_PER_LAG = 256
+SAMPLES_PER_BAND = LAGS_PER_BAND * ROWS_PER_LAG
+MAD_TO_SIGMA = 1.4826      # σ of a normal distribution / its median absolute deviation
+# σ is kept above this fraction of the data's typical |c2| (float32 maps resolve ~6e-8 of it): noise-free
+# data would otherwise get infinite weights
+RELATIVE_FLOOR = 1e-7
+
+
+@dataclass(frozen=True)
+class PairNoise:
+    """σ of every pair of every map: ``by_lag[map, lag]`` (lag 0 is not a pair and is unused)."""
+
+    by_lag: np.ndarray           # (n_maps, n_t)
+    band_lags: np.ndarray        # (n_bands,) lag at each band's centre
+    band_sigma: np.ndarray       # (n_maps, n_bands) the estimates
+    method: str                  # "estimated" or "given"
+
+    def sigma_of(self, per_map: int, n_t: int, triangle: str):
+        """σ at global point indices of a :class:`~hpcfit.PairGrid` (maps of ``per_map`` points)."""
+        def at(index: np.ndarray) -> np.ndarray:
+            maps, k = np.divmod(index, per_map)
+            t1, t2 = pair_at(k, n_t, triangle)
+            return self.by_lag[maps, np.abs(t2 - t1)]
+        return at
+
+    def summary(self) -> dict:
+        """For ``result.info["xpcs"]["noise"]``."""
+        return {"method": self.method, "band_lags": self.band_lags.tolist(),
+                "sigma": self.band_sigma.tolist()}
+
+
+def lag_bands(n_t: int, n_bands: int = BANDS) -> list[np.ndarray]:
+    """Lags 1 … n_t − 2 (those with a neighbouring pair on their diagonal) in up to ``n_bands``
+    contiguous bands holding about equal numbers of pairs (lag τ has n_t − τ of them)."""
+    lags = np.arange(1, n_t - 1)
+    if lags.size == 0:
+        raise InputError(f"noise from the data needs maps of at least 3 frames; these have {n_t}")
+    n_bands = min(n_bands, lags.size)
+    before = np.concatenate([[0], np.cumsum(n_t - lags)[:-1]]) / np.sum(n_t - lags)   # pairs of shorter lags
+    band = np.minimum((before * n_bands).astype(int), n_bands - 1)
+    return [lags[band == b] for b in np.unique(band)]
+
+
+def _sampled_pairs(bands: list[np.ndarray], n_t: int):
+    """For every band: (t1, t2) of neighbouring pairs along a few of its lags, as flat arrays, and
+    the band of each difference."""
+    t1s, lags, which = [], [], []
+    for b, band in enumerate(bands):
+        # small maps have short diagonals: take more of the band's lags to reach ~SAMPLES_PER_BAND
+        rows_here = max(1, min(ROWS_PER_LAG, n_t - int(band[-1]) - 1))
+        wanted = max(LAGS_PER_BAND, -(-SAMPLES_PER_BAND // rows_here))
+        chosen = np.unique(band[np.linspace(0, band.size - 1, min(wanted, band.size)).astype(int)])
+        for lag in chosen:
+            rows = np.unique(np.linspace(0, n_t - lag - 2, min(ROWS_PER_LAG, n_t - lag - 1)).astype(int))
+            t1s.append(rows)
+            lags.append(np.full(rows.size, lag))
+            which.append(np.full(rows.size, b))
+    t1, lag, band = (np.concatenate(v) for v in (t1s, lags, which))
+    return t1, lag, band
+
+
+def estimate_noise(sample, n_maps: int, n_t: int, n_bands: int = BANDS) -> PairNoise:
+    """σ per map and lag from ``sample(map, t1, t2)`` (values at frame pairs, t1 < t2, 0-based)."""
+    bands = lag_bands(n_t, n_bands)
+    t1, lag, band = _sampled_pairs(bands, n_t)
+    both_t1 = np.concatenate([t1, t1 + 1])
+    both_t2 = both_t1 + np.concatenate([lag, lag])
+    values = sample(np.repeat(np.arange(n_maps), both_t1.size), np.tile(both_t1, n_maps),
+                    np.tile(both_t2, n_maps)).reshape(n_maps, 2, t1.size)
+    diff = values[:, 1] - values[:, 0]
+    floor = RELATIVE_FLOOR * max(float(np.median(np.abs(values))), np.finfo(float).tiny)
+    band_sigma = np.empty((n_maps, len(bands)))
+    for b in range(len(bands)):
+        d = diff[:, band == b]
+        mad = np.median(np.abs(d - np.median(d, axis=1, keepdims=True)), axis=1)
+        band_sigma[:, b] = np.maximum(MAD_TO_SIGMA * mad / np.sqrt(2.0), floor)
+    # each band's centre: its pair-weighted mean lag
+    centres = np.array([np.sum(bl * (n_t - bl)) / np.sum(n_t - bl) for bl in bands])
+    all_lags = np.arange(n_t)
+    by_lag = np.stack([np.interp(all_lags, centres, band_sigma[m]) for m in range(n_maps)])
+    return PairNoise(by_lag, centres, band_sigma, "estimated")
+
+
+def given_noise(sigma: float, n_maps: int, n_t: int) -> PairNoise:
+    """A σ the user gave, the same for every pair."""
+    return PairNoise(np.full((n_maps, n_t), sigma), np.array([]), np.full((n_maps, 0), sigma), "given")
