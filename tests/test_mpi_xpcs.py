@@ -103,6 +103,23 @@ def test_a_beamline_file_streamed_directly_gives_the_serial_bits(world, shared_d
     assert par.info["source"].startswith("two-time file") and par.info["n_ranks"] == world.size
 
 
+def test_several_rings_with_the_noise_from_the_data_give_the_serial_bits(world, shared_dir):
+    """Two q rings (the noise of each estimated on rank 0 and shared), chunks across maps and rings."""
+    from hpcfit.xpcs import beamline
+
+    path = os.path.join(shared_dir, "rings.h5")
+    simulate(path, layout="aps-u", n_phi=3, n_t=100, mode="laminar_flow", dt=0.5, q=[0.004, 0.0065], L=2e6,
+             params=TRUTH, contrast=0.25, offset=1.0, noise=[0.002, 0.005], noise_growth=0.5, seed=5, comm=world,
+             phi=[-40.0, 10.0, 70.0])
+    data = beamline(path, q="all", dt=0.5)
+    kw = dict(mode="laminar_flow", L=2e6, verbose=0, chunk_size=977, scan=False, p0=TRUTH)
+    serial = fit(data, **kw)
+    par = fit(data, comm=world, **kw)
+    assert par.popt.tobytes() == serial.popt.tobytes() and par.pcov.tobytes() == serial.pcov.tobytes()
+    assert 0.9 < par.reduced_chi2 < 1.1
+    assert par.info["xpcs"]["noise"] == serial.info["xpcs"]["noise"] and len(par.info["xpcs"]["rings"]) == 2
+
+
 def test_a_nan_in_the_last_ranks_chunks_of_a_beamline_file_is_named_on_every_rank(world, shared_dir):
     """Streaming the maps directly: only the last rank reads the last angle's chunks; its NaN is the
     same error (file, map, angle, frames) on every rank, and the file is not touched."""

@@ -2,6 +2,7 @@
 file (all, a list, a range; rings with different angles), the simulator's rings, and a joint fit
 against the simulation's truth and scipy's least_squares on the same points."""
 import json
+import os
 import h5py
 import jax
 import jax.numpy as jnp
@@ -147,3 +148,78 @@ def test_a_joint_fit_of_three_rings_finds_the_truth_and_scipys_minimum(three_rin
     for q in RINGS:
         alone = fit(beamline(three_rings, q=q, dt=0.5), **kw)
         assert joint.perr[0] < alone.perr[0]
+
+
+RINGS_CONFIG = """
+[data]
+kind = "xpcs-simulated"
+n_phi = 3
+n_t = 100
+mode = "laminar_flow"
+dt = 0.5
+q = [0.004, 0.007]
+L = 2e6
+params = [1500.0, -0.25, 20.0, 3e-4, 0.35, 1e-5, 5.0]
+contrast = 0.25
+offset = 1.0
+noise = [0.002, 0.004]
+seed = 3
+phi = [-40.0, 10.0, 70.0]
+[model]
+name = "xpcs"
+mode = "laminar_flow"
+L = 2e6
+[checkpoint]
+path = "out/checkpoint.h5"
+[output]
+directory = "out"
+"""
+
+
+def test_a_config_of_two_rings_runs_twice_and_on_two_ranks_with_the_same_bits(tmp_path):
+    """The user path: simulate two rings, fit them jointly, rerun (resumed from the checkpoint), and
+    under mpiexec -n 2; then kind "xpcs" on the simulated file with q = "all"."""
+    import subprocess
+    import sys
+
+    from hpcfit import load_result
+
+    (tmp_path / "run.toml").write_text(RINGS_CONFIG)
+
+    def run(*extra, n=None):
+        cmd = [sys.executable, "-m", "hpcfit", "fit", "run.toml", "--quiet", *extra]
+        if n:
+            cmd = [os.path.join(os.path.dirname(sys.executable), "mpiexec"), "-n", str(n), sys.executable, "-m",
+                   "mpi4py", "-m", "hpcfit", "fit", "run.toml", "--quiet", *extra]
+        out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert out.returncode in (0, 2), out.stdout + out.stderr
+        return out, load_result(tmp_path / "out" / "result.json")
+
+    first, res = run()
+    assert res.names[7] == "contrast_q0.004_phi-40" and len(res.names) == 7 + 12
+    assert np.all(np.abs((res.popt[:7] - TRUTH) / res.perr[:7]) < 4) and 0.85 < res.reduced_chi2 < 1.15
+    if "plots" in first.stdout:
+        assert (tmp_path / "out" / "xpcs_ring01.png").exists() and (tmp_path / "out" / "xpcs_ring02.png").exists()
+    _, res2 = run()                            # resumed from the finished fit's checkpoint
+    assert res2.info["checkpoint"]["resumed_from"] is not None
+    assert res2.popt.tobytes() == res.popt.tobytes()
+    _, res3 = run("--set", "checkpoint.path=\"out/other.h5\"", n=2)
+    assert res3.popt.tobytes() == res.popt.tobytes()
+    sim = next((tmp_path / "out").glob("simulated-xpcs-*.h5"))
+    (tmp_path / "run.toml").write_text(f"""
+[data]
+kind = "xpcs"
+file = "{sim}"
+q = "all"
+dt = 0.5
+[model]
+name = "xpcs"
+L = 2e6
+[output]
+directory = "out2"
+""")
+    _, res4 = run()
+    assert res4.popt.tobytes() == res.popt.tobytes()
+    bad = subprocess.run([sys.executable, "-m", "hpcfit", "fit", "run.toml", "--set", "data.convert=true"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and "takes one q ring" in bad.stderr + bad.stdout
