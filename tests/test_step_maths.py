@@ -1,4 +1,4 @@
-"""Rank 0's numerics alone (no JAX, no MPI): damped solves, bounds, damping, tests, covariance."""
+"""Rank 0's numerics (no MPI): damped solves, bounds, damping, tests, covariance, the Schur complement (one XPCS fit solved both ways)."""
 import numpy as np
 import pytest
 
@@ -132,3 +132,71 @@ def test_auto_normalization_mixes_bounds_and_p0():
     assert list(norm.scale) == [10.0, 2.0] and list(norm.offset) == [0.0, 0.0]
     with pytest.raises(ValueError, match="normalize='bounds'"):
         make_normalization("bounds", np.array([4.0, 2.0]), np.array([0.0, -np.inf]), np.array([10.0, np.inf]))
+
+
+# ---- the Schur complement over per-group blocks (issue 20: many per-group parameters) ----------
+
+def arrow_matrix(n_shared=7, n_groups=60, k=2, seed=0, layout="by_parameter"):
+    """An SPD JᵀJ with the arrow structure of per-group parameters, built from a sparse J."""
+    from hpcfit.groups import GroupLayout
+
+    rng = np.random.default_rng(seed)
+    groups = GroupLayout(n_shared, k, n_groups, layout, tuple(range(0, 20 * n_groups + 1, 20)), 1)
+    p = groups.n_params
+    j = np.zeros((20 * n_groups, p))
+    for g in range(n_groups):
+        rows = slice(20 * g, 20 * g + 20)
+        j[rows, :n_shared] = rng.standard_normal((20, n_shared))
+        j[rows, groups.own_index(g, np.arange(k))] = rng.standard_normal((20, k))
+    return j.T @ j, rng.standard_normal(p), groups
+
+
+@pytest.mark.parametrize("layout", ["by_parameter", "by_group"])
+def test_the_schur_complement_solves_the_arrow_system(layout):
+    from hpcfit.solvers.lm_step import arrow_blocks, schur_solve
+
+    a, rhs, groups = arrow_matrix(layout=layout)
+    blocks = arrow_blocks(groups)
+    assert blocks.own.shape == (60, 2) and sorted(np.concatenate([blocks.shared, blocks.own.ravel()])) == \
+        list(range(groups.n_params))
+    np.testing.assert_allclose(schur_solve(a, rhs, blocks), np.linalg.solve(a, rhs), rtol=1e-9, atol=1e-12)
+    bad = a.copy()
+    bad[blocks.own[3, 0], blocks.own[3, 0]] = -1.0                 # a block that is not definite
+    assert schur_solve(bad, rhs, blocks) is None
+
+
+def test_a_damped_step_by_schur_is_the_dense_step_with_parameters_held(monkeypatch):
+    from hpcfit.solvers import lm_step
+
+    a, g, groups = arrow_matrix(n_groups=40)
+    blocks = lm_step.arrow_blocks(groups)
+    d2 = np.diag(a).copy()
+    free = np.ones(g.size, dtype=bool)
+    free[[2, int(blocks.own[5, 1]), int(blocks.own[7, 0])]] = False       # a shared and two own parameters held
+    dense, kind = lm_step.solve_damped(a, g, d2, 1e-3, free, blocks)
+    assert kind == "cholesky"                                       # 80 own parameters: below SCHUR_ABOVE
+    monkeypatch.setattr(lm_step, "SCHUR_ABOVE", 10)
+    schur, kind = lm_step.solve_damped(a, g, d2, 1e-3, free, blocks)
+    assert kind == "schur" and np.all(schur[~free] == 0.0)
+    np.testing.assert_allclose(schur, dense, rtol=1e-9, atol=1e-13)
+
+
+def test_an_xpcs_fit_solved_by_schur_is_the_dense_fit(monkeypatch):
+    from hpcfit.models.xpcs import two_time_c2
+    from hpcfit.solvers import lm_step
+    from hpcfit.xpcs.fit import fit
+    from hpcfit.xpcs.load import TwoTimeData
+
+    truth = [1500.0, -0.25, 20.0, 3e-4, 0.35, 1e-5, 5.0]
+    phi = np.linspace(-150, 150, 9)
+    c2 = np.asarray(two_time_c2(truth, phi=phi, n_t=40, dt=0.5, q=0.0054, L=2e6, contrast=0.25, offset=1.0))
+    z = np.random.default_rng(1).standard_normal(c2.shape) * 0.002
+    data = TwoTimeData(c2=c2 + (z + z.transpose(0, 2, 1)) / np.sqrt(2), phi=phi, q=0.0054, dt=0.5, frames=(1, 40),
+                       path="<sim>", layout="sim", source_stamp=(0, 0))
+    kw = dict(L=2e6, verbose=0, p0=truth, scan=False, method="gn")
+    dense = fit(data, **kw)
+    monkeypatch.setattr(lm_step, "SCHUR_ABOVE", 4)
+    schur = fit(data, **kw)
+    assert schur.info["linear_solves"]["schur"] > 0 and dense.info["linear_solves"]["schur"] == 0
+    np.testing.assert_allclose(schur.popt, dense.popt, rtol=1e-8)
+    assert abs(schur.cost - dense.cost) <= 1e-12 * dense.cost

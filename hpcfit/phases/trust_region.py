@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import InputError
 from ..solvers.driver import Command, evaluate, guarded, run
 from ..solvers.levenberg_marquardt import PHASE, LevenbergMarquardt, Outcome
+from ..solvers.lm_step import arrow_blocks
 
 __all__ = ["PHASE", "Outcome", "run_trust_region"]
 
@@ -63,7 +64,8 @@ def run_trust_region(problem, evaluator, u0: np.ndarray, checkpoints=None, start
     candidates, which need their basin, not convergence to the last digit along a flat valley."""
     comm = problem.comm
     solver = LevenbergMarquardt(problem.options, problem.norm, problem.lower_u, problem.upper_u,
-                                problem.table if comm.is_root else None, valley_check=valley_check)
+                                problem.table if comm.is_root else None, valley_check=valley_check,
+                                blocks=arrow_blocks(getattr(evaluator, "groups", None)))
 
     def begin():
         state, start = solver.start(u0)

@@ -50,7 +50,7 @@ class LMState(NamedTuple):
     history: tuple[IterationRecord, ...]
     started: float                      # the fit's clock: time.perf_counter() when it started (less
                                         # the elapsed time a checkpoint recorded, on resume)
-    solvers: tuple = (("cholesky", 0), ("eigen", 0))   # linear solves so far, by kind
+    solvers: tuple = (("cholesky", 0), ("eigen", 0), ("schur", 0))   # linear solves so far, by kind
     passes: int = 0                     # every pass so far (cost and Jacobian): what max_nfev bounds
     # (damping, growth) before the step just accepted: a step taken back (its Jacobian is not
     # finite) resumes from there, damped harder, so that λ grows over repeated take-backs
@@ -76,7 +76,7 @@ class LevenbergMarquardt:
     """
 
     def __init__(self, options, normalization, lower_u: np.ndarray, upper_u: np.ndarray, table=None,
-                 valley_check: bool = True):
+                 valley_check: bool = True, blocks=None):
         self.opts = options
         # ftol is met only when the undamped model agrees (flat valleys); phase 1's candidates, which
         # only need their basin, leave it out
@@ -84,6 +84,7 @@ class LevenbergMarquardt:
         self.norm = normalization
         self.lower, self.upper = lower_u, upper_u
         self.table = table
+        self.blocks = blocks            # JᵀJ's arrow structure (lm_step.ArrowBlocks), for the Schur complement
 
     def _out_of_time(self, state: LMState) -> bool:
         return self.opts.max_time is not None and _elapsed(state) > self.opts.max_time
@@ -226,8 +227,9 @@ class LevenbergMarquardt:
         if self._out_of_time(state):
             return self._stop(state, Status.TIME_LIMIT)
         while state.damping <= MAX_DAMPING:
-            step = propose_step(state.u, state.jtj, state.jtr, state.d2, state.damping, self.lower, self.upper)
-            state = state._replace(solvers=tuple((kind, n + (kind == step.solver)) for kind, n in state.solvers))
+            step = propose_step(state.u, state.jtj, state.jtr, state.d2, state.damping, self.lower, self.upper,
+                                self.blocks)
+            state = state._replace(solvers=_counted(state.solvers, step.solver))
             if not np.any(step.step):
                 # u + δ rounds back to u: the step is below the resolution of the parameters
                 return self._stop(state, Status.XTOL if self.opts.xtol > 0 else Status.NO_PROGRESS)
@@ -251,6 +253,13 @@ class LevenbergMarquardt:
                           list(state.history), gradient_cosine(pg, state.jtj, state.cost), dict(state.solvers),
                           state.taken_back)
         return state, Command("stop", payload=outcome)
+
+
+def _counted(solvers: tuple, kind: str) -> tuple:
+    """The (kind, count) pairs with one more ``kind`` (a kind a resumed checkpoint lacks is added)."""
+    counts = dict(solvers)
+    counts[kind] = counts.get(kind, 0) + 1
+    return tuple(counts.items())
 
 
 def _elapsed(state: LMState) -> float:
