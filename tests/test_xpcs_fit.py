@@ -40,7 +40,7 @@ def test_laminar_flow_fit_recovers_the_truth_within_3_sigma(laminar):
     assert res.names[:7] == ["D0", "alpha", "D_offset", "gamma_dot_t0", "beta", "gamma_dot_t_offset", "phi0"]
     assert res.names[7] == "contrast_0" and res.names[-1] == f"offset_{PHI.size - 1}"
     # σ estimated from the data (the default): reduced chi2 ≈ 1 when the estimate is NOISE
-    assert abs(res.reduced_chi2 - 1.0) < 0.02
+    assert abs(res.reduced_chi2 - 1.0) < 0.05
     assert np.allclose(res.info["xpcs"]["noise"]["sigma"], NOISE, rtol=0.15)
 
 

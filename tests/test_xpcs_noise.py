@@ -40,12 +40,12 @@ def sample_of(maps):
 
 def test_lag_bands_hold_about_equal_numbers_of_pairs():
     bands = lag_bands(200)
-    assert len(bands) == 8 and np.concatenate(bands).tolist() == list(range(1, 199))
+    assert len(bands) == 8 and np.concatenate(bands).tolist() == list(range(1, 198))
     counts = [np.sum(200 - b) for b in bands]
     assert max(counts) < 1.3 * min(counts)
-    assert [b.tolist() for b in lag_bands(5)] == [[1], [2], [3]]
-    with pytest.raises(InputError, match="at least 3 frames"):
-        lag_bands(2)
+    assert [b.tolist() for b in lag_bands(6)] == [[1], [2], [3]]
+    with pytest.raises(InputError, match="at least 4 frames"):
+        lag_bands(3)
 
 
 @pytest.mark.parametrize("outliers", [0.0, 0.01])
@@ -109,7 +109,7 @@ def test_the_default_fit_estimates_the_noise_and_its_chi2_is_one(heteroscedastic
     assert np.all(np.abs((res.popt[:7] - TRUTH) / res.perr[:7]) < 4)
     # the σ of ring 2 is about 3x ring 1's, at every band
     ratio = np.asarray(info["sigma"])[3:] / np.asarray(info["sigma"])[:3]
-    assert 2.7 < np.median(ratio) < 3.3 and np.all((ratio > 2.0) & (ratio < 4.0)), ratio
+    assert 2.6 < np.median(ratio) < 3.4 and np.all((ratio > 1.8) & (ratio < 4.5)), ratio
     # unweighted, the reduced χ² is the mean variance: nothing to check the noise model with
     flat = fit(data, L=2e6, verbose=0, noise=None)
     assert flat.info["xpcs"]["noise"] is None and flat.reduced_chi2 < 1e-3

@@ -223,3 +223,32 @@ directory = "out2"
     bad = subprocess.run([sys.executable, "-m", "hpcfit", "fit", "run.toml", "--set", "data.convert=true"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and "takes one q ring" in bad.stderr + bad.stdout
+
+
+def test_a_series_of_files_is_fitted_jointly(tmp_path, three_rings):
+    """Two more files of the same sample (other seeds): shared physical parameters, per-map nuisance
+    parameters named by file, q and φ; each file alone knows less."""
+    others = []
+    for seed in (21, 22):
+        path = tmp_path / f"repeat{seed}.h5"
+        simulate(path, n_phi=3, n_t=50, q=RINGS[:2], dt=0.5, L=2e6, params=TRUTH, contrast=0.3, offset=1.0,
+                 noise=0.002, seed=seed, phi=[-30.0, 20.0, 75.0])
+        others.append(path)
+    kw = dict(mode="laminar_flow", L=2e6, verbose=0)
+    series = fit(beamline([three_rings, *others], q="all", dt=0.5), **kw)
+    assert series.n_params == 7 + 2 * (9 + 6 + 6)
+    assert series.names[7] == "contrast_file1_q0.004_phi-30" and series.names[-1] == "offset_file3_q0.0055_phi75"
+    assert series.info["xpcs"]["files"] == [str(p) for p in (three_rings, *others)]
+    assert series.info["xpcs"]["file_of_map"] == [0] * 9 + [1] * 6 + [2] * 6
+    assert np.all(np.abs((series.popt[:7] - TRUTH) / series.perr[:7]) < 4) and 0.9 < series.reduced_chi2 < 1.1
+    alone = fit(beamline(others[0], q="all", dt=0.5), **kw)
+    assert series.perr[0] < alone.perr[0]
+    # the same maps in one file's selection and in a series of that one file: the same bits
+    single = fit(beamline([others[0]], q="all", dt=0.5), **kw)
+    assert single.popt.tobytes() == alone.popt.tobytes()
+    short = tmp_path / "short.h5"
+    simulate(short, n_phi=3, n_t=40, q=RINGS[:1], dt=0.5, L=2e6, params=TRUTH, contrast=0.3, offset=1.0, noise=0.002,
+             seed=1)
+    with pytest.raises(InputError, match=r"the same number of frames: .*three.h5 has 50 .*short.h5 has 40"):
+        fit(beamline([three_rings, short], q="all", dt=0.5), **kw)
+    assert fit(beamline([three_rings, short], q="all", dt=0.5, frames=(1, 40)), **kw).n_params == 7 + 2 * 12

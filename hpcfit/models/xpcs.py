@@ -292,6 +292,7 @@ class TwoTimeModel:
     form: str = "homodyne"
     contrast: tuple | None = None
     offset: tuple | None = None
+    labels: tuple | None = None     # each map's name in per-map parameter names (default: see map_labels)
 
     def __post_init__(self):
         choice("mode", self.mode, tuple(MODES))
@@ -308,6 +309,11 @@ class TwoTimeModel:
         elif self.contrast is not None or self.offset is not None:
             raise InputError(f"`contrast` and `offset` are only used with scaling='fixed'; with "
                              f"scaling={self.scaling!r} they are fitted parameters")
+        if self.labels is not None:
+            labels = tuple(str(v) for v in self.labels)
+            if len(labels) != len(angles) or len(set(labels)) != len(labels):
+                raise InputError(f"`labels` must name each of the {len(angles)} maps once; got {self.labels!r}")
+            normalised["labels"] = labels
         for name, value in normalised.items():
             object.__setattr__(self, name, value)
 
@@ -326,7 +332,10 @@ class TwoTimeModel:
 
     @property
     def map_labels(self) -> list:
-        """How the per-map parameters are named: the map index for one ring, else its (q, φ)."""
+        """How the per-map parameters are named: ``labels`` when given, else the map index for one
+        ring, its (q, φ) for several."""
+        if self.labels is not None:
+            return list(self.labels)
         if not isinstance(self.q, tuple):
             return [str(i) for i in range(self.n_phi)]
         return [f"q{q:.6g}_phi{phi:g}" for q, phi in zip(self.q, self.phi)]

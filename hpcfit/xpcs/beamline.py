@@ -35,7 +35,7 @@ UPPER, LOWER = "upper", "lower"
 class BeamlineData:
     """A selection of a beamline two-time file to fit directly (from :func:`beamline`)."""
 
-    path: str
+    path: str | tuple   # one file, or the files of a series fitted jointly
     q: object           # a number, "all", QRings or QRange (hpcfit.xpcs.load.q_request)
     dt: float
     phi_ranges: tuple | None = None
@@ -47,16 +47,29 @@ def beamline(path, *, q, dt=None, phi_ranges=None, frames=None) -> BeamlineData:
     ``data``: the q ring nearest to ``q`` (a number), or several rings in one fit: ``q="all"``, a
     list ``[q, ...]`` (the ring nearest to each) or a tuple ``(q_min, q_max)`` (every ring in
     between). ``phi_ranges`` (applied to every ring) and ``frames`` as in :func:`~.load.load`.
+    ``path`` may be a list of files (a series of the same sample: repeats, temperatures): their
+    maps are fitted jointly, the physical parameters shared and contrast/offset per map, each
+    file's selection made alike; the files must give the same dt and number of frames.
     ``dt`` (seconds per frame of the maps) defaults to the one the file records (frame_time ×
     stride_frame × avg_frame); when it does not record all three, dt is required. Local: reads
     only metadata."""
-    path = _existing_file(path)
+    series = isinstance(path, (list, tuple))
+    paths = tuple(_existing_file(p) for p in (path if series else [path]))
+    if not paths:
+        raise InputError("`path`: a series needs at least one file; got []")
     q = q_request(q)
     if dt is None:
-        dt, what = recorded_dt(path)
-        if dt is None:
-            raise InputError(f"`dt` is required: {what}")
-    return BeamlineData(path, q, number("dt", dt), _check_phi_ranges(phi_ranges), _check_frames(frames))
+        recorded = [recorded_dt(p) for p in paths]
+        missing = [what for value, what in recorded if value is None]
+        if missing:
+            raise InputError(f"`dt` is required: {missing[0]}")
+        values = [value for value, _ in recorded]
+        if max(values) - min(values) > 1e-9 * max(values):
+            raise InputError(f"the files record different dt ({', '.join(w for _, w in recorded[:3])}): one fit "
+                             "has one dt; give `dt` to fit them together")
+        dt = values[0]
+    return BeamlineData(paths if series else paths[0], q, number("dt", dt), _check_phi_ranges(phi_ranges),
+                        _check_frames(frames))
 
 
 def _stored_halves(sel: Selection) -> tuple[str, ...]:
@@ -77,29 +90,54 @@ def _stored_halves(sel: Selection) -> tuple[str, ...]:
 
 
 class BeamlineSource:
-    """The points t1 < t2 of a selection, read chunk by chunk from the beamline file itself."""
+    """The points t1 < t2 of a selection — or of several, one per file of a series fitted jointly,
+    their maps one after the other — read chunk by chunk from the beamline files themselves."""
 
-    def __init__(self, selection: Selection):
-        self.sel = selection
-        self.grid = PairGrid(selection.phi.size, selection.n_t, "upper")
-        self.per_angle = self.grid.n_points // selection.phi.size
-        self._file = None
+    def __init__(self, selection: Selection | tuple):
+        self.parts = selection if isinstance(selection, tuple) else (selection,)
+        self.sel = self.parts[0]
+        sizes = [part.phi.size for part in self.parts]
+        self.n_t = self.sel.n_t
+        self.grid = PairGrid(sum(sizes), self.n_t, "upper")
+        self.per_angle = self.grid.n_points // sum(sizes)
+        # map m of the fit is map local[m] of part part_of[m]
+        self.part_of = np.repeat(np.arange(len(sizes)), sizes)
+        self.local = np.concatenate([np.arange(n) for n in sizes])
+        self._files = {}
         self._halves = None
-        self._stamp = None
+        self._stamps = None
 
     def check_arguments(self) -> None:
-        if not isinstance(self.sel, Selection):
-            raise InputError(f"BeamlineSource needs a Selection (hpcfit.xpcs.load.select); got "
-                             f"{type(self.sel).__name__}")
+        if not all(isinstance(part, Selection) for part in self.parts):
+            raise InputError(f"BeamlineSource needs Selections (hpcfit.xpcs.load.select); got "
+                             f"{[type(part).__name__ for part in self.parts]}")
+        other = [part for part in self.parts if part.n_t != self.n_t]
+        if other:
+            raise InputError(f"the files of a series must give maps of the same number of frames: {self.sel.path} "
+                             f"has {self.n_t} (frames {self.sel.frames[0]}-{self.sel.frames[1]}), {other[0].path} has "
+                             f"{other[0].n_t}; choose `frames` so that they agree")
+
+    @property
+    def phi(self) -> np.ndarray:
+        return np.concatenate([part.phi for part in self.parts])
+
+    @property
+    def q(self):
+        """One ring of one file: its q; else the q of every map (the model's form)."""
+        if len(self.parts) == 1 and isinstance(self.sel.q, float):
+            return self.sel.q
+        return tuple(float(v) for part in self.parts for v in part.q_maps)
 
     @property
     def describe(self) -> str:
-        return f"two-time file {self.sel.path} ({self.sel.describe_q()}, {self.sel.phi.size} maps, frames " \
-               f"{self.sel.frames[0]}-{self.sel.frames[1]})"
+        if len(self.parts) == 1:
+            return f"two-time file {self.sel.path} ({self.sel.describe_q()}, {self.sel.phi.size} maps, frames " \
+                   f"{self.sel.frames[0]}-{self.sel.frames[1]})"
+        return f"{len(self.parts)} two-time files ({self.sel.path}, ...; {self.grid.n_groups} maps of {self.n_t} frames)"
 
     def open(self, comm, chunk_size: int) -> LocalChunks:
-        """Collective: rank 0 checks which half each map stores, every rank opens the file and lays
-        out its chunks. On any error the file is closed again."""
+        """Collective: rank 0 checks which half each map stores, every rank opens the files and lays
+        out its chunks. On any error the files are closed again."""
         try:
             return self._open(comm, chunk_size)
         except BaseException:
@@ -109,15 +147,17 @@ class BeamlineSource:
     def _open(self, comm, chunk_size: int) -> LocalChunks:
         # rank 0 probes the maps (once: a sample read for the start values already did)
         self._halves = comm.on_root(self._halves_now)
-        comm.check_same({"two-time file": os.path.abspath(self.sel.path), "maps": self.sel.names,
-                         "frames": self.sel.frames}, "every rank must stream the same selection of the same file")
+        comm.check_same({"two-time files": [os.path.abspath(part.path) for part in self.parts],
+                         "maps": [part.names for part in self.parts], "frames": [part.frames for part in self.parts]},
+                        "every rank must stream the same selection of the same files")
 
-        def open_file():
+        def open_files():
             self.close()
-            self._stamp = file_stamp(self.sel.path)
-            self._file = _open(self.sel.path)
+            self._stamps = [file_stamp(part.path) for part in self.parts]
+            for part in self.parts:
+                self._file(part.path)
 
-        comm.agree(open_file)
+        comm.agree(open_files)
         n = self.grid.n_points
         chunk_size = min(chunk_size, n)
         grid = ChunkGrid(n, chunk_size, comm.size)
@@ -142,27 +182,33 @@ class BeamlineSource:
 
     # -- reading ----------------------------------------------------------------------------------
 
-    def _dataset(self, angle: int):
-        if self._file is None:                    # a sample read before (or without) open()
-            self._file = _open(self.sel.path)
-        return self._file[self.sel.names[angle]]
+    def _file(self, path: str):
+        if path not in self._files:              # a sample read before (or without) open() opens it too
+            self._files[path] = _open(path)
+        return self._files[path]
+
+    def _map(self, m: int) -> tuple[Selection, str, h5py.Dataset]:
+        """Map m's selection, dataset name and dataset."""
+        part = self.parts[self.part_of[m]]
+        name = part.names[self.local[m]]
+        return part, name, self._file(part.path)[name]
 
     def _halves_now(self) -> tuple:
         if self._halves is None:
-            self._halves = _stored_halves(self.sel)
+            self._halves = tuple(h for part in self.parts for h in _stored_halves(part))
         return self._halves
 
     def _read_points(self, lo: int, hi: int, chunk: int) -> np.ndarray:
-        """Values of global points [lo, hi): one block of rows (or columns) per angle touched."""
+        """Values of global points [lo, hi): one block of rows (or columns) per map touched."""
         parts = []
-        f0 = self.sel.frames[0] - 1
-        n_t = self.sel.n_t
+        n_t = self.n_t
         for angle in range(lo // self.per_angle, (hi - 1) // self.per_angle + 1):
             base = angle * self.per_angle
             k = np.arange(max(lo, base) - base, min(hi, base + self.per_angle) - base)
             t1, t2 = pair_at(k, n_t)
             r0, r1 = int(t1[0]), int(t1[-1])
-            ds = self._dataset(angle)
+            part, name, ds = self._map(angle)
+            f0 = part.frames[0] - 1
             try:
                 if self._halves_now()[angle] == UPPER:
                     block = ds[f0 + r0: f0 + r1 + 1, f0 + r0 + 1: f0 + n_t]
@@ -171,7 +217,7 @@ class BeamlineSource:
                     block = ds[f0 + r0 + 1: f0 + n_t, f0 + r0: f0 + r1 + 1]
                     values = block[t2 - r0 - 1, t1 - r0]
             except Exception as exc:  # noqa: BLE001 - h5py raises OSError, RuntimeError, ... for damaged files
-                raise InputError(f"{self.sel.path}: reading map '{self.sel.names[angle]}' failed at frames "
+                raise InputError(f"{part.path}: reading map '{name}' failed at frames "
                                  f"{f0 + r0 + 1}-{f0 + r1 + 1} (chunk {chunk}): {type(exc).__name__}: {exc}. The "
                                  "file is damaged or unreadable there") from None
             self._require_finite(values, angle, t1, t2)
@@ -180,15 +226,15 @@ class BeamlineSource:
         return out if out.dtype == np.float32 else out.astype(np.float64)
 
     def values(self, index: np.ndarray) -> np.ndarray:
-        """Values at sorted distinct global points (a sample): one element selection per angle."""
+        """Values at sorted distinct global points (a sample): one element selection per map."""
         out = np.empty(index.size, dtype=np.float64)
         angle = index // self.per_angle
-        f0 = self.sel.frames[0] - 1
         for a in np.unique(angle):
             where = np.flatnonzero(angle == a)
-            t1, t2 = pair_at(index[where] - a * self.per_angle, self.sel.n_t)
+            t1, t2 = pair_at(index[where] - a * self.per_angle, self.n_t)
             rows, cols = (t1, t2) if self._halves_now()[a] == UPPER else (t2, t1)
-            ds = self._dataset(int(a))
+            part, _, ds = self._map(int(a))
+            f0 = part.frames[0] - 1
             space = ds.id.get_space()
             space.select_elements(np.stack([f0 + rows, f0 + cols], axis=1).astype(np.uint64))
             values = np.empty(where.size, dtype=ds.dtype)
@@ -198,9 +244,9 @@ class BeamlineSource:
         return out
 
     def pairs(self, angle, t1, t2) -> np.ndarray:
-        """c2 at frame pairs (t1 < t2, 0-based in the window) of angles ``angle`` (for start values)."""
+        """c2 at frame pairs (t1 < t2, 0-based in the window) of maps ``angle`` (for start values)."""
         t1, t2 = np.asarray(t1), np.asarray(t2)
-        index = np.asarray(angle) * self.per_angle + pair_position(t1, t2, self.sel.n_t, "upper")
+        index = np.asarray(angle) * self.per_angle + pair_position(t1, t2, self.n_t, "upper")
         order = np.argsort(index, kind="stable")
         unique, back = np.unique(index[order], return_inverse=True)
         out = np.empty(index.size)
@@ -211,21 +257,24 @@ class BeamlineSource:
         bad = ~np.isfinite(values)
         if bad.any():
             i = int(np.argmax(bad))
-            first = self.sel.frames[0]
-            raise InputError(f"{self.sel.path}: map '{self.sel.names[angle]}' (angle index {angle}, φ = "
-                             f"{self.sel.phi[angle]:g}°, q = {self.sel.q_maps[angle]:g}) holds {values[i]} at frames "
+            part, name, _ = self._map(angle)
+            j = self.local[angle]
+            first = part.frames[0]
+            raise InputError(f"{part.path}: map '{name}' (angle index {j}, φ = "
+                             f"{part.phi[j]:g}°, q = {part.q_maps[j]:g}) holds {values[i]} at frames "
                              f"({int(t1[i]) + first}, {int(t2[i]) + first}) (1-based, in the file), and "
                              f"{int(bad.sum())} non-finite value(s) in this read; a fit needs finite c2. Restrict "
                              "`frames` or `phi_ranges` to leave them out")
 
     def _verify_unchanged(self) -> None:
-        change = file_change(self.sel.path, self._stamp)
-        if change is not None:
-            raise InputError(f"{self.sel.path}: the two-time file changed while the fit was reading it ({change}): "
-                             "its answer would mix two versions of the data. Fit a file that is complete and not "
-                             "being written")
+        for part, stamp in zip(self.parts, self._stamps or ()):
+            change = file_change(part.path, stamp)
+            if change is not None:
+                raise InputError(f"{part.path}: the two-time file changed while the fit was reading it ({change}): "
+                                 "its answer would mix two versions of the data. Fit a file that is complete and "
+                                 "not being written")
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        for f in self._files.values():
+            f.close()
+        self._files = {}

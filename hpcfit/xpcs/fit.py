@@ -39,7 +39,8 @@ class FitPoints:
     dt: float
     q: float | tuple        # one ring, or the q of every map (several rings)
     sample: object          # (angle, t1, t2) index arrays → values
-    selection: object = None  # the beamline file's selection, when its maps are streamed directly
+    selection: tuple | None = None   # the beamline files' selections (one per file), when streamed directly
+    labels: tuple | None = None   # names of the maps for per-map parameters (a series of files)
 
 
 def _beamline_points(data, triangle: str) -> FitPoints:
@@ -50,9 +51,15 @@ def _beamline_points(data, triangle: str) -> FitPoints:
     if triangle != "upper":
         raise InputError(f"a beamline file is fitted directly with triangle='upper' (each independent pair once); "
                          f"for triangle={triangle!r} convert it first with hpcfit.xpcs.prepare_stream")
-    sel = select(data.path, q=data.q, phi_ranges=data.phi_ranges, frames=data.frames)
-    source = BeamlineSource(sel)        # read for the start values on rank 0, then opened by the fit
-    return FitPoints(source, np.asarray(sel.phi), sel.n_t, data.dt, sel.q, source.pairs, sel)
+    paths = data.path if isinstance(data.path, tuple) else (data.path,)
+    parts = tuple(select(p, q=data.q, phi_ranges=data.phi_ranges, frames=data.frames) for p in paths)
+    source = BeamlineSource(parts if len(parts) > 1 else parts[0])   # read for the start values on rank 0
+    source.check_arguments()
+    labels = None
+    if len(parts) > 1:
+        labels = tuple(f"file{k + 1}_q{q:.6g}_phi{phi:g}" for k, part in enumerate(parts)
+                       for q, phi in zip(part.q_maps, part.phi))
+    return FitPoints(source, source.phi, source.n_t, data.dt, source.q, source.pairs, parts, labels)
 
 
 def fit_points(data, triangle: str) -> FitPoints:
@@ -153,7 +160,7 @@ def _setup(data, mode, scaling, p0, bounds, L, contrast, offset, triangle, form)
         raise InputError("`L` (the sample-to-shear length scale, Å) is required for mode='laminar_flow'")
     points = fit_points(data, triangle)
     model = TwoTimeModel(tuple(points.phi), points.n_t, points.dt, points.q, 1.0 if L is None else L, mode=mode,
-                         scaling=scaling, form=form, contrast=contrast, offset=offset)
+                         scaling=scaling, form=form, contrast=contrast, offset=offset, labels=points.labels)
     names, n_phys = model.parameter_names, len(model.physical_names)
     if p0 is not None and (np.ndim(p0) != 1 or len(p0) not in (n_phys, len(names))):
         raise InputError(f"`p0` must be a sequence of {n_phys} (physical: {', '.join(names[:n_phys])}) or "
@@ -281,7 +288,8 @@ def fit(data, *, mode: str = "laminar_flow", scaling: str = "individual", p0=Non
         points, model, (lower, upper) = hc.agree(_setup, data, mode, scaling, p0, bounds, L, contrast, offset,
                                                  triangle, form)
         if hc.is_root and points.selection is not None:
-            points.selection.warn_about_q()
+            for part in points.selection:
+                part.warn_about_q()
         start = hc.on_root(_start, points, model, p0, lower, upper)
         options = hc.agree(_complete_starts, options, start, model, scan)
         sigma = None if noise is None else hc.on_root(_noise, points, noise, triangle)
@@ -295,6 +303,9 @@ def fit(data, *, mode: str = "laminar_flow", scaling: str = "individual", p0=Non
                            "q": list(points.q) if isinstance(points.q, tuple) else points.q,
                            "rings": sorted(set(model.q_maps)), "dt": points.dt, "L": L, "phi": points.phi.tolist(),
                            "n_t": points.n_t, "noise": None if sigma is None else sigma.summary()}
+    if points.selection is not None and len(points.selection) > 1:
+        result.info["xpcs"]["files"] = [part.path for part in points.selection]
+        result.info["xpcs"]["file_of_map"] = points.source.part_of.tolist()
     return _with_mirror_note(result, model, points.phi, lower, upper)
 
 

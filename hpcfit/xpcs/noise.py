@@ -1,14 +1,16 @@
 """The noise of two-time maps, estimated from the data: σ per map and lag.
 
 Along a diagonal of a map (a fixed lag τ = t2 − t1) c2 changes slowly (only by aging), while the
-noise of neighbouring pairs is independent: the differences d = c2(t1 + 1, t1 + 1 + τ) − c2(t1, t1 + τ)
-are noise of variance 2σ², plus a small signal term. σ is estimated robustly from them, as
-1.4826 · MAD(d) / √2 (outliers and a few bad frames do not move it), in :data:`BANDS` bands of lags
+noise of neighbouring pairs is independent: the second differences along it,
+d = c2(t1 + 2, t1 + 2 + τ) − 2·c2(t1 + 1, t1 + 1 + τ) + c2(t1, t1 + τ), are noise of variance 6σ²,
+and a signal that changes linearly along the diagonal (aging) cancels from them. σ is estimated
+robustly from them, as 1.4826 · MAD(d) / √6 (outliers and a few bad frames do not move it), in :data:`BANDS` bands of lags
 holding equal numbers of pairs, and interpolated linearly in lag between the bands' centres
 (constant beyond the first and last). Each map gets its own σ(τ): rings and angles may differ.
 
 Assumptions (docs/xpcs.md, "Noise"): the noise of neighbouring pairs along a diagonal is
-independent; the signal's change between them is small against σ; σ varies smoothly with lag. When
+independent; the signal's curvature along a diagonal over three frames is small against σ (a
+linear change cancels); σ varies smoothly with lag. When
 the noise is correlated along diagonals (e.g. frame-to-frame intensity drifts) σ comes out low and
 the fit's reduced χ² well above 1 says so.
 
@@ -59,11 +61,11 @@ class PairNoise:
 
 
 def lag_bands(n_t: int, n_bands: int = BANDS) -> list[np.ndarray]:
-    """Lags 1 … n_t − 2 (those with a neighbouring pair on their diagonal) in up to ``n_bands``
+    """Lags 1 … n_t − 3 (those with three neighbouring pairs on their diagonal) in up to ``n_bands``
     contiguous bands holding about equal numbers of pairs (lag τ has n_t − τ of them)."""
-    lags = np.arange(1, n_t - 1)
+    lags = np.arange(1, n_t - 2)
     if lags.size == 0:
-        raise InputError(f"noise from the data needs maps of at least 3 frames; these have {n_t}")
+        raise InputError(f"noise from the data needs maps of at least 4 frames; these have {n_t}")
     n_bands = min(n_bands, lags.size)
     before = np.concatenate([[0], np.cumsum(n_t - lags)[:-1]]) / np.sum(n_t - lags)   # pairs of shorter lags
     band = np.minimum((before * n_bands).astype(int), n_bands - 1)
@@ -71,16 +73,16 @@ def lag_bands(n_t: int, n_bands: int = BANDS) -> list[np.ndarray]:
 
 
 def _sampled_pairs(bands: list[np.ndarray], n_t: int):
-    """For every band: (t1, t2) of neighbouring pairs along a few of its lags, as flat arrays, and
-    the band of each difference."""
+    """For every band: the first frame t1 and the lag of runs of three neighbouring pairs along a
+    few of its lags, as flat arrays, and the band of each run."""
     t1s, lags, which = [], [], []
     for b, band in enumerate(bands):
         # small maps have short diagonals: take more of the band's lags to reach ~SAMPLES_PER_BAND
-        rows_here = max(1, min(ROWS_PER_LAG, n_t - int(band[-1]) - 1))
+        rows_here = max(1, min(ROWS_PER_LAG, n_t - int(band[-1]) - 2))
         wanted = max(LAGS_PER_BAND, -(-SAMPLES_PER_BAND // rows_here))
         chosen = np.unique(band[np.linspace(0, band.size - 1, min(wanted, band.size)).astype(int)])
         for lag in chosen:
-            rows = np.unique(np.linspace(0, n_t - lag - 2, min(ROWS_PER_LAG, n_t - lag - 1)).astype(int))
+            rows = np.unique(np.linspace(0, n_t - lag - 3, min(ROWS_PER_LAG, n_t - lag - 2)).astype(int))
             t1s.append(rows)
             lags.append(np.full(rows.size, lag))
             which.append(np.full(rows.size, b))
@@ -92,17 +94,17 @@ def estimate_noise(sample, n_maps: int, n_t: int, n_bands: int = BANDS) -> PairN
     """σ per map and lag from ``sample(map, t1, t2)`` (values at frame pairs, t1 < t2, 0-based)."""
     bands = lag_bands(n_t, n_bands)
     t1, lag, band = _sampled_pairs(bands, n_t)
-    both_t1 = np.concatenate([t1, t1 + 1])
-    both_t2 = both_t1 + np.concatenate([lag, lag])
-    values = sample(np.repeat(np.arange(n_maps), both_t1.size), np.tile(both_t1, n_maps),
-                    np.tile(both_t2, n_maps)).reshape(n_maps, 2, t1.size)
-    diff = values[:, 1] - values[:, 0]
+    run_t1 = np.concatenate([t1, t1 + 1, t1 + 2])
+    run_t2 = run_t1 + np.concatenate([lag, lag, lag])
+    values = sample(np.repeat(np.arange(n_maps), run_t1.size), np.tile(run_t1, n_maps),
+                    np.tile(run_t2, n_maps)).reshape(n_maps, 3, t1.size)
+    diff = values[:, 2] - 2.0 * values[:, 1] + values[:, 0]
     floor = RELATIVE_FLOOR * max(float(np.median(np.abs(values))), np.finfo(float).tiny)
     band_sigma = np.empty((n_maps, len(bands)))
     for b in range(len(bands)):
         d = diff[:, band == b]
         mad = np.median(np.abs(d - np.median(d, axis=1, keepdims=True)), axis=1)
-        band_sigma[:, b] = np.maximum(MAD_TO_SIGMA * mad / np.sqrt(2.0), floor)
+        band_sigma[:, b] = np.maximum(MAD_TO_SIGMA * mad / np.sqrt(6.0), floor)
     # each band's centre: its pair-weighted mean lag
     centres = np.array([np.sum(bl * (n_t - bl)) / np.sum(n_t - bl) for bl in bands])
     all_lags = np.arange(n_t)
