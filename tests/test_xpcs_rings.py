@@ -252,3 +252,38 @@ def test_a_series_of_files_is_fitted_jointly(tmp_path, three_rings):
     with pytest.raises(InputError, match=r"the same number of frames: .*three.h5 has 50 .*short.h5 has 40"):
         fit(beamline([three_rings, short], q="all", dt=0.5), **kw)
     assert fit(beamline([three_rings, short], q="all", dt=0.5, frames=(1, 40)), **kw).n_params == 7 + 2 * 12
+
+
+def test_a_series_config_fits_as_the_api_does(tmp_path, three_rings):
+    import subprocess
+    import sys
+
+    from hpcfit import load_result
+
+    other = tmp_path / "repeat.h5"
+    simulate(other, n_phi=3, n_t=50, q=RINGS[:2], dt=0.5, L=2e6, params=TRUTH, contrast=0.3, offset=1.0,
+             noise=0.002, seed=31, phi=[-30.0, 20.0, 75.0])
+    (tmp_path / "run.toml").write_text(f"""
+[data]
+kind = "xpcs"
+file = ["{three_rings}", "repeat.h5"]
+q = "all"
+dt = 0.5
+[model]
+name = "xpcs"
+L = 2e6
+[output]
+directory = "out"
+""")
+    dry = subprocess.run([sys.executable, "-m", "hpcfit", "fit", "run.toml", "--dry-run"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert dry.returncode == 0 and f"points: {15 * 1225}\nparameters: {7 + 2 * 15}" in dry.stdout, dry.stdout
+    run = subprocess.run([sys.executable, "-m", "hpcfit", "fit", "run.toml", "--quiet"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode in (0, 2), run.stdout + run.stderr
+    res = load_result(tmp_path / "out" / "result.json")
+    api = fit(beamline([three_rings, other], q="all", dt=0.5), mode="laminar_flow", L=2e6, verbose=0)
+    assert res.popt.tobytes() == api.popt.tobytes() and res.names == api.names
+    bad = subprocess.run([sys.executable, "-m", "hpcfit", "fit", "run.toml", "--set", "data.convert=true",
+                          "--set", "data.q=0.004"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and "takes one file; got a series of 2" in bad.stderr + bad.stdout

@@ -23,7 +23,7 @@ from ..errors import InputError
 #: What [data] may describe, and the keys each kind takes (required keys first in the docs).
 DATA_KINDS = {
     "file": {"file": "path", "y": "str|int", "x": "columns", "sigma": "str|int", "absolute_sigma": "bool"},
-    "xpcs": {"file": "path", "q": "rings", "dt": "float", "phi_ranges": "ranges", "frames": "frames",
+    "xpcs": {"file": "path|paths", "q": "rings", "dt": "float", "phi_ranges": "ranges", "frames": "frames",
              "convert": "bool"},
     "xpcs-simulated": {"file": "path", "n_phi": "int", "n_t": "int", "mode": "str", "dt": "float",
                        "q": "float|floats", "L": "float", "params": "floats", "contrast": "float|floats",
@@ -128,6 +128,12 @@ def _typed(where: str, key: str, value, typ: str):
         if not isinstance(value, str) or not value:
             raise bad("a file path (a string)")
         return value
+    if typ == "path|paths":
+        if isinstance(value, list):
+            if not value or not all(isinstance(v, str) and v for v in value):
+                raise bad("a file path, or a non-empty list of file paths (a series fitted jointly)")
+            return value
+        return _typed(where, key, value, "path")
     if typ == "str":
         if not isinstance(value, str):
             raise bad("a string")
@@ -228,7 +234,9 @@ def validate(raw: dict, source: str = "<config>") -> RunConfig:
     missing = [k for k in REQUIRED[kind] if k not in data]
     if missing:
         raise InputError(f"{source} [data] (kind = {kind!r}): missing key(s) {', '.join(map(repr, missing))}")
-    if "file" in data:
+    if isinstance(data.get("file"), list):              # kind xpcs: a series of files fitted jointly
+        data["file"] = [_relative(base, path) for path in data["file"]]
+    elif "file" in data:
         data["file"] = _relative(base, data["file"])
     if isinstance(data.get("x"), list) and os.path.splitext(data["file"])[1].lower() in HDF5_SUFFIXES:
         raise InputError(f"{source} [data]: `x` must name one dataset of the HDF5 file {data['file']} (a 2-D "

@@ -208,20 +208,29 @@ def table_on_root(cfg: RunConfig) -> tuple[str, tuple]:
 
 
 def frame_time(data: dict, warn: bool = True) -> float:
-    """[data] dt, or the one the file records (frame time x stride x averaging); a given dt that
-    disagrees with the recorded one is used, with a warning."""
+    """[data] dt, or the one the files record (frame time x stride x averaging; a series' files
+    must agree); a given dt that disagrees with a recorded one is used, with a warning."""
     import warnings
 
     from ..xpcs.load import detect_layout, recorded_dt
 
-    detect_layout(data["file"])            # a file without two-time maps is named as such before dt is asked for
-    recorded, what = recorded_dt(data["file"])
+    paths = data["file"] if isinstance(data["file"], list) else [data["file"]]
+    recorded = []
+    for path in paths:
+        detect_layout(path)            # a file without two-time maps is named as such before dt is asked for
+        recorded.append(recorded_dt(path))
     if "dt" not in data:
-        if recorded is None:
-            raise InputError(f"[data] `dt` is required: {what}")
-        return recorded
-    if warn and recorded is not None and abs(data["dt"] - recorded) > 1e-9 * recorded:
-        warnings.warn(f"[data] dt = {data['dt']:g} s is used, but {what}", UserWarning, stacklevel=2)
+        missing = [what for value, what in recorded if value is None]
+        if missing:
+            raise InputError(f"[data] `dt` is required: {missing[0]}")
+        values = [value for value, _ in recorded]
+        if max(values) - min(values) > 1e-9 * max(values):
+            raise InputError(f"[data] the files record different dt ({'; '.join(w for _, w in recorded[:3])}): "
+                             "one fit has one dt; give `dt`")
+        return values[0]
+    for value, what in recorded:
+        if warn and value is not None and abs(data["dt"] - value) > 1e-9 * value:
+            warnings.warn(f"[data] dt = {data['dt']:g} s is used, but {what}", UserWarning, stacklevel=2)
     return data["dt"]
 
 

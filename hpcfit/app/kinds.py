@@ -59,11 +59,16 @@ class PreparedData:
         files are identified by their stat)."""
         out = {"kind": cfg.kind, "source": result.info.get("source"), "n_points": result.n_points}
         path = self._file(cfg)
-        if path and os.path.isfile(path):
-            st = os.stat(path)
-            out["file"] = {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                           "inode": st.st_ino}
+        paths = list(path) if isinstance(path, (list, tuple)) else [path]
+        stats = [_file_stat(p) for p in paths if p and os.path.isfile(p)]
+        if stats:
+            out["file"] = stats[0] if len(paths) == 1 else stats       # a series: one entry per file
         return out
+
+
+def _file_stat(path: str) -> dict:
+    st = os.stat(path)
+    return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
 
 
 @dataclass
@@ -241,6 +246,9 @@ def prepare_xpcs(cfg: RunConfig, comm=None, say=print) -> TwoTime:
         from ..xpcs.load import one_ring
 
         one_ring(data["q"], "[data] convert = true or [model] triangle = \"both\" (a stream file)")
+        if isinstance(data["file"], list):
+            raise InputError("[data] `file`: convert = true or [model] triangle = \"both\" (a stream file) takes one "
+                             f"file; got a series of {len(data['file'])}. A series is fitted straight from its files")
     if not convert:                                                  # the maps streamed as they are
         from ..xpcs import beamline
 
@@ -248,7 +256,8 @@ def prepare_xpcs(cfg: RunConfig, comm=None, say=print) -> TwoTime:
             dt = hc.agree(frame_time, data, hc.is_root)             # rank 0 warns
             ref = hc.agree(beamline, data["file"], q=data["q"], dt=dt, phi_ranges=data.get("phi_ranges"),
                            frames=data.get("frames"))
-        return TwoTime(ref, describe=data["file"])
+        series = isinstance(data["file"], list)
+        return TwoTime(ref, describe=f"{len(data['file'])} files: {', '.join(data['file'])}" if series else data["file"])
     from ..xpcs import prepare_stream
     from ..xpcs.stream import converted_path
 
@@ -299,11 +308,13 @@ def _xpcs_points(cfg: RunConfig) -> tuple[int, int]:
     from ..pairs import n_pairs
 
     data = cfg.data
-    sel = select(data["file"], q=data["q"], phi_ranges=data.get("phi_ranges"), frames=data.get("frames"))
+    paths = data["file"] if isinstance(data["file"], list) else [data["file"]]
+    parts = [select(p, q=data["q"], phi_ranges=data.get("phi_ranges"), frames=data.get("frames")) for p in paths]
     frame_time(data)                       # required when the file does not record it, as for the run
-    sel.warn_about_q()              # the run's warning when the q ring used is far from the one asked for
-    return (sel.phi.size * n_pairs(sel.n_t, cfg.model.get("triangle", "upper")),
-            _xpcs_parameter_count(cfg, int(sel.phi.size)))
+    for sel in parts:
+        sel.warn_about_q()          # the run's warning when the q ring used is far from the one asked for
+    n_maps = sum(sel.phi.size for sel in parts)
+    return n_maps * n_pairs(parts[0].n_t, cfg.model.get("triangle", "upper")), _xpcs_parameter_count(cfg, n_maps)
 
 
 def _no_check(cfg: RunConfig) -> None:
