@@ -173,6 +173,7 @@ L = 2e6
 path = "out/checkpoint.h5"
 [output]
 directory = "out"
+per_point = true
 """
 
 
@@ -200,6 +201,11 @@ def test_a_config_of_two_rings_runs_twice_and_on_two_ranks_with_the_same_bits(tm
     assert np.all(np.abs((res.popt[:7] - TRUTH) / res.perr[:7]) < 4) and 0.85 < res.reduced_chi2 < 1.15
     if "plots" in first.stdout:
         assert (tmp_path / "out" / "xpcs_ring01.png").exists() and (tmp_path / "out" / "xpcs_ring02.png").exists()
+    import h5py
+
+    with h5py.File(tmp_path / "out" / "per_point.h5") as f:        # normalized by the σ the fit used
+        normalized = f["normalized_residual"][()]
+    assert normalized.size == res.n_points and abs(0.5 * normalized @ normalized / res.cost - 1) < 1e-9
     _, res2 = run()                            # resumed from the finished fit's checkpoint
     assert res2.info["checkpoint"]["resumed_from"] is not None
     assert res2.popt.tobytes() == res.popt.tobytes()

@@ -46,7 +46,7 @@ class PreparedData:
         """The keywords ``curve`` (a callable giving (x, y, sigma) blocks) and ``xpcs`` of ``write_plots``."""
         return {"curve": None, "xpcs": None}
 
-    def per_point_source(self, cfg: RunConfig):
+    def per_point_source(self, cfg: RunConfig, result=None):
         """The fitted points again, as a data source (opened anew: the fit closed its own)."""
         raise NotImplementedError
 
@@ -92,7 +92,7 @@ class Table(PreparedData):
     def plot_data(self):
         return {"curve": lambda: iter([self.arrays]), "xpcs": None}     # one block: the table is small
 
-    def per_point_source(self, cfg):
+    def per_point_source(self, cfg, result=None):
         from ..data import ArraySource
 
         x, y, sigma = self.arrays
@@ -127,7 +127,7 @@ class HDF5Data(PreparedData):
     def plot_data(self):
         return {"curve": self.source.blocks if self.source.x is not None else None, "xpcs": None}
 
-    def per_point_source(self, cfg):
+    def per_point_source(self, cfg, result=None):
         return self.source
 
 
@@ -155,10 +155,13 @@ class TwoTime(PreparedData):
     def plot_data(self):
         return {"curve": None, "xpcs": self.data}
 
-    def per_point_source(self, cfg):
-        from ..xpcs.fit import fit_points
+    def per_point_source(self, cfg, result=None):
+        """The fit's points, with the σ the fit used (``result``'s noise) for normalized residuals."""
+        from ..xpcs.fit import fit_points, weighted_points
 
-        return fit_points(self.data, cfg.model.get("triangle", "upper")).source
+        triangle = cfg.model.get("triangle", "upper")
+        noise = None if result is None else result.info.get("xpcs", {}).get("noise")
+        return weighted_points(fit_points(self.data, triangle), noise, triangle)
 
     def _file(self, cfg):
         return getattr(self.data, "path", self.data)

@@ -133,7 +133,7 @@ def write_results(cfg: RunConfig, prepared, result, comm=None) -> tuple[str, str
         if cfg.output.get("per_point", False):
             from ..output.per_point import write_per_point
 
-            write_per_point(os.path.join(out, "per_point.h5"), result, hc.agree(per_point_source, prepared, cfg), hc,
+            write_per_point(os.path.join(out, "per_point.h5"), result, hc.agree(per_point_source, prepared, cfg, result), hc,
                             int(result.info["chunk_size"]))
     return out, note
 
@@ -145,6 +145,7 @@ def data_fingerprint(cfg: RunConfig, prepared, result) -> dict:
     return prepared.fingerprint(cfg, result)
 
 
-def per_point_source(prepared, cfg: RunConfig):
-    """The fitted points again, as a data source (opened anew: the fit closed its own)."""
-    return prepared.per_point_source(cfg)
+def per_point_source(prepared, cfg: RunConfig, result=None):
+    """The fitted points again, as a data source (opened anew: the fit closed its own), with the σ
+    the fit used."""
+    return prepared.per_point_source(cfg, result)

@@ -244,6 +244,18 @@ def _noise(points: FitPoints, noise, triangle: str):
     return given_noise(noise, n_maps, points.n_t)
 
 
+def weighted_points(points: FitPoints, noise, triangle: str):
+    """``points``' source with σ from ``noise`` (a PairNoise, its summary in a result, or None:
+    the source as it is)."""
+    from .noise import PairNoise
+
+    if noise is None:
+        return points.source
+    if isinstance(noise, dict):
+        noise = PairNoise.from_summary(noise, points.n_t)
+    return WeightedSource(points.source, noise.sigma_of(n_pairs(points.n_t, triangle), points.n_t, triangle))
+
+
 def check_noise(noise):
     """``noise`` as :func:`fit` takes it: "auto", a σ > 0, or None."""
     if noise is None or (isinstance(noise, str) and noise == "auto"):
@@ -293,10 +305,7 @@ def fit(data, *, mode: str = "laminar_flow", scaling: str = "individual", p0=Non
         start = hc.on_root(_start, points, model, p0, lower, upper)
         options = hc.agree(_complete_starts, options, start, model, scan)
         sigma = None if noise is None else hc.on_root(_noise, points, noise, triangle)
-    source = points.source
-    if sigma is not None:
-        per_map = n_pairs(points.n_t, triangle)
-        source = WeightedSource(source, sigma.sigma_of(per_map, points.n_t, triangle))
+    source = weighted_points(points, sigma, triangle)
     result = _fit(model, source, start, bounds=(lower, upper), comm=comm, absolute_sigma=sigma is not None,
                   **options)
     result.info["xpcs"] = {"mode": mode, "scaling": scaling, "form": form, "triangle": triangle,

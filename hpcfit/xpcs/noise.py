@@ -55,9 +55,22 @@ class PairNoise:
         return at
 
     def summary(self) -> dict:
-        """For ``result.info["xpcs"]["noise"]``."""
+        """For ``result.info["xpcs"]["noise"]``; :meth:`from_summary` rebuilds the same σ from it."""
         return {"method": self.method, "band_lags": self.band_lags.tolist(),
                 "sigma": self.band_sigma.tolist()}
+
+    @classmethod
+    def from_bands(cls, band_lags, band_sigma, n_t: int, method: str) -> "PairNoise":
+        """σ at every lag, interpolated linearly in lag between the bands' centres (constant beyond)."""
+        band_lags, band_sigma = np.asarray(band_lags, dtype=float), np.asarray(band_sigma, dtype=float)
+        lags = np.arange(n_t)
+        by_lag = np.stack([np.interp(lags, band_lags, row) for row in band_sigma])
+        return cls(by_lag, band_lags, band_sigma, method)
+
+    @classmethod
+    def from_summary(cls, summary: dict, n_t: int) -> "PairNoise":
+        """The σ a fit used, from its ``result.info["xpcs"]["noise"]`` (per-point outputs)."""
+        return cls.from_bands(summary["band_lags"], summary["sigma"], n_t, summary["method"])
 
 
 def lag_bands(n_t: int, n_bands: int = BANDS) -> list[np.ndarray]:
@@ -107,11 +120,9 @@ def estimate_noise(sample, n_maps: int, n_t: int, n_bands: int = BANDS) -> PairN
         band_sigma[:, b] = np.maximum(MAD_TO_SIGMA * mad / np.sqrt(6.0), floor)
     # each band's centre: its pair-weighted mean lag
     centres = np.array([np.sum(bl * (n_t - bl)) / np.sum(n_t - bl) for bl in bands])
-    all_lags = np.arange(n_t)
-    by_lag = np.stack([np.interp(all_lags, centres, band_sigma[m]) for m in range(n_maps)])
-    return PairNoise(by_lag, centres, band_sigma, "estimated")
+    return PairNoise.from_bands(centres, band_sigma, n_t, "estimated")
 
 
 def given_noise(sigma: float, n_maps: int, n_t: int) -> PairNoise:
-    """A σ the user gave, the same for every pair."""
-    return PairNoise(np.full((n_maps, n_t), sigma), np.array([]), np.full((n_maps, 0), sigma), "given")
+    """A σ the user gave, the same for every pair (one band)."""
+    return PairNoise.from_bands([1.0], np.full((n_maps, 1), sigma), n_t, "given")
