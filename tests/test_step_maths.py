@@ -181,6 +181,24 @@ def test_a_damped_step_by_schur_is_the_dense_step_with_parameters_held(monkeypat
     np.testing.assert_allclose(schur, dense, rtol=1e-9, atol=1e-13)
 
 
+def test_the_gauss_newton_decrease_by_schur_is_the_dense_one(monkeypatch):
+    from hpcfit.solvers import lm_step
+
+    a, g, groups = arrow_matrix(n_groups=30, seed=2)
+    blocks = lm_step.arrow_blocks(groups)
+    u = np.zeros(g.size)
+    lower, upper = np.full(g.size, -1.0), np.full(g.size, 1.0)
+    u[int(blocks.own[4, 0])] = 1.0                  # on its upper bound
+    g[int(blocks.own[4, 0])] = -1.0                 # and pushed outside: held
+    dense = lm_step.gauss_newton_decrease(u, a, g, lower, upper, blocks)
+    monkeypatch.setattr(lm_step, "SCHUR_ABOVE", 10)
+    schur = lm_step.gauss_newton_decrease(u, a, g, lower, upper, blocks)
+    free = np.ones(g.size, dtype=bool)
+    free[int(blocks.own[4, 0])] = False
+    direct = 0.5 * g[free] @ np.linalg.solve(a[np.ix_(free, free)], g[free])      # A is definite here
+    np.testing.assert_allclose([dense, schur], direct, rtol=1e-9)
+
+
 def test_an_xpcs_fit_solved_by_schur_is_the_dense_fit(monkeypatch):
     from hpcfit.models.xpcs import two_time_c2
     from hpcfit.solvers import lm_step

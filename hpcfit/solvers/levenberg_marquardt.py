@@ -185,7 +185,7 @@ class LevenbergMarquardt:
             return self._stop(state, Status.GTOL)
         if state.pending is not None:
             if self.valley_check and state.pending is Status.FTOL and gauss_newton_decrease(
-                    u, jac.jtj, jac.jtr, self.lower, self.upper) > self.opts.ftol * jac.cost:
+                    u, jac.jtj, jac.jtr, self.lower, self.upper, self.blocks) > self.opts.ftol * jac.cost:
                 # the damped step made little progress, but the undamped model still sees more than
                 # ftol·cost to gain (a flat valley): not converged yet
                 state = state._replace(pending=None)
