@@ -19,7 +19,8 @@ from hpcfit.checkpoint.record import compare, stored_form, same_stored, Checkpoi
 from hpcfit.errors import InputError
 from test_cli_and_processes import MPIEXEC
 
-SMALLER = {"xpcs": ["--set", "data.n_t=80", "--set", "data.n_phi=3", "--set", "data.phi=[-170.0, -80.0, 10.0]"],
+# the angles are not all in two directions 90° apart, which would leave phi0 ambiguous (exit 2)
+SMALLER = {"xpcs": ["--set", "data.n_t=80", "--set", "data.n_phi=3", "--set", "data.phi=[-170.0, -80.0, 55.0]"],
            "curve": ["--set", "data.n_points=40000"]}
 OUTPUT = {"xpcs": "hpcfit-results", "curve": "hpcfit-results-curve"}
 

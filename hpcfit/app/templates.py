@@ -29,7 +29,8 @@ _XPCS = '''\
 # unchanged. For a beamline file (APS 8-ID-I, either layout) write instead:
 #   kind = "xpcs"
 #   file = "/data/sample_results.hdf"
-#   q = 0.0054               # the q ring (nearest one in the file; a warning if it is far)
+#   q = 0.0054               # the q ring (nearest one in the file; a warning if it is far), or
+#                            # several rings in one fit: "all", [0.004, 0.0054], {min = 0.004, max = 0.008}
 #   dt = 0.5                 # seconds per frame of the maps (default: what the file records)
 #   phi_ranges = [[-10, 10], [170, 190]]   # optional: degrees to keep
 #   frames = [1, 1000]       # optional: 1-based, inclusive
@@ -54,6 +55,7 @@ name = "xpcs"
 mode = "laminar_flow"      # or "static" (D0, alpha, D_offset only)
 L = 2e6                    # sample-to-shear length scale (Angstrom)
 scaling = "individual"     # contrast and offset per angle
+noise = "auto"             # sigma per map and lag estimated from the data; or a number; or "none"
 
 [parameters]
 # start value, bounds; fixed = true holds a parameter at its value
