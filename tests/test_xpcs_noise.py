@@ -118,3 +118,13 @@ def test_the_default_fit_estimates_the_noise_and_its_chi2_is_one(heteroscedastic
     for bad in ("guess", -1.0, 0):
         with pytest.raises(InputError, match="`noise`"):
             fit(data, L=2e6, verbose=0, noise=bad)
+
+
+def test_a_model_that_misses_the_data_by_far_more_than_their_noise_says_so(heteroscedastic):
+    """Static fits of laminar-flow data: the shear is left unexplained, and the residuals are many
+    times the noise."""
+    res = fit(beamline(heteroscedastic, q="all", dt=0.5), mode="static", verbose=0)
+    assert res.reduced_chi2 > 1.5 and not res.trustworthy
+    assert any("the residuals are" in issue and "too small" in issue for issue in res.trust_issues)
+    good = fit(beamline(heteroscedastic, q="all", dt=0.5), L=2e6, verbose=0)
+    assert not any("the residuals are" in issue for issue in good.trust_issues)

@@ -315,7 +315,24 @@ def fit(data, *, mode: str = "laminar_flow", scaling: str = "individual", p0=Non
     if points.selection is not None and len(points.selection) > 1:
         result.info["xpcs"]["files"] = [part.path for part in points.selection]
         result.info["xpcs"]["file_of_map"] = points.source.part_of.tolist()
-    return _with_mirror_note(result, model, points.phi, lower, upper)
+    return _with_misfit_note(_with_mirror_note(result, model, points.phi, lower, upper), sigma)
+
+
+#: A reduced χ² above this, with σ from the data, means the model does not describe the data within
+#: their noise (for these fits the χ² of a right model and noise is 1 ± a few %: docs/benchmarks.md).
+MISFIT_CHI2 = 1.5
+
+
+def _with_misfit_note(result: FitResult, sigma) -> FitResult:
+    """With σ estimated from the data, perr come from that σ alone: when the reduced χ² says the
+    residuals are far larger than the noise, they understate the uncertainty. Say so."""
+    if sigma is None or sigma.method != "estimated" or not result.reduced_chi2 > MISFIT_CHI2:
+        return result
+    note = (f"the residuals are {np.sqrt(result.reduced_chi2):.3g}x the noise estimated from the data (reduced chi2 "
+            f"{result.reduced_chi2:.4g}, expected about 1): the model does not describe these data (or their noise "
+            "is correlated along the diagonals), and perr, computed from that noise, are too small by about that "
+            "factor; noise=None scales them by the reduced chi2 instead")
+    return replace(result, trustworthy=False, trust_issues=result.trust_issues + (note,))
 
 
 def mirror_axis(phi) -> float | None:
