@@ -177,6 +177,22 @@ per_point = true
 """
 
 
+def all_rings_config(file: str, out: str) -> str:
+    """kind "xpcs" with every ring of ``file`` (a TOML string or list), into ``out``."""
+    return f"""
+[data]
+kind = "xpcs"
+file = {file}
+q = "all"
+dt = 0.5
+[model]
+name = "xpcs"
+L = 2e6
+[output]
+directory = "{out}"
+"""
+
+
 def test_a_config_of_two_rings_runs_twice_and_on_two_ranks_with_the_same_bits(tmp_path):
     """The user path: simulate two rings, fit them jointly, rerun (resumed from the checkpoint), and
     under mpiexec -n 2; then kind "xpcs" on the simulated file with q = "all"."""
@@ -212,18 +228,7 @@ def test_a_config_of_two_rings_runs_twice_and_on_two_ranks_with_the_same_bits(tm
     _, res3 = run("--set", "checkpoint.path=\"out/other.h5\"", n=2)
     assert res3.popt.tobytes() == res.popt.tobytes()
     sim = next((tmp_path / "out").glob("simulated-xpcs-*.h5"))
-    (tmp_path / "run.toml").write_text(f"""
-[data]
-kind = "xpcs"
-file = "{sim}"
-q = "all"
-dt = 0.5
-[model]
-name = "xpcs"
-L = 2e6
-[output]
-directory = "out2"
-""")
+    (tmp_path / "run.toml").write_text(all_rings_config(f'"{sim}"', "out2"))
     _, res4 = run()
     assert res4.popt.tobytes() == res.popt.tobytes()
     bad = subprocess.run([sys.executable, "-m", "hpcfit", "fit", "run.toml", "--set", "data.convert=true"],
@@ -269,18 +274,7 @@ def test_a_series_config_fits_as_the_api_does(tmp_path, three_rings):
     other = tmp_path / "repeat.h5"
     simulate(other, n_phi=3, n_t=50, q=RINGS[:2], dt=0.5, L=2e6, params=TRUTH, contrast=0.3, offset=1.0,
              noise=0.002, seed=31, phi=[-30.0, 20.0, 75.0])
-    (tmp_path / "run.toml").write_text(f"""
-[data]
-kind = "xpcs"
-file = ["{three_rings}", "repeat.h5"]
-q = "all"
-dt = 0.5
-[model]
-name = "xpcs"
-L = 2e6
-[output]
-directory = "out"
-""")
+    (tmp_path / "run.toml").write_text(all_rings_config(f'["{three_rings}", "repeat.h5"]', "out"))
     dry = subprocess.run([sys.executable, "-m", "hpcfit", "fit", "run.toml", "--dry-run"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=300)
     assert dry.returncode == 0 and f"points: {15 * 1225}\nparameters: {7 + 2 * 15}" in dry.stdout, dry.stdout

@@ -212,7 +212,7 @@ def frame_time(data: dict, warn: bool = True) -> float:
     must agree); a given dt that disagrees with a recorded one is used, with a warning."""
     import warnings
 
-    from ..xpcs.load import detect_layout, recorded_dt
+    from ..xpcs.load import detect_layout, recorded_dt, series_dt
 
     paths = data["file"] if isinstance(data["file"], list) else [data["file"]]
     recorded = []
@@ -220,14 +220,7 @@ def frame_time(data: dict, warn: bool = True) -> float:
         detect_layout(path)            # a file without two-time maps is named as such before dt is asked for
         recorded.append(recorded_dt(path))
     if "dt" not in data:
-        missing = [what for value, what in recorded if value is None]
-        if missing:
-            raise InputError(f"[data] `dt` is required: {missing[0]}")
-        values = [value for value, _ in recorded]
-        if max(values) - min(values) > 1e-9 * max(values):
-            raise InputError(f"[data] the files record different dt ({'; '.join(w for _, w in recorded[:3])}): "
-                             "one fit has one dt; give `dt`")
-        return values[0]
+        return series_dt(recorded, "[data] ")
     for value, what in recorded:
         if warn and value is not None and abs(data["dt"] - value) > 1e-9 * value:
             warnings.warn(f"[data] dt = {data['dt']:g} s is used, but {what}", UserWarning, stacklevel=2)

@@ -25,7 +25,7 @@ from ..errors import InputError
 from ..kernels.coords import PairGrid
 from ..validate import number
 from .load import (Selection, _check_frames, _check_phi_ranges, _Ctx, _existing_file, _open, both_halves_error,
-                   map_dataset, q_request, recorded_dt)
+                   map_dataset, q_request, recorded_dt, series_dt)
 from ..pairs import pair_at, pair_position
 
 UPPER, LOWER = "upper", "lower"
@@ -59,15 +59,7 @@ def beamline(path, *, q, dt=None, phi_ranges=None, frames=None) -> BeamlineData:
         raise InputError("`path`: a series needs at least one file; got []")
     q = q_request(q)
     if dt is None:
-        recorded = [recorded_dt(p) for p in paths]
-        missing = [what for value, what in recorded if value is None]
-        if missing:
-            raise InputError(f"`dt` is required: {missing[0]}")
-        values = [value for value, _ in recorded]
-        if max(values) - min(values) > 1e-9 * max(values):
-            raise InputError(f"the files record different dt ({', '.join(w for _, w in recorded[:3])}): one fit "
-                             "has one dt; give `dt` to fit them together")
-        dt = values[0]
+        dt = series_dt([recorded_dt(p) for p in paths])
     return BeamlineData(paths if series else paths[0], q, number("dt", dt), _check_phi_ranges(phi_ranges),
                         _check_frames(frames))
 

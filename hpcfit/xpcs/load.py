@@ -633,6 +633,19 @@ FRAME_TIME, STRIDE, AVERAGING = ("entry/instrument/detector_1/frame_time", "xpcs
                                  "xpcs/twotime/config/avg_frame")
 
 
+def series_dt(recorded: list, where: str = "") -> float:
+    """The one dt that ``recorded`` ([(dt or None, what) per file], from :func:`recorded_dt`) gives;
+    an error (prefixed ``where``) when a file records none or the files disagree."""
+    missing = [what for value, what in recorded if value is None]
+    if missing:
+        raise InputError(f"{where}`dt` is required: {missing[0]}")
+    values = [value for value, _ in recorded]
+    if max(values) - min(values) > 1e-9 * max(values):
+        raise InputError(f"{where}the files record different dt ({'; '.join(w for _, w in recorded[:3])}): one fit "
+                         "has one dt; give `dt` to fit them together")
+    return values[0]
+
+
 def recorded_dt(path) -> tuple[float | None, str]:
     """dt (seconds per frame of the two-time maps) as the file records it, ``frame_time ×
     stride_frame × avg_frame`` ((1, 1) arrays squeezed), or None when any of the three is missing;
