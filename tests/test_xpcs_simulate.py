@@ -297,10 +297,10 @@ def test_mpi_failure_on_one_rank_raises_on_every_rank(world, shared_dir, monkeyp
     if where.startswith("write") and world.rank == 0:
         put = sim_mod._put
 
-        def fail_second(writer, a, c2_map):
+        def fail_second(writer, n_phi, a, c2_map):
             if a == 1:
                 raise OSError("disk full")
-            put(writer, a, c2_map)
+            put(writer, n_phi, a, c2_map)
         monkeypatch.setattr(sim_mod, "_put", fail_second)
     with pytest.raises(FitError) as info:
         simulate(out, comm=world, **dict(KW, n_phi=2 * world.size + 1, contrast=0.3))
