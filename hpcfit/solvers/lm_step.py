@@ -41,6 +41,15 @@ def arrow_blocks(layout) -> ArrowBlocks | None:
     return ArrowBlocks(np.arange(layout.n_shared), own)
 
 
+def _held_as_identity(m: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """``m`` (changed in place) with the rows and columns of the parameters not ``free`` replaced by
+    identity ones: their solution is 0, and the arrow blocks keep their shape."""
+    m[~free, :] = 0.0
+    m[:, ~free] = 0.0
+    m[~free, ~free] = 1.0
+    return m
+
+
 def schur_solve(m: np.ndarray, rhs: np.ndarray, blocks: ArrowBlocks) -> np.ndarray | None:
     """Solve m·x = rhs for an arrow-structured SPD ``m`` by the Schur complement over the groups'
     own blocks D_g: (S − Σ B_g D_g⁻¹ B_gᵀ) x_s = r_s − Σ B_g D_g⁻¹ r_g, then x_g = D_g⁻¹ (r_g − B_gᵀ x_s).
@@ -99,12 +108,7 @@ def solve_damped(jtj: np.ndarray, g: np.ndarray, d2: np.ndarray, damping: float,
     if idx.size == 0:
         return delta, "cholesky"
     if blocks is not None and blocks.own.size > SCHUR_ABOVE:
-        m = jtj + np.diag(damping * d2)
-        held = ~free
-        m[held, :] = 0.0
-        m[:, held] = 0.0
-        m[held, held] = 1.0
-        step = schur_solve(m, np.where(free, -g, 0.0), blocks)
+        step = schur_solve(_held_as_identity(jtj + np.diag(damping * d2), free), np.where(free, -g, 0.0), blocks)
         if step is not None:
             return np.where(free, step, 0.0), "schur"
     m = jtj[np.ix_(idx, idx)].copy()
@@ -185,12 +189,8 @@ def gauss_newton_decrease(u, jtj, g, lower, upper, blocks: ArrowBlocks | None = 
     if idx.size == 0:
         return 0.0
     if blocks is not None and blocks.own.size > SCHUR_ABOVE:
-        m = jtj.copy()
-        m[~free, :] = 0.0
-        m[:, ~free] = 0.0
-        m[~free, ~free] = 1.0
         rhs = np.where(free, g, 0.0)
-        x = schur_solve(m, rhs, blocks)
+        x = schur_solve(_held_as_identity(jtj.copy(), free), rhs, blocks)
         if x is not None:
             return float(0.5 * rhs @ x)
     rcond = np.finfo(float).eps * idx.size        # solve_damped's cutoff, on the equilibrated matrix

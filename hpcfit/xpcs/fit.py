@@ -332,7 +332,12 @@ def _with_misfit_note(result: FitResult, sigma) -> FitResult:
             f"{result.reduced_chi2:.4g}, expected about 1): the model does not describe these data (or their noise "
             "is correlated along the diagonals), and perr, computed from that noise, are too small by about that "
             "factor; noise=None scales them by the reduced chi2 instead")
-    return replace(result, trustworthy=False, trust_issues=result.trust_issues + (note,))
+    return _flagged(result, note)
+
+
+def _flagged(result: FitResult, issue: str) -> FitResult:
+    """``result`` marked not trustworthy for ``issue`` (an XPCS-specific one, added to phase 3's)."""
+    return replace(result, trustworthy=False, trust_issues=result.trust_issues + (issue,))
 
 
 def mirror_axis(phi) -> float | None:
@@ -360,4 +365,4 @@ def _with_mirror_note(result: FitResult, model, phi, lower, upper) -> FitResult:
     note = (f"phi0 is ambiguous: the angles are all {axis:g}° or {axis + 90:g}° modulo 180°, so phi0 = {phi0:.6g} "
             f"and its mirror {mirror:.6g} (and either ± 180°) fit the data equally well; fit angles in other "
             "directions too to tell them apart")
-    return replace(result, trustworthy=False, trust_issues=result.trust_issues + (note,))
+    return _flagged(result, note)
