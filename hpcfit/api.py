@@ -21,6 +21,7 @@ from .kernels.chunk import residuals
 from .models.wrappers import FixedParameters
 from .phases.pipeline import run_phases
 from .result import FitResult
+from .threads import one_blas_thread
 
 
 def curve_fit(f, xdata, ydata, p0=None, sigma=None, absolute_sigma=False, bounds=(-np.inf, np.inf), *,
@@ -60,7 +61,7 @@ def fit(f, source, p0=None, *, absolute_sigma=False, bounds=(-np.inf, np.inf), m
     Arguments and result as :func:`curve_fit`; ``sigma`` and ``distribute`` belong to the source.
     """
     t_start = time.perf_counter()
-    with Communicator(comm) as hc:
+    with one_blas_thread(), Communicator(comm) as hc:
         args = hc.agree(check_arguments, f, source, p0, bounds, method, loss, f_scale, jac, options)
         hc.check_same(same_everywhere(args.options, args.p0, args.lower, args.upper, absolute_sigma, source, args.model),
                       "every rank must call the fit with the same p0, bounds, options and kind of source")
