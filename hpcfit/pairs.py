@@ -45,6 +45,25 @@ def pair_frames(n_t: int, triangle: str = "upper") -> tuple[np.ndarray, np.ndarr
     return t1, r + (r >= t1)
 
 
+def pair_rows(start: int, stop: int, n_t: int) -> list[tuple[int, int, int]]:
+    """The points at positions start … stop − 1 of one angle (triangle "upper") as runs along rows:
+    (t1, first t2, count) each, so that contiguous points are read and weighted as a few slices
+    instead of finding every point's frames (:func:`pair_at`)."""
+    runs = []
+    if stop <= start:
+        return runs
+    t1 = int(pair_at(np.array([start]), n_t)[0][0])
+    k = start
+    while k < stop:
+        row_start = t1 * (2 * n_t - t1 - 1) // 2
+        first = t1 + 1 + (k - row_start)
+        count = min(n_t - first, stop - k)
+        runs.append((t1, first, count))
+        k += count
+        t1 += 1
+    return runs
+
+
 def pair_position(t1, t2, n_t: int, triangle: str):
     """Position of pair (t1, t2) among its angle's points (inverse of :func:`pair_at`)."""
     if triangle == "upper":

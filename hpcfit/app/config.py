@@ -34,7 +34,7 @@ REQUIRED = {"demo": (), "file": ("file",), "xpcs": ("file", "q"),
             "xpcs-simulated": ("n_phi", "n_t", "dt", "q", "L", "params", "contrast", "offset", "noise", "seed")}
 
 MODEL_KEYS = {"name": "str", "function": "str", "mode": "str", "L": "float", "scaling": "str", "form": "str",
-              "triangle": "str", "scan": "bool", "noise": "noise"}
+              "triangle": "str", "scan": "bool", "noise": "noise", "per_file": "names"}
 PARAMETER_KEYS = {"value": "float", "min": "float", "max": "float", "fixed": "bool"}
 CHECKPOINT_KEYS = {"path": "path", "every": "int", "seconds": "float", "resume": "resume", "force": "bool"}
 OUTPUT_KEYS = {"directory": "path", "plots": "bool", "per_point": "bool"}
@@ -137,6 +137,10 @@ def _typed(where: str, key: str, value, typ: str):
     if typ == "str":
         if not isinstance(value, str):
             raise bad("a string")
+        return value
+    if typ == "names":
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise bad("a list of parameter names, e.g. [\"D0\", \"D_offset\"]")
         return value
     if typ == "str|int":
         if not isinstance(value, (str, int)) or isinstance(value, bool):

@@ -149,6 +149,8 @@ class TwoTime(PreparedData):
         kw = {k: cfg.model[k] for k in ("L", "scaling", "form", "triangle", "scan") if k in cfg.model}
         if "noise" in cfg.model:
             kw["noise"] = None if cfg.model["noise"] == "none" else cfg.model["noise"]
+        if cfg.model.get("per_file"):
+            kw["per_file"] = tuple(cfg.model["per_file"])
         return xpcs_fit(self.data, mode=cfg.model.get("mode", "laminar_flow"), p0=p0, bounds=(lower, upper),
                         comm=comm, **kw, **options)
 
@@ -290,12 +292,19 @@ def _file_points(cfg: RunConfig) -> tuple[int, None]:
     return read_table(data)[1].size, None
 
 
-def _xpcs_parameter_count(cfg: RunConfig, n_phi: int) -> int:
-    """Physical parameters, then contrast and offset: per angle (individual), shared, or none (fixed)."""
+def _xpcs_physical_count(cfg: RunConfig) -> int:
+    """The physical parameters as fitted: the mode's, those of [model] per_file once per file."""
     from ..models.xpcs import MODES
 
+    files = cfg.data.get("file")
+    n_files = len(files) if isinstance(files, list) else 1
+    return MODES.get(cfg.model.get("mode", "laminar_flow"), 7) + len(cfg.model.get("per_file", ())) * (n_files - 1)
+
+
+def _xpcs_parameter_count(cfg: RunConfig, n_phi: int) -> int:
+    """Physical parameters, then contrast and offset: per angle (individual), shared, or none (fixed)."""
     scale = {"individual": 2 * n_phi, "fixed": 0}.get(cfg.model.get("scaling", "individual"), 2)
-    return MODES.get(cfg.model.get("mode", "laminar_flow"), 7) + scale
+    return _xpcs_physical_count(cfg) + scale
 
 
 def _simulated_points(cfg: RunConfig) -> tuple[int, int]:
@@ -334,12 +343,21 @@ def _check_file_model(cfg: RunConfig) -> list[str]:
 
 def _check_xpcs_parameters(cfg: RunConfig) -> None:
     ordered_parameters(cfg, *xpcs_parameters(cfg))
+    per_file = cfg.model.get("per_file", [])
+    unknown = [n for n in per_file if n not in xpcs_parameters(cfg)[0]]
+    if unknown or len(set(per_file)) != len(per_file):
+        raise InputError(f"{cfg.source}: [model] `per_file` must name physical parameters of the mode "
+                         f"({', '.join(xpcs_parameters(cfg)[0])}), each once; got {per_file!r}")
+    if per_file and not isinstance(cfg.data.get("file"), list):
+        raise InputError(f"{cfg.source}: [model] `per_file` ({', '.join(per_file)}) fits parameters once per file of "
+                         "a series: [data] kind = \"xpcs\" with file = [\"first.hdf\", \"second.hdf\", ...]")
 
 
 def _xpcs_groups(cfg: RunConfig):
     from ..models.xpcs import angle_groups
 
-    return angle_groups(cfg.model.get("mode", "laminar_flow"), cfg.model.get("scaling", "individual"))
+    return angle_groups(cfg.model.get("mode", "laminar_flow"), cfg.model.get("scaling", "individual"),
+                        _xpcs_physical_count(cfg))
 
 
 @dataclass(frozen=True)

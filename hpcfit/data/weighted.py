@@ -18,10 +18,14 @@ from .chunks import Chunk, LocalChunks
 class WeightedSource:
     """``inner`` with σ = ``sigma_of(global indices)`` at every point (> 0, finite).
 
+    ``inverse_sigma_over(start, stop)``, when given, is 1/σ of the contiguous points start … stop − 1
+    (the same values as ``1 / sigma_of``), a faster way for the chunks, which are contiguous: finding
+    each point's σ took 1–2 ms of every 32768-point chunk's ~7 ms Jacobian pass.
     Everything else (describe, fingerprint, close, grid, ...) is the inner source's."""
 
-    def __init__(self, inner, sigma_of: Callable[[np.ndarray], np.ndarray]):
-        self.inner, self.sigma_of = inner, sigma_of
+    def __init__(self, inner, sigma_of: Callable[[np.ndarray], np.ndarray],
+                 inverse_sigma_over: Callable[[int, int], np.ndarray] | None = None):
+        self.inner, self.sigma_of, self.inverse_sigma_over = inner, sigma_of, inverse_sigma_over
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -36,10 +40,15 @@ class WeightedSource:
         def weights(index: np.ndarray) -> np.ndarray:
             return 1.0 / self.sigma_of(np.minimum(index, n - 1))
 
+        def chunk_weights(start: int, size: int) -> np.ndarray:
+            if self.inverse_sigma_over is None:
+                return weights(start + np.arange(size))
+            inside = self.inverse_sigma_over(start, min(start + size, n))
+            return np.pad(inside, (0, size - inside.size), mode="edge")      # padding: the last point's
+
         def read(i: int) -> Chunk:
             chunk = local.read(i)
-            index = chunk.global_start + np.arange(chunk.y.shape[0])
-            return replace(chunk, weight=chunk.weight * weights(index))
+            return replace(chunk, weight=chunk.weight * chunk_weights(chunk.global_start, chunk.y.shape[0]))
 
         def take(indices: np.ndarray) -> tuple:
             x, y, w = local.take(indices)

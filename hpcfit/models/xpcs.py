@@ -257,12 +257,13 @@ def two_time_c2(params, *, phi, n_t, dt, q, L, contrast, offset, mode="laminar_f
                        q=q, L=L, dt=dt, mode=mode, form=form)
 
 
-def angle_groups(mode: str, scaling: str):
-    """The parameter groups of the model: the physical parameters shared, and with scaling
-    ``individual`` one contrast and one offset per angle (all contrasts, then all offsets)."""
+def angle_groups(mode: str, scaling: str, n_physical: int | None = None):
+    """The parameter groups of the model: the ``n_physical`` fitted physical parameters (the mode's,
+    more with parameters per file) shared, and with scaling ``individual`` one contrast and one offset
+    per angle (all contrasts, then all offsets)."""
     from ..groups import ParameterGroups
 
-    n_phys = MODES[mode]
+    n_phys = MODES[mode] if n_physical is None else n_physical
     if scaling == "individual":
         return ParameterGroups(n_phys, 2, "by_parameter")
     return ParameterGroups(n_phys + (2 if scaling == "shared" else 0), 0)
@@ -276,10 +277,15 @@ class TwoTimeModel:
     shape (n,). A map is one angle ``phi[i]`` of one q ring: ``q`` is a number (one ring) or one
     value per map (several rings in one fit: the diffusion term goes with q², the shear term with
     q, the physical parameters are shared). params are the physical parameters
-    (``physical_names``) followed, for scaling ``individual``, by n_phi contrasts then n_phi
+    (``fitted_physical_names``) followed, for scaling ``individual``, by n_phi contrasts then n_phi
     offsets (one per map); for ``shared`` by one contrast then one offset; for ``fixed`` by nothing
-    (``contrast``/``offset`` given here are used). Hash and equality are over the normalised
-    configuration, so equal models share compiled kernels.
+    (``contrast``/``offset`` given here are used).
+
+    A series of files (``file_of_map``: each map's file, 0, 1, …) may fit some physical parameters per
+    file (``per_file``, names of ``physical_names``: e.g. D0 of each temperature), the others shared
+    by all files; such a parameter is fitted once per file, named ``D0_file1``, ``D0_file2``, … in the
+    place of D0. Hash and equality are over the normalised configuration, so equal models share
+    compiled kernels.
     """
 
     phi: tuple
@@ -293,6 +299,8 @@ class TwoTimeModel:
     contrast: tuple | None = None
     offset: tuple | None = None
     labels: tuple | None = None     # each map's name in per-map parameter names (default: see map_labels)
+    per_file: tuple = ()            # physical parameters fitted once per file of a series
+    file_of_map: tuple | None = None   # each map's file (0, 1, …), needed with per_file
 
     def __post_init__(self):
         choice("mode", self.mode, tuple(MODES))
@@ -314,8 +322,57 @@ class TwoTimeModel:
             if len(labels) != len(angles) or len(set(labels)) != len(labels):
                 raise InputError(f"`labels` must name each of the {len(angles)} maps once; got {self.labels!r}")
             normalised["labels"] = labels
+        normalised.update(self._files(len(angles)))
         for name, value in normalised.items():
             object.__setattr__(self, name, value)
+
+    def _files(self, n_maps: int) -> dict:
+        """``per_file`` and ``file_of_map`` checked (file_of_map is kept only with per_file)."""
+        names = PHYSICAL_NAMES[:MODES[self.mode]]
+        per_file = (self.per_file,) if isinstance(self.per_file, str) else tuple(self.per_file or ())
+        if any(n not in names for n in per_file) or len(set(per_file)) != len(per_file):
+            raise InputError(f"`per_file` must name physical parameters of mode {self.mode!r} ({', '.join(names)}), "
+                             f"each once; got {list(per_file)!r}")
+        if not per_file:
+            return {"per_file": (), "file_of_map": None}
+        try:
+            files = np.asarray(self.file_of_map, dtype=float)
+        except (TypeError, ValueError):
+            files = np.empty(0)
+        if (self.file_of_map is None or files.shape != (n_maps,) or np.any(files != np.round(files))
+                or files.min() != 0 or set(files.astype(int).tolist()) != set(range(int(files.max()) + 1))
+                or files.max() < 1):
+            raise InputError(f"`per_file` ({', '.join(per_file)}) needs a series of files: `file_of_map` with "
+                             f"each of the {n_maps} maps' file (0, 1, …, every file used, at least two); "
+                             f"got {self.file_of_map!r}")
+        return {"per_file": tuple(n for n in names if n in per_file), "file_of_map": tuple(files.astype(int).tolist())}
+
+    @property
+    def n_files(self) -> int:
+        """Files whose physical parameters may differ (1 without ``per_file``)."""
+        return 1 if self.file_of_map is None else max(self.file_of_map) + 1
+
+    @property
+    def fitted_physical_names(self) -> list:
+        """The physical parameters as fitted: ``physical_names``, each of ``per_file`` once per file."""
+        return [name for base in self.physical_names
+                for name in ([f"{base}_file{f + 1}" for f in range(self.n_files)] if base in self.per_file
+                             else [base])]
+
+    def _file_columns(self) -> list:
+        """For each file, the position in the parameter vector of each physical parameter."""
+        names = self.fitted_physical_names
+        return [[names.index(f"{base}_file{f + 1}" if base in self.per_file else base) for base in self.physical_names]
+                for f in range(self.n_files)]
+
+    def expand_physical(self, values) -> np.ndarray:
+        """Values of ``physical_names`` (one per physical parameter) as ``fitted_physical_names``: a
+        parameter fitted per file starts from the same value for every file."""
+        values = np.asarray(values, dtype=float)
+        out = np.empty(len(self.fitted_physical_names))
+        for columns in self._file_columns():
+            out[columns] = values
+        return out
 
     @property
     def n_phi(self) -> int:
@@ -351,7 +408,7 @@ class TwoTimeModel:
             scale = [f"contrast_{m}" for m in labels] + [f"offset_{m}" for m in labels]
         else:
             scale = ["contrast", "offset"] if self.scaling == "shared" else []
-        return self.physical_names + scale
+        return self.fitted_physical_names + scale
 
     @property
     def n_params(self) -> int:
@@ -359,7 +416,7 @@ class TwoTimeModel:
 
     def _scales(self, params):
         """(contrast, offset) per angle, each of shape (n_phi,)."""
-        n_phys, n_phi = MODES[self.mode], self.n_phi
+        n_phys, n_phi = len(self.fitted_physical_names), self.n_phi
         if self.scaling == "individual":
             return (jnp.stack(params[n_phys:n_phys + n_phi]), jnp.stack(params[n_phys + n_phi:]))
         if self.scaling == "shared":
@@ -369,16 +426,42 @@ class TwoTimeModel:
     @property
     def parameter_groups(self):
         """The angles are the groups (block-sparse Jacobian passes, :mod:`hpcfit.groups`)."""
-        return angle_groups(self.mode, self.scaling)
+        return angle_groups(self.mode, self.scaling, len(self.fitted_physical_names))
 
     def _frames_and_scales(self, x, params):
+        """The physical parameters of each file (a list), contrast and offset at each point, and the
+        points' map, frames and file (None with one file)."""
         if len(params) != self.n_params:
             raise InputError(f"TwoTimeModel takes {self.n_params} parameters ({', '.join(self.parameter_names)}); "
                              f"got {len(params)}")
-        physical = jnp.stack([jnp.asarray(p, dtype=jnp.float64) for p in params[:MODES[self.mode]]])
+        physical = [jnp.stack([jnp.asarray(params[i], dtype=jnp.float64) for i in columns])
+                    for columns in self._file_columns()]
         contrast, offset = self._scales(params)
         angle, t1, t2 = (jnp.asarray(x)[k].astype(jnp.int32) for k in range(3))
-        return physical, contrast[angle], offset[angle], angle, t1, t2
+        file = None if self.file_of_map is None else jnp.asarray(self.file_of_map, dtype=jnp.int32)[angle]
+        return physical, contrast[angle], offset[angle], angle, t1, t2, file
+
+    @staticmethod
+    def _by_file(per_file: list, file):
+        """A per-file table (one array per file) and, for indices into its last axes, its values at
+        each point's file: with one file, the table itself (the same gathers as without files)."""
+        if file is None:
+            return lambda *index: per_file[0][index]
+        table = jnp.stack(per_file)
+        return lambda *index: table[(file,) + index]
+
+    def _physical_columns(self, d_phys, file):
+        """∂c2/∂(physical parameters) (n, n_phys) as the fitted columns: a per-file parameter's
+        derivative goes to its file's column, 0 in the others."""
+        if file is None:
+            return d_phys
+        columns = []
+        for k, base in enumerate(self.physical_names):
+            if base in self.per_file:
+                columns.append(d_phys[:, k:k + 1] * (file[:, None] == jnp.arange(self.n_files)[None, :]))
+            else:
+                columns.append(d_phys[:, k:k + 1])
+        return jnp.concatenate(columns, axis=1)
 
     def grouped_jacobian(self, x, *params):
         """c2 and its derivatives as the block-sparse Jacobian pass wants them: (c2, ∂c2/∂shared
@@ -390,27 +473,31 @@ class TwoTimeModel:
         only the three partials of g1² (:func:`g1_squared_partials`) and two gathers of the
         per-frame table — not one forward pass per parameter.
         """
-        physical, contrast, offset, angle, t1, t2 = self._frames_and_scales(x, params)
+        physical, contrast, offset, angle, t1, t2, file = self._frames_and_scales(x, params)
         n_phys = MODES[self.mode]
         integrals = lambda ph: rate_integrals(ph, self.n_t, self.dt, self.mode)  # noqa: E731
-        (s_d, s_g), (ds_d, ds_g) = integrals(physical), jax.jacfwd(integrals)(physical)
-        static = s_g is None
+        per_file = [(integrals(ph), jax.jacfwd(integrals)(ph)) for ph in physical]
+        static = per_file[0][0][1] is None
+        s_d = self._by_file([v[0] for (v, _) in per_file], file)
         # per-frame ∂S/∂(rate parameters): D's three, then γ̇'s three
-        table = ds_d[:, :3] if static else jnp.concatenate([ds_d[:, :3], ds_g[:, 3:6]], axis=1)
-        d_table = table[t1] - table[t2]
+        table = self._by_file([ds_d[:, :3] if static else jnp.concatenate([ds_d[:, :3], ds_g[:, 3:6]], axis=1)
+                               for (_, (ds_d, ds_g)) in per_file], file)
+        d_table = table(t1) - table(t2)
         q = self._q_at(angle)
         if static:
-            g2, d_d, _, _ = g1_squared_partials(s_d[t1] - s_d[t2], None, None, q, self.L, self.dt, self.form)
+            g2, d_d, _, _ = g1_squared_partials(s_d(t1) - s_d(t2), None, None, q, self.L, self.dt, self.form)
             d_phys = d_d[:, None] * d_table
         else:
+            s_g = self._by_file([v[1] for (v, _) in per_file], file)
             phi = jnp.asarray(self.phi)
-            cos_dphi = cos_delta_phi(physical, phi, self.mode)
-            d_cos = -jnp.sin(jnp.deg2rad(physical[6] - phi)) * (math.pi / 180.0)    # ∂cos(φ0 − φ)/∂φ0
-            g2, d_d, d_g, d_c = g1_squared_partials(s_d[t1] - s_d[t2], s_g[t1] - s_g[t2], cos_dphi[angle],
+            cos_dphi = self._by_file([cos_delta_phi(ph, phi, self.mode) for ph in physical], file)
+            # ∂cos(φ0 − φ)/∂φ0
+            d_cos = self._by_file([-jnp.sin(jnp.deg2rad(ph[6] - phi)) * (math.pi / 180.0) for ph in physical], file)
+            g2, d_d, d_g, d_c = g1_squared_partials(s_d(t1) - s_d(t2), s_g(t1) - s_g(t2), cos_dphi(angle),
                                                     q, self.L, self.dt, self.form)
             d_phys = jnp.concatenate([d_d[:, None] * d_table[:, :3], d_g[:, None] * d_table[:, 3:],
-                                      (d_c * d_cos[angle])[:, None]], axis=1)
-        d_phys = contrast[:, None] * d_phys[:, :n_phys]
+                                      (d_c * d_cos(angle))[:, None]], axis=1)
+        d_phys = self._physical_columns(contrast[:, None] * d_phys[:, :n_phys], file)
         value = offset + contrast * g2
         scale_columns = jnp.stack([g2, jnp.ones_like(g2)], axis=1)
         if self.scaling == "individual":
@@ -421,11 +508,16 @@ class TwoTimeModel:
         return value, d_phys, empty
 
     def __call__(self, x, *params):
-        physical, contrast, offset, angle, t1, t2 = self._frames_and_scales(x, params)
-        s_d, s_g = rate_integrals(physical, self.n_t, self.dt, self.mode)
-        i_diff = pair_integral(s_d[t1], s_d[t2])
-        i_shear = None if s_g is None else pair_integral(s_g[t1], s_g[t2])
-        cos_dphi = cos_delta_phi(physical, jnp.asarray(self.phi), self.mode)     # per angle, then gathered
-        g1 = g1_field(i_diff, i_shear, None if cos_dphi is None else cos_dphi[angle], self._q_at(angle), self.L,
-                      self.dt, self.form)
+        physical, contrast, offset, angle, t1, t2, file = self._frames_and_scales(x, params)
+        integrals = [rate_integrals(ph, self.n_t, self.dt, self.mode) for ph in physical]
+        s_d = self._by_file([s for s, _ in integrals], file)
+        i_diff = pair_integral(s_d(t1), s_d(t2))
+        i_shear = cos_dphi = None
+        if integrals[0][1] is not None:
+            s_g = self._by_file([s for _, s in integrals], file)
+            i_shear = pair_integral(s_g(t1), s_g(t2))
+            # per angle, then gathered
+            cos_dphi = self._by_file([cos_delta_phi(ph, jnp.asarray(self.phi), self.mode) for ph in physical],
+                                     file)(angle)
+        g1 = g1_field(i_diff, i_shear, cos_dphi, self._q_at(angle), self.L, self.dt, self.form)
         return c2_from_g1(g1, contrast, offset)

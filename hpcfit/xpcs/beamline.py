@@ -26,7 +26,7 @@ from ..kernels.coords import PairGrid
 from ..validate import number
 from .load import (Selection, _check_frames, _check_phi_ranges, _Ctx, _existing_file, _open, both_halves_error,
                    map_dataset, q_request, recorded_dt, series_dt)
-from ..pairs import pair_at, pair_position
+from ..pairs import pair_at, pair_position, pair_rows
 
 UPPER, LOWER = "upper", "lower"
 
@@ -196,23 +196,23 @@ class BeamlineSource:
         n_t = self.n_t
         for angle in range(lo // self.per_angle, (hi - 1) // self.per_angle + 1):
             base = angle * self.per_angle
-            k = np.arange(max(lo, base) - base, min(hi, base + self.per_angle) - base)
-            t1, t2 = pair_at(k, n_t)
-            r0, r1 = int(t1[0]), int(t1[-1])
+            k0, k1 = max(lo, base) - base, min(hi, base + self.per_angle) - base
+            rows = pair_rows(k0, k1, n_t)                   # (t1, first t2, count) along each row
+            r0, r1 = rows[0][0], rows[-1][0]
             part, name, ds = self._map(angle)
             f0 = part.frames[0] - 1
             try:
                 if self._halves_now()[angle] == UPPER:
                     block = ds[f0 + r0: f0 + r1 + 1, f0 + r0 + 1: f0 + n_t]
-                    values = block[t1 - r0, t2 - r0 - 1]
+                    values = np.concatenate([block[t1 - r0, t2 - r0 - 1:t2 - r0 - 1 + c] for t1, t2, c in rows])
                 else:
                     block = ds[f0 + r0 + 1: f0 + n_t, f0 + r0: f0 + r1 + 1]
-                    values = block[t2 - r0 - 1, t1 - r0]
+                    values = np.concatenate([block[t2 - r0 - 1:t2 - r0 - 1 + c, t1 - r0] for t1, t2, c in rows])
             except Exception as exc:  # noqa: BLE001 - h5py raises OSError, RuntimeError, ... for damaged files
                 raise InputError(f"{part.path}: reading map '{name}' failed at frames "
                                  f"{f0 + r0 + 1}-{f0 + r1 + 1} (chunk {chunk}): {type(exc).__name__}: {exc}. The "
                                  "file is damaged or unreadable there") from None
-            self._require_finite(values, angle, t1, t2)
+            self._require_finite(values, angle, lambda: pair_at(np.arange(k0, k1), n_t))
             parts.append(values)
         out = np.concatenate(parts) if len(parts) > 1 else parts[0]
         return out if out.dtype == np.float32 else out.astype(np.float64)
@@ -231,7 +231,7 @@ class BeamlineSource:
             space.select_elements(np.stack([f0 + rows, f0 + cols], axis=1).astype(np.uint64))
             values = np.empty(where.size, dtype=ds.dtype)
             ds.id.read(h5py.h5s.create_simple((where.size,)), space, values)
-            self._require_finite(values, int(a), t1, t2)
+            self._require_finite(values, int(a), lambda: (t1, t2))
             out[where] = values
         return out
 
@@ -245,10 +245,13 @@ class BeamlineSource:
         out[order] = self.values(unique)[back]
         return out
 
-    def _require_finite(self, values: np.ndarray, angle: int, t1: np.ndarray, t2: np.ndarray) -> None:
+    def _require_finite(self, values: np.ndarray, angle: int, frames) -> None:
+        """``values`` all finite, or an error naming the first bad one at its frames (``frames()``:
+        (t1, t2) of the values, found only then)."""
         bad = ~np.isfinite(values)
         if bad.any():
             i = int(np.argmax(bad))
+            t1, t2 = frames()
             part, name, _ = self._map(angle)
             j = self.local[angle]
             first = part.frames[0]

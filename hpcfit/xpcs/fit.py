@@ -41,6 +41,7 @@ class FitPoints:
     sample: object          # (angle, t1, t2) index arrays → values
     selection: tuple | None = None   # the beamline files' selections (one per file), when streamed directly
     labels: tuple | None = None   # names of the maps for per-map parameters (a series of files)
+    file_of_map: tuple | None = None   # each map's file (0, 1, …) in a series of files
 
 
 def _beamline_points(data, triangle: str) -> FitPoints:
@@ -55,11 +56,12 @@ def _beamline_points(data, triangle: str) -> FitPoints:
     parts = tuple(select(p, q=data.q, phi_ranges=data.phi_ranges, frames=data.frames) for p in paths)
     source = BeamlineSource(parts if len(parts) > 1 else parts[0])   # read for the start values on rank 0
     source.check_arguments()
-    labels = None
+    labels = files = None
     if len(parts) > 1:
         labels = tuple(f"file{k + 1}_q{q:.6g}_phi{phi:g}" for k, part in enumerate(parts)
                        for q, phi in zip(part.q_maps, part.phi))
-    return FitPoints(source, source.phi, source.n_t, data.dt, source.q, source.pairs, parts, labels)
+        files = tuple(int(k) for k in source.part_of)
+    return FitPoints(source, source.phi, source.n_t, data.dt, source.q, source.pairs, parts, labels, files)
 
 
 def fit_points(data, triangle: str) -> FitPoints:
@@ -131,13 +133,11 @@ def initial_scaling(points: FitPoints, scaling: str) -> tuple[np.ndarray, np.nda
     return contrast, offset
 
 
-def _default_box(name: str) -> tuple[float, float]:
-    return DEFAULT_BOUNDS[name.split("_")[0] if name.startswith(("contrast", "offset")) else name]
-
-
-def _bounds(bounds, names: list, n_phys: int):
-    """Bounds for every parameter: the defaults, or the user's for the physical ones (then the
-    defaults for contrast/offset) or for all of them."""
+def _bounds(bounds, model):
+    """Bounds for every parameter: the defaults, or the user's for the physical ones (each given once,
+    also for a parameter fitted per file; then the defaults for contrast/offset) or for all of them."""
+    names, physical = model.parameter_names, model.physical_names
+    n_phys = len(physical)
     if bounds is None:
         bounds = ([], [])
     try:
@@ -147,35 +147,46 @@ def _bounds(bounds, names: list, n_phys: int):
                          f"values; got {bounds!r}") from None
     if len(lower) != len(upper) or len(lower) not in (0, n_phys, len(names)):
         raise InputError(f"`bounds` must be (lower, upper), each with {n_phys} (physical: "
-                         f"{', '.join(names[:n_phys])}) or {len(names)} values; got {len(lower)} and {len(upper)}")
-    rest = [_default_box(n) for n in names[len(lower):]]
-    return np.array(lower + [b[0] for b in rest]), np.array(upper + [b[1] for b in rest])
+                         f"{', '.join(physical)}) or {len(names)} values; got {len(lower)} and {len(upper)}")
+    if len(lower) == len(names):
+        return np.array(lower), np.array(upper)
+    if not lower:
+        lower, upper = [DEFAULT_BOUNDS[n][0] for n in physical], [DEFAULT_BOUNDS[n][1] for n in physical]
+    n_scale = len(names) - len(model.fitted_physical_names)
+    rest = [DEFAULT_BOUNDS[n.split("_")[0]] for n in names[len(names) - n_scale:]]     # contrast, offset
+    return (np.concatenate([model.expand_physical(lower), [b[0] for b in rest]]),
+            np.concatenate([model.expand_physical(upper), [b[1] for b in rest]]))
 
 
-def _setup(data, mode, scaling, p0, bounds, L, contrast, offset, triangle, form):
+def _setup(data, mode, scaling, p0, bounds, L, contrast, offset, triangle, form, per_file=()):
     """Everything local: arguments, the points' source and metadata, the model (no data read)."""
     if triangle not in ("upper", "both"):
         raise InputError(f"`triangle` must be 'upper' or 'both'; got {triangle!r}")
     if mode == "laminar_flow" and L is None:
         raise InputError("`L` (the sample-to-shear length scale, Å) is required for mode='laminar_flow'")
     points = fit_points(data, triangle)
+    per_file = (per_file,) if isinstance(per_file, str) else tuple(per_file or ())
+    if per_file and points.file_of_map is None:
+        raise InputError(f"`per_file` ({', '.join(per_file)}) fits physical parameters once per file of a series: `data` "
+                         "must be hpcfit.xpcs.beamline([path1, path2, ...]) (in a config, [data] file = [..])")
     model = TwoTimeModel(tuple(points.phi), points.n_t, points.dt, points.q, 1.0 if L is None else L, mode=mode,
-                         scaling=scaling, form=form, contrast=contrast, offset=offset, labels=points.labels)
+                         scaling=scaling, form=form, contrast=contrast, offset=offset, labels=points.labels,
+                         per_file=per_file or (), file_of_map=points.file_of_map)
     names, n_phys = model.parameter_names, len(model.physical_names)
     if p0 is not None and (np.ndim(p0) != 1 or len(p0) not in (n_phys, len(names))):
-        raise InputError(f"`p0` must be a sequence of {n_phys} (physical: {', '.join(names[:n_phys])}) or "
+        raise InputError(f"`p0` must be a sequence of {n_phys} (physical: {', '.join(model.physical_names)}) or "
                          f"{len(names)} values; got {p0!r}")
-    return points, model, _bounds(bounds, names, n_phys)
+    return points, model, _bounds(bounds, model)
 
 
 def _start(points, model, p0, lower, upper) -> np.ndarray:
     """p0 for every parameter; contrast/offset from the data when not given, kept inside the box."""
-    n_phys = len(model.physical_names)
+    n_phys = len(model.fitted_physical_names)
     if p0 is not None and len(p0) == model.n_params:
         return np.asarray(p0, dtype=float)
-    phys = [DEFAULT_P0[k] for k in model.physical_names] if p0 is None else list(p0)
+    phys = model.expand_physical([DEFAULT_P0[k] for k in model.physical_names] if p0 is None else p0)
     scale = [] if model.scaling == "fixed" else list(np.concatenate(initial_scaling(points, model.scaling)))
-    start = np.asarray(phys + scale, dtype=float)
+    start = np.asarray(list(phys) + scale, dtype=float)
     start[n_phys:] = np.clip(start[n_phys:], lower[n_phys:], upper[n_phys:])
     return start
 
@@ -191,31 +202,35 @@ SCAN = (("phi0", 30.0), ("alpha", -0.5), ("D0", 10.0), ("phi0", -30.0), ("phi0",
 
 
 def scan_starts(model, start: np.ndarray) -> list[list[float]]:
-    """Physical start vectors of :data:`SCAN` around ``start`` (φ0 and α shifted, D0 scaled), for the
-    parameters the model has, in :data:`SCAN`'s order."""
-    names = list(model.physical_names)
+    """Start vectors (every parameter) of :data:`SCAN` around ``start`` (φ0 and α shifted, D0 scaled;
+    a parameter fitted per file changed alike in every file), for the parameters the model has, in
+    :data:`SCAN`'s order."""
+    names = model.fitted_physical_names
     rows = []
     for name, change in SCAN:
-        if name not in names:
+        if name not in model.physical_names:
             continue
-        i = names.index(name)
-        row = [float(v) for v in start[:len(names)]]
-        row[i] = row[i] * change if name == "D0" else row[i] + change
+        row = [float(v) for v in start]
+        for i, fitted in enumerate(names):
+            if fitted == name or fitted.startswith(f"{name}_file"):
+                row[i] = row[i] * change if name == "D0" else row[i] + change
         rows.append(row)
     return rows
 
 
 def _complete(rows, start: np.ndarray, model, name: str) -> tuple:
-    """Start rows that give the physical parameters only, completed with the data-driven
-    contrast/offset as p0 is."""
-    n_phys = len(model.physical_names)
+    """Start rows that give the physical parameters only (each once, also one fitted per file),
+    completed with the data-driven contrast/offset as p0 is."""
+    n_phys, n_fitted = len(model.physical_names), len(model.fitted_physical_names)
     out = []
     for row in rows:
         row = [float(v) for v in row]
         if len(row) not in (n_phys, model.n_params):
             raise InputError(f"`{name}`: each start must have {n_phys} (physical) or {model.n_params} values; "
                              f"got {len(row)}")
-        out.append(tuple(row + list(start[len(row):])))
+        if len(row) == n_phys:
+            row = list(model.expand_physical(row)) + list(start[n_fitted:])
+        out.append(tuple(row))
     return tuple(out)
 
 
@@ -253,7 +268,9 @@ def weighted_points(points: FitPoints, noise, triangle: str):
         return points.source
     if isinstance(noise, dict):
         noise = PairNoise.from_summary(noise, points.n_t)
-    return WeightedSource(points.source, noise.sigma_of(n_pairs(points.n_t, triangle), points.n_t, triangle))
+    per_map = n_pairs(points.n_t, triangle)
+    return WeightedSource(points.source, noise.sigma_of(per_map, points.n_t, triangle),
+                          noise.inverse_sigma_over(per_map, points.n_t) if triangle == "upper" else None)
 
 
 def check_noise(noise):
@@ -268,7 +285,7 @@ def check_noise(noise):
 
 def fit(data, *, mode: str = "laminar_flow", scaling: str = "individual", p0=None, bounds=None, L=None,
         contrast=None, offset=None, triangle: str = "upper", form: str = "homodyne", comm=None,
-        scan: bool = True, noise="auto", **options) -> FitResult:
+        scan: bool = True, noise="auto", per_file=(), **options) -> FitResult:
     """Fit a two-time dataset with the ``static`` or ``laminar_flow`` transport model.
 
     ``data``: a beamline file's selection, ``hpcfit.xpcs.beamline(path, q=…, dt=…)``, whose maps
@@ -294,11 +311,16 @@ def fit(data, *, mode: str = "laminar_flow", scaling: str = "individual", p0=Non
     (``absolute_sigma``) and the reduced χ² checks the noise model (≈ 1 when model and noise are
     right). ``None`` weighs every point alike and scales the covariance by the reduced χ², as
     ``curve_fit`` does without sigma.
+
+    ``per_file``: with a series of files (``beamline([path1, path2, ...])``: repeats, temperatures of
+    one sample), names of physical parameters fitted once per file (e.g. ``("D0", "D_offset")`` when
+    diffusion changes with temperature), named ``D0_file1``, ``D0_file2``, …; the others are shared by
+    all files. ``p0``/``bounds`` still give each physical parameter once: every file starts alike.
     """
     with Communicator(comm) as hc:
         noise = hc.agree(check_noise, noise)
         points, model, (lower, upper) = hc.agree(_setup, data, mode, scaling, p0, bounds, L, contrast, offset,
-                                                 triangle, form)
+                                                 triangle, form, per_file)
         if hc.is_root and points.selection is not None:
             for part in points.selection:
                 part.warn_about_q()
@@ -315,6 +337,7 @@ def fit(data, *, mode: str = "laminar_flow", scaling: str = "individual", p0=Non
     if points.selection is not None and len(points.selection) > 1:
         result.info["xpcs"]["files"] = [part.path for part in points.selection]
         result.info["xpcs"]["file_of_map"] = points.source.part_of.tolist()
+        result.info["xpcs"]["per_file"] = list(model.per_file)
     return _with_misfit_note(_with_mirror_note(result, model, points.phi, lower, upper), sigma)
 
 
@@ -353,10 +376,11 @@ def mirror_axis(phi) -> float | None:
 
 
 def _with_mirror_note(result: FitResult, model, phi, lower, upper) -> FitResult:
-    """Flag φ0's mirror ambiguity (:func:`mirror_axis`), which no local test can see."""
-    if "phi0" not in model.physical_names:
+    """Flag φ0's mirror ambiguity (:func:`mirror_axis`), which no local test can see (φ0 shared by
+    every map; not checked when fitted per file)."""
+    if "phi0" not in model.parameter_names:
         return result
-    i = model.physical_names.index("phi0")
+    i = model.parameter_names.index("phi0")
     axis = mirror_axis(phi)
     if axis is None or lower[i] == upper[i]:
         return result

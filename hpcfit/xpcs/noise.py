@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..pairs import pair_at
+from ..pairs import pair_at, pair_rows
 
 BANDS = 8
 LAGS_PER_BAND = 4
@@ -53,6 +53,23 @@ class PairNoise:
             t1, t2 = pair_at(k, n_t, triangle)
             return self.by_lag[maps, np.abs(t2 - t1)]
         return at
+
+    def inverse_sigma_over(self, per_map: int, n_t: int):
+        """1/σ of the points ``start … stop − 1`` (global indices of a :class:`~hpcfit.PairGrid` with
+        triangle "upper", maps of ``per_map`` points): a chunk's points run along rows t1 of a map,
+        and along a row the lag goes 1, 2, …, so a chunk's 1/σ are a few slices of one table, copied
+        (the same values as ``1 / sigma_of(index)``, without finding each point's frames)."""
+        inverse = 1.0 / self.by_lag
+
+        def over(start: int, stop: int) -> np.ndarray:
+            parts = []
+            while start < stop:                       # one map at a time
+                m, k = divmod(start, per_map)
+                take = min(per_map - k, stop - start)
+                parts += [inverse[m, t2 - t1:t2 - t1 + count] for t1, t2, count in pair_rows(k, k + take, n_t)]
+                start += take
+            return np.concatenate(parts) if parts else np.empty(0)
+        return over
 
     def summary(self) -> dict:
         """For ``result.info["xpcs"]["noise"]``; :meth:`from_summary` rebuilds the same σ from it."""
