@@ -342,12 +342,12 @@ def _check_file_model(cfg: RunConfig) -> list[str]:
 
 
 def _check_xpcs_parameters(cfg: RunConfig) -> None:
-    ordered_parameters(cfg, *xpcs_parameters(cfg))
+    names, defaults = xpcs_parameters(cfg)
+    ordered_parameters(cfg, names, defaults)
     per_file = cfg.model.get("per_file", [])
-    unknown = [n for n in per_file if n not in xpcs_parameters(cfg)[0]]
-    if unknown or len(set(per_file)) != len(per_file):
+    if any(n not in names for n in per_file) or len(set(per_file)) != len(per_file):
         raise InputError(f"{cfg.source}: [model] `per_file` must name physical parameters of the mode "
-                         f"({', '.join(xpcs_parameters(cfg)[0])}), each once; got {per_file!r}")
+                         f"({', '.join(names)}), each once; got {per_file!r}")
     if per_file and not isinstance(cfg.data.get("file"), list):
         raise InputError(f"{cfg.source}: [model] `per_file` ({', '.join(per_file)}) fits parameters once per file of "
                          "a series: [data] kind = \"xpcs\" with file = [\"first.hdf\", \"second.hdf\", ...]")
