@@ -48,6 +48,22 @@ def test_lag_bands_hold_about_equal_numbers_of_pairs():
         lag_bands(3)
 
 
+@pytest.mark.parametrize("n_t", [60, 200, 2583, 4800])
+def test_each_band_reads_about_a_thousand_runs_of_a_map_whatever_its_size(n_t):
+    """The sample per map stays ~8·1024 runs of three pairs (a 2583-frame map once read 200 000,
+    with the short diagonals of the last band taken in full), spread over each band's lags."""
+    from hpcfit.xpcs.noise import SAMPLES_PER_BAND, _sampled_pairs
+    bands = lag_bands(n_t)
+    t1, lag, band = _sampled_pairs(bands, n_t)
+    assert np.all(t1 >= 0) and np.all(t1 + 2 + lag <= n_t - 1)         # three pairs inside the map
+    for b, lags in enumerate(bands):
+        runs = np.count_nonzero(band == b)
+        available = int(np.sum(np.minimum(256, n_t - lags - 2)))
+        assert min(SAMPLES_PER_BAND, available) <= runs <= 1.5 * SAMPLES_PER_BAND, (b, runs)
+        used = np.unique(lag[band == b])
+        assert used[0] == lags[0] and used[-1] == lags[-1]                # both ends of the band
+
+
 @pytest.mark.parametrize("outliers", [0.0, 0.01])
 def test_sigma_per_map_and_lag_is_the_simulated_one(outliers):
     sigma0, growth, n_t = [0.002, 0.01, 0.005], 1.0, 200

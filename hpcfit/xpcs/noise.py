@@ -14,9 +14,9 @@ linear change cancels); σ varies smoothly with lag. When
 the noise is correlated along diagonals (e.g. frame-to-frame intensity drifts) σ comes out low and
 the fit's reduced χ² well above 1 says so.
 
-Only a few thousand values per map are read (:data:`LAGS_PER_BAND` lags per band,
-:data:`ROWS_PER_LAG` neighbouring pairs per lag; more lags of a band when its diagonals are
-short), on rank 0, in one read per map.
+About 25 000 values per map are read whatever its size (:data:`LAGS_PER_BAND` lags per band,
+:data:`ROWS_PER_LAG` runs per lag; more lags of a band when its diagonals are short, up to about
+:data:`SAMPLES_PER_BAND` runs), on rank 0, in one read per map.
 """
 from __future__ import annotations
 
@@ -104,14 +104,20 @@ def lag_bands(n_t: int, n_bands: int = BANDS) -> list[np.ndarray]:
 
 def _sampled_pairs(bands: list[np.ndarray], n_t: int):
     """For every band: the first frame t1 and the lag of runs of three neighbouring pairs along a
-    few of its lags, as flat arrays, and the band of each run."""
+    few of its lags, as flat arrays, and the band of each run. A band gets about
+    :data:`SAMPLES_PER_BAND` runs: :data:`LAGS_PER_BAND` of its lags, spread over it, when their
+    diagonals are long, more (up to all of them) where they are short."""
     t1s, lags, which = [], [], []
     for b, band in enumerate(bands):
-        # small maps have short diagonals: take more of the band's lags to reach ~SAMPLES_PER_BAND
-        rows_here = max(1, min(ROWS_PER_LAG, n_t - int(band[-1]) - 2))
-        wanted = max(LAGS_PER_BAND, -(-SAMPLES_PER_BAND // rows_here))
-        chosen = np.unique(band[np.linspace(0, band.size - 1, min(wanted, band.size)).astype(int)])
-        for lag in chosen:
+        rows_of = np.minimum(ROWS_PER_LAG, n_t - band - 2)          # runs along each lag's diagonal
+        wanted = min(LAGS_PER_BAND, band.size)
+        while True:
+            chosen = np.unique(np.linspace(0, band.size - 1, wanted).astype(int))
+            got = int(rows_of[chosen].sum())
+            if got >= SAMPLES_PER_BAND or wanted == band.size:
+                break
+            wanted = min(band.size, max(wanted + 1, -(-wanted * SAMPLES_PER_BAND // got)))
+        for lag in band[chosen]:
             rows = np.unique(np.linspace(0, n_t - lag - 3, min(ROWS_PER_LAG, n_t - lag - 2)).astype(int))
             t1s.append(rows)
             lags.append(np.full(rows.size, lag))
