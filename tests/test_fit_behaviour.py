@@ -1,4 +1,5 @@
 """Behaviour of a fit beyond agreement with scipy: termination, compilation, reporting."""
+import importlib
 import warnings
 
 import jax.numpy as jnp
@@ -39,12 +40,38 @@ def test_result_unpacks_and_reports_passes():
     popt, pcov = res
     assert popt is res.popt and pcov is res.pcov
     assert res.njev == res.n_iterations + 1                  # one Jacobian pass per accepted step + start
-    assert res.nfev == res.njev + sum(1 for _ in res.history[1:]) + sum(h.rejected for h in res.history)
+    # at most one cost pass per trial step (none where the Jacobian pass came at once)
+    trials = res.n_iterations + sum(h.rejected for h in res.history)
+    assert res.njev <= res.nfev <= res.njev + trials
     assert res.chi2 == pytest.approx(2 * res.cost) and res.dof == x.size - 3
     assert [h.iteration for h in res.history] == list(range(res.n_iterations + 1))
     assert all(b.cost < a.cost for a, b in zip(res.history, res.history[1:]))
     assert res.info["jacobian_points_per_second"] > 0
     assert res.names == ["a", "b", "c"] and " c = " in res.report() and res.as_dict()["b"] == res.popt[1]
+
+
+@pytest.mark.parametrize("loss", ["linear", "cauchy"])
+def test_after_a_very_successful_step_the_trial_gets_its_jacobian_pass_at_once(monkeypatch, loss):
+    """Speculative Jacobian passes give plain LM's fit (a cost pass at every trial point) bit for
+    bit — the Jacobian pass's cost is the cost pass's — with fewer passes; both agree with scipy."""
+    from scipy.optimize import least_squares
+
+    lm = importlib.import_module("hpcfit.solvers.levenberg_marquardt")
+    x, y = _data()
+    kw = dict(p0=[10.0, 3.0, -1.0], method="gn", loss=loss, verbose=0)     # far away: many steps
+    fast = hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, **kw)
+    monkeypatch.setattr(lm, "SPECULATE_RATIO", np.inf)                      # never at once
+    plain = hpcfit.curve_fit(hpcfit.models.exponential_decay, x, y, **kw)
+    assert fast.popt.tobytes() == plain.popt.tobytes() and fast.cost == plain.cost
+    assert (fast.n_iterations, fast.status) == (plain.n_iterations, plain.status)
+    assert [h.rejected for h in fast.history] == [h.rejected for h in plain.history]
+    trials = plain.n_iterations + sum(h.rejected for h in plain.history)
+    assert plain.nfev == plain.njev + trials                                # a cost pass per trial
+    # a rejected trial that got a Jacobian pass at once spent it in vain; accepted ones saved a pass
+    assert plain.njev <= fast.njev and fast.nfev < plain.nfev
+    ref = least_squares(lambda p: p[0] * np.exp(-p[1] * x) + p[2] - y, kw["p0"], loss=loss, method="trf",
+                        x_scale="jac", ftol=1e-12, xtol=1e-12, gtol=1e-12)
+    np.testing.assert_allclose(fast.popt, ref.x, rtol=1e-6, atol=1e-9)
 
 
 def test_the_api_is_quiet_by_default_and_prints_its_table_with_verbose_1(capsys):

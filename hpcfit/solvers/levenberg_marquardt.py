@@ -2,8 +2,12 @@
 
 Moré scaling, Nielsen damping and a projected box (maths in :mod:`hpcfit.solvers.lm_step`).
 Per iteration the driver runs a cost pass at the trial point and, if the step is accepted, a
-Jacobian pass there: a rejected step costs a cost pass, never a Jacobian pass. The same solver
-polishes phase 1's candidates on the sample and runs phase 2 on all the data.
+Jacobian pass there. After a step whose model agreed well (ratio ≥ :data:`SPECULATE_RATIO`, no
+rejection since) the next step is likely accepted too, so its trial point gets the Jacobian pass
+at once: the pass's cost decides the step exactly as a cost pass would (the same cost, the same
+bits), and an accepted step saves its cost pass; a rejected one costs a Jacobian pass instead of
+a cost pass. The same solver polishes phase 1's candidates on the sample and runs phase 2 on all
+the data.
 """
 from __future__ import annotations
 
@@ -19,6 +23,12 @@ from .lm_step import (Step, cost_converged, gauss_newton_decrease, gradient_cosi
                       projected_gradient, propose_step, step_small, update_damping)
 
 PHASE = "trust_region"
+# A Jacobian pass at a trial point (speculative): the command's payload that says so.
+TRIAL = "trial"
+# The agreement ratio of the step just accepted at and above which the next trial point gets a
+# Jacobian pass at once. Trust-region methods call a step "very successful" from 0.75 on; near the
+# solution Gauss–Newton's ratios are ~1 and nearly every such step is accepted.
+SPECULATE_RATIO = 0.75
 
 
 class Outcome(NamedTuple):
@@ -103,10 +113,16 @@ class LevenbergMarquardt:
 
     def step(self, state: LMState, cmd: Command, res) -> tuple[LMState, Command]:
         """The next command after the evaluation ``cmd`` asked for."""
+        state = state._replace(passes=state.passes + 1)
         if state.jtj is None:                   # the Jacobian pass at the start
             return self.after_jacobian(state, res, cmd.u)
         if cmd.kind == "cost":
             return self.after_cost(state, res.cost, res.n_bad)
+        if cmd.payload == TRIAL:
+            # a Jacobian pass at a trial point: its cost decides the step first, and an accepted
+            # step goes on with the derivatives this pass already holds
+            state, then = self.after_cost(state, res.cost, res.n_bad)
+            return self.after_jacobian(state, res, then.u) if then.kind == "jacobian" else (state, then)
         return self.after_jacobian(state, res, cmd.u)
 
     def boundary(self, state: LMState, cmd: Command):
@@ -114,14 +130,14 @@ class LevenbergMarquardt:
         set (max_iterations, max_nfev, max_time) ends the fit: a rerun with a higher limit and
         ``resume`` goes on from there instead of redoing the work. A fit that converged is written
         too, so that rerunning the same job returns it without another pass."""
-        if cmd.kind == "cost":
+        if cmd.kind == "cost" or cmd.payload == TRIAL:
             return PHASE, state.iteration, 1, False
         if cmd.kind == "stop" and not state.from_file:
             return PHASE, state.iteration, 1, True
         return None
 
     def snapshot(self, state: LMState) -> tuple[dict, dict, np.ndarray, int]:
-        """The state at a boundary (before the cost pass of ``state.trial``) as checkpoint arrays,
+        """The state at a boundary (before the pass at ``state.trial``) as checkpoint arrays,
         values, history rows and the pass cursor."""
         trial = state.trial             # None: stopped on a limit, the next step is still to propose
         arrays = {"u": state.u, "jtj": state.jtj, "jtr": state.jtr, "d2": state.d2}
@@ -151,10 +167,9 @@ class LevenbergMarquardt:
             return self._stop(state._replace(from_file=True), Status(values["finished"]))
         if trial is None:             # written when a limit stopped the fit: propose the next step now
             return self._propose(state)
-        return state, Command("cost", trial.trial)
+        return state, self._trial_command(state, trial)
 
     def after_jacobian(self, state: LMState, jac, u: np.ndarray) -> tuple[LMState, Command]:
-        state = state._replace(passes=state.passes + 1)
         if state.trial is not None and not _usable(jac):
             # The accepted point lowered the cost but its derivatives are not finite (e.g. sqrt at 0
             # on a bound): Gauss–Newton cannot go on from there, so take the step back as rejected,
@@ -200,7 +215,7 @@ class LevenbergMarquardt:
         ratio = actual / trial.predicted if np.isfinite(actual) else -np.inf
         accepted = actual > 0.0
         damping, growth = update_damping(state.damping, state.growth, ratio, accepted)
-        state = state._replace(damping=max(damping, MIN_DAMPING), growth=growth, passes=state.passes + 1,
+        state = state._replace(damping=max(damping, MIN_DAMPING), growth=growth,
                                before_accept=(state.damping, state.growth) if accepted else None)
         # As scipy's TRF: a step below xtol is still evaluated, taken if it lowers the cost, and ends the fit.
         x_ok = self._x_small(trial.step, state.u)
@@ -221,8 +236,10 @@ class LevenbergMarquardt:
         the limits below bound every loop of the solver."""
         if state.iteration >= self.opts.max_iterations:
             return self._stop(state, Status.MAX_ITERATIONS)
-        # a trial step costs a cost pass and, if accepted, a Jacobian pass: never exceed max_nfev
-        if self.opts.max_nfev is not None and state.passes + 2 > self.opts.max_nfev:
+        # a trial step costs a cost pass and, if accepted, a Jacobian pass (one pass when the
+        # Jacobian pass comes at once): never exceed max_nfev
+        needed = 1 if self._speculate(state) else 2
+        if self.opts.max_nfev is not None and state.passes + needed > self.opts.max_nfev:
             return self._stop(state, Status.MAX_NFEV)
         if self._out_of_time(state):
             return self._stop(state, Status.TIME_LIMIT)
@@ -234,7 +251,7 @@ class LevenbergMarquardt:
                 # u + δ rounds back to u: the step is below the resolution of the parameters
                 return self._stop(state, Status.XTOL if self.opts.xtol > 0 else Status.NO_PROGRESS)
             if step.predicted > 0.0:
-                return state._replace(trial=step), Command("cost", step.trial)
+                return state._replace(trial=step), self._trial_command(state, step)
             if self._x_small(step.step, state.u):
                 return self._stop(state, Status.XTOL)
             # The projected model predicts no decrease: damp harder without spending a pass; for
@@ -242,6 +259,16 @@ class LevenbergMarquardt:
             damping, growth = update_damping(state.damping, state.growth, -1.0, False)
             state = state._replace(damping=damping, growth=growth)
         return self._stop(state, Status.NO_PROGRESS)
+
+    def _speculate(self, state: LMState) -> bool:
+        """Whether the next trial point gets its Jacobian pass at once: the step just accepted was
+        very successful and none was rejected since (a function of the state alone, so that a
+        resumed fit makes the same choice)."""
+        return state.rejected == 0 and bool(state.accepted[2] >= SPECULATE_RATIO)
+
+    def _trial_command(self, state: LMState, trial: Step) -> Command:
+        """The pass at a trial point: a Jacobian pass at once (:meth:`_speculate`), else a cost pass."""
+        return Command("jacobian", trial.trial, TRIAL) if self._speculate(state) else Command("cost", trial.trial)
 
     def _stop(self, state: LMState, status: Status) -> tuple[LMState, Command]:
         if status.on_limit:
