@@ -48,7 +48,9 @@ OLD_Q, OLD_PHI, OLD_MAPS = "xpcs/dqlist", "xpcs/dphilist", "exchange/C2T_all"
 OLD_PROCESSED = "xpcs/qphi_bin_to_process"
 # A layout is detected by any of its objects, so that a partial file is named in the error.
 _MARKERS = {APS_U: ("xpcs/twotime", "xpcs/qmap"), OLD: (OLD_MAPS, OLD_Q, OLD_PHI)}
-_LAYOUT_NAMES = {APS_U: "APS-U layout", OLD: "old layout"}
+_LAYOUT_NAMES = {APS_U: "APS-U layout", OLD: "old layout", "multitau": "APS-U multitau result"}
+# what names a layout in an error about a missing object (the multitau reader's too: .multitau)
+_NAMED_BY = {**_MARKERS, "multitau": ("xpcs/multitau", "xpcs/qmap")}
 # Bins whose q differ by less than this (relative) belong to the same ring: q is stored per bin in the old layout.
 _Q_RTOL = 1e-6
 _PHI_EPS = 1e-9          # degrees: range ends are inclusive despite rounding of stored angles
@@ -266,7 +268,7 @@ class _Ctx(NamedTuple):
     layout: str
 
     def missing(self, name: str, what: str = "dataset") -> InputError:
-        found = [m for m in _MARKERS[self.layout] if m in self.f]
+        found = [m for m in _NAMED_BY[self.layout] if m in self.f]
         return InputError(f"{self.path}: {what} '{name}' is missing ({_LAYOUT_NAMES[self.layout]} detected from "
                           f"{', '.join(found)})")
 
@@ -628,9 +630,16 @@ def load(path, *, q, dt, phi_ranges=None, frames=None) -> TwoTimeData:
     return TwoTimeData(c2, sel.phi, sel.q, dt, sel.frames, sel.path, sel.layout, sel.stamp, tuple(sel.names))
 
 
-#: Where an APS 8-ID-I result file records what dt is made of: frame time x stride x averaging.
-FRAME_TIME, STRIDE, AVERAGING = ("entry/instrument/detector_1/frame_time", "xpcs/twotime/config/stride_frame",
-                                 "xpcs/twotime/config/avg_frame")
+#: Where an APS 8-ID-I result file records what dt is made of: frame time x stride x averaging (the
+#: last two in the config of the analysis: "twotime" or "multitau").
+FRAME_TIME = "entry/instrument/detector_1/frame_time"
+
+
+def dt_datasets(analysis: str = "twotime") -> tuple[str, str, str]:
+    return FRAME_TIME, f"xpcs/{analysis}/config/stride_frame", f"xpcs/{analysis}/config/avg_frame"
+
+
+_, STRIDE, AVERAGING = dt_datasets()
 
 
 def series_dt(recorded: list, where: str = "") -> float:
@@ -646,19 +655,21 @@ def series_dt(recorded: list, where: str = "") -> float:
     return values[0]
 
 
-def recorded_dt(path) -> tuple[float | None, str]:
-    """dt (seconds per frame of the two-time maps) as the file records it, ``frame_time ×
-    stride_frame × avg_frame`` ((1, 1) arrays squeezed), or None when any of the three is missing;
-    and a sentence saying what was found."""
+def recorded_dt(path, analysis: str = "twotime") -> tuple[float | None, str]:
+    """dt (seconds per frame of the two-time maps, or per delay step of the multitau g2 with
+    ``analysis="multitau"``) as the file records it, ``frame_time × stride_frame × avg_frame``
+    ((1, 1) arrays squeezed), or None when any of the three is missing; and a sentence saying what
+    was found."""
     p = _existing_file(path)
+    frame, stride, averaging = dt_datasets(analysis)
     with _open(p) as f:
         found = {}
-        for name in (FRAME_TIME, STRIDE, AVERAGING):
+        for name in (frame, stride, averaging):
             if name in f and isinstance(f[name], h5py.Dataset) and np.asarray(f[name][()]).size == 1:
                 found[name] = float(np.asarray(f[name][()]).reshape(()))
     if len(found) == 3 and all(np.isfinite(v) and v > 0 for v in found.values()):
-        dt = found[FRAME_TIME] * found[STRIDE] * found[AVERAGING]
-        return dt, (f"{p} records frame_time {found[FRAME_TIME]:g} s x stride_frame {found[STRIDE]:g} x "
-                    f"avg_frame {found[AVERAGING]:g} = dt {dt:g} s")
-    missing = [n for n in (FRAME_TIME, STRIDE, AVERAGING) if n not in found]
+        dt = found[frame] * found[stride] * found[averaging]
+        return dt, (f"{p} records frame_time {found[frame]:g} s x stride_frame {found[stride]:g} x "
+                    f"avg_frame {found[averaging]:g} = dt {dt:g} s")
+    missing = [n for n in (frame, stride, averaging) if n not in found]
     return None, f"{p} does not record dt (missing or unusable: {', '.join(missing)})"
