@@ -1,4 +1,5 @@
-"""XPCS two-time fits: models, APS 8-ID-I loaders, stream files, simulation and fitting."""
+"""XPCS fits: two-time maps (models, APS 8-ID-I loaders, stream files, simulation and fitting) and
+one-time g2 from multitau results (:func:`fit_g2`)."""
 from ..models.xpcs import TwoTimeModel as TwoTimeModel
 from ..models.xpcs import two_time_c2 as two_time_c2
 from .beamline import beamline as beamline
@@ -12,3 +13,7 @@ from .stream import converted_path as converted_path
 from .stream import is_current as is_current
 from .stream import read_stream_meta as read_stream_meta
 from .prepare import prepare_stream as prepare_stream
+from .g2 import G2Fits as G2Fits
+from .g2 import fit_g2 as fit_g2
+from .multitau import read_g2 as read_g2
+from .simulate_g2 import simulate_g2 as simulate_g2

@@ -177,3 +177,45 @@ def write_old(path, c2, q_values, phi_values, *, processed=None, naming: str = "
     c2, q, phi = _check(c2, q_values, phi_values, half)
     return _write_every_map(open_old_writer(path, q, phi, c2.shape[2], processed=processed, naming=naming,
                                             half=half), c2)
+
+
+def multitau_delays(n_delays: int, per_level: int = 8) -> np.ndarray:
+    """The delays (in frames) of a multitau correlator as boost_corr writes them: 1 … ``per_level``,
+    then ``per_level/2`` delays per level, each level twice as coarse (1..8, 10, 12, 14, 16, 20, …;
+    the real files' 61 delays end at 81920)."""
+    half = per_level // 2
+    out = list(range(1, per_level + 1))
+    level = 1
+    while len(out) < n_delays:
+        out += [(half + i + 1) << level for i in range(half)]
+        level += 1
+    return np.array(out[:n_delays], dtype=np.int64)
+
+
+def write_multitau(path, g2, err, delays, q_values, phi_values=(0.0,), *, frame_time: float,
+                   stride: int = 1, averaging: int = 1, mapping=None) -> Path:
+    """A multitau result file in the APS-U layout (boost_corr's datasets, :mod:`.multitau` reads
+    them): ``g2``/``err`` (delays, bins), ``delays`` in frames, the q × φ grid and, per column, its
+    cell (``mapping``, 0-based q-major; default: every cell in order)."""
+    import h5py
+
+    q, phi = _grid(q_values, phi_values)
+    g2, err = np.asarray(g2, np.float32), np.asarray(err, np.float32)
+    mapping = np.arange(g2.shape[1]) if mapping is None else np.asarray(mapping)
+    if g2.ndim != 2 or err.shape != g2.shape or len(delays) != g2.shape[0] or mapping.size != g2.shape[1] \
+            or mapping.max(initial=0) >= q.size * phi.size:
+        raise InputError(f"write_multitau: g2 and err (delays, bins) {g2.shape}/{err.shape}, {len(delays)} delays, "
+                         f"{mapping.size} mapped bins of a {q.size} x {phi.size} grid must agree")
+    path = Path(path)
+    with h5py.File(path, "w") as f:
+        f["xpcs/multitau/normalized_g2"] = g2
+        f["xpcs/multitau/normalized_g2_err"] = err
+        f["xpcs/multitau/delay_list"] = np.asarray(delays, np.int64)
+        f["xpcs/multitau/config/stride_frame"] = np.int64(stride)
+        f["xpcs/multitau/config/avg_frame"] = np.int64(averaging)
+        f["entry/instrument/detector_1/frame_time"] = float(frame_time)
+        f[U_Q], f[U_PHI] = q, phi
+        f[U_MAPPING] = mapping.astype(np.uint16)
+        f["xpcs/qmap/map_names"] = np.array([b"q", b"phi"], dtype=object)
+        f["xpcs/qmap/dynamic_num_pts"] = np.array([q.size, phi.size], np.int64)
+    return path

@@ -1,0 +1,302 @@
+"""g2(q, τ) fits of multitau results (issue 21): every q bin of every file, each fitted on its own,
+many at once.
+
+Each (file, bin) is a small problem — ~60 delays, 3–5 parameters. They are laid out on a global grid
+of fixed-size batches in (file, bin) order; rank r solves its contiguous run of batches with one
+compiled LM kernel vmapped over a batch (:mod:`hpcfit.kernels.batched_lm`), and the rows are
+gathered on every rank. A problem's arithmetic does not depend on its batch neighbours or on the
+rank that solves it, so a fit has the same bits on any number of ranks.
+
+Weights are 1/``normalized_g2_err`` (``weights="err"``, the default) or 1 (``weights=None``);
+delays without data (error 0) are left out either way. perr is scaled by the reduced χ² as
+scipy's ``curve_fit`` does by default (``absolute_sigma=False``). A fit that should not be trusted
+says why in its ``issues``: not converged, on a bound, undetermined.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..comm import Communicator
+from ..errors import InputError
+from ..phases.covariance import covariance
+from ..result import Status
+from .multitau import G2Data, read_g2
+
+FORMS = ("single", "stretched", "double")
+PARAMETERS = {"single": ("contrast", "gamma", "baseline"),
+              "stretched": ("contrast", "gamma", "beta", "baseline"),
+              "double": ("contrast", "gamma", "gamma2", "fraction", "baseline")}
+#: Default boxes: a positive contrast and rates, β of a stretched decay in (0, 2], a fraction in [0, 1].
+DEFAULT_BOUNDS = {"contrast": (0.0, np.inf), "gamma": (0.0, np.inf), "gamma2": (0.0, np.inf),
+                  "beta": (0.05, 2.0), "fraction": (0.0, 1.0), "baseline": (-np.inf, np.inf)}
+#: Problems per compiled batch: fixed, so that a problem's bits do not depend on the rank count.
+BATCH = 256
+COV_RCOND = 1e-14
+#: Weighted by the file's errors, a reduced χ² above this says the model misses the data by more
+#: than their errors (boost_corr's errors are standard errors over a bin's pixels; a right model
+#: gives ~1, rarely above 2).
+MISFIT_CHI2 = 3.0
+
+
+@dataclass(frozen=True)
+class G2Fits:
+    """One row per fitted bin: its file, bin, q, φ, parameters, errors, χ², status and issues."""
+
+    form: str
+    names: tuple[str, ...]
+    file: tuple[str, ...]
+    bin: np.ndarray
+    q: np.ndarray
+    phi: np.ndarray
+    popt: np.ndarray             # (rows, p)
+    perr: np.ndarray             # (rows, p); 0 for a fixed parameter, inf where undetermined
+    chi2: np.ndarray
+    dof: np.ndarray
+    status: np.ndarray           # hpcfit.Status codes
+    issues: tuple[str, ...]      # "" for a fit to trust
+    skipped: tuple[str, ...] = field(default=())   # bins without data, named
+
+    @property
+    def reduced_chi2(self) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self.chi2 / self.dof
+
+    @property
+    def trustworthy(self) -> np.ndarray:
+        return np.array([not issue for issue in self.issues])
+
+    def __len__(self) -> int:
+        return self.bin.size
+
+    def column(self, name: str) -> np.ndarray:
+        return self.popt[:, self.names.index(name)]
+
+    def save(self, path):
+        """The table as CSV (``.csv``) or HDF5 (``.h5``, ``.hdf5``, ``.hdf``): :mod:`hpcfit.output.g2_table`."""
+        from ..output.g2_table import write_csv, write_hdf5
+        suffix = os.path.splitext(os.fspath(path))[1].lower()
+        if suffix == ".csv":
+            return write_csv(self, path)
+        if suffix in (".h5", ".hdf5", ".hdf"):
+            return write_hdf5(self, path)
+        raise InputError(f"G2Fits.save: {path}: the name must end in .csv, .h5, .hdf5 or .hdf")
+
+
+def fit_g2(files, *, form: str = "single", weights: str | None = "err", fixed=None, bounds=None, dt=None,
+           max_iterations: int = 200, comm=None) -> G2Fits:
+    """Fit g2 = baseline + contrast·f(τ)² (:mod:`hpcfit.models.g2`) to every q bin with data of every
+    multitau file in ``files`` (a path, a glob pattern, or a list of them), each bin on its own.
+
+    ``fixed``: {name: value} held at that value; ``bounds``: {name: (low, high)} over the defaults
+    (:data:`DEFAULT_BOUNDS`). Collective when ``comm`` is given: every rank returns the same table."""
+    with Communicator(comm) as hc:
+        names = _check_form(form)
+        fixed, box = _check_parameters(names, fixed, bounds)
+        if weights not in ("err", None, "none"):
+            raise InputError(f"`weights` must be 'err' (1/normalized_g2_err) or None; got {weights!r}")
+        paths = hc.on_root(_expand, files)
+        data = hc.on_root(lambda: [read_g2(p, dt=dt) for p in paths])
+        problems = _problems(data, names, form, weights == "err", fixed, box)
+        n_batches = -(-problems.n // BATCH)
+        first, stop = n_batches * hc.rank // hc.size, n_batches * (hc.rank + 1) // hc.size
+        mine = hc.agree(_solve, problems, form, first, stop, max_iterations)
+        parts = hc.allgather(mine)
+    return _table(problems, names, form, np.concatenate([p for p in parts if p is not None]), data,
+                  weights == "err")
+
+
+# -- arguments ------------------------------------------------------------------------------------
+
+def _check_form(form) -> tuple[str, ...]:
+    if form not in FORMS:
+        raise InputError(f"`form` must be one of {', '.join(repr(f) for f in FORMS)}; got {form!r}")
+    return PARAMETERS[form]
+
+
+def _check_parameters(names, fixed, bounds):
+    fixed = dict(fixed or {})
+    bounds = dict(bounds or {})
+    for what, given in (("fixed", fixed), ("bounds", bounds)):
+        unknown = [k for k in given if k not in names]
+        if unknown:
+            raise InputError(f"`{what}`: unknown parameter {unknown[0]!r}; the parameters are {', '.join(names)}")
+    box = {}
+    for name in names:
+        low, high = bounds.get(name, DEFAULT_BOUNDS[name])
+        low, high = float(low), float(high)
+        if not low < high:
+            raise InputError(f"`bounds` of {name!r}: need low < high; got ({low}, {high})")
+        box[name] = (low, high)
+    for name, value in fixed.items():
+        value = float(value)
+        if not np.isfinite(value):
+            raise InputError(f"`fixed` {name!r} must be a finite number; got {value}")
+        fixed[name] = value
+    return fixed, box
+
+
+def _expand(files) -> list[str]:
+    items = [files] if isinstance(files, (str, os.PathLike)) else list(files)
+    paths = []
+    for item in items:
+        item = os.fspath(item)
+        found = sorted(glob.glob(item)) if glob.has_magic(item) else [item]
+        if not found:
+            raise InputError(f"`files`: the pattern {item!r} matches no file")
+        paths += found
+    if not paths:
+        raise InputError("`files`: no file given")
+    return paths
+
+
+# -- problems -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Problems:
+    """Every bin with data, padded to the longest delay list: arrays (problems, delays)."""
+
+    file_index: np.ndarray
+    bin: np.ndarray
+    tau: np.ndarray
+    g2: np.ndarray
+    w: np.ndarray
+    p0: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    free: np.ndarray
+    skipped: tuple[str, ...]
+
+    @property
+    def n(self) -> int:
+        return self.bin.size
+
+
+def _problems(data: list[G2Data], names, form: str, weighted: bool, fixed: dict, box: dict) -> _Problems:
+    n_tau = max(d.tau.size for d in data)
+    rows = [(i, k) for i, d in enumerate(data) for k in range(d.n_bins) if d.has_data[:, k].any()]
+    skipped = tuple(f"{d.path}: {d.describe_bin(k)} has no data" for d in data for k in d.empty)
+    if not rows:
+        raise InputError(f"no bin of {len(data)} file(s) holds data" + (f" ({skipped[0]}, ...)" if skipped else ""))
+    n, p = len(rows), len(names)
+    tau = np.ones((n, n_tau))
+    g2 = np.zeros((n, n_tau))
+    w = np.zeros((n, n_tau))
+    p0 = np.empty((n, p))
+    for j, (i, k) in enumerate(rows):
+        d = data[i]
+        m = d.tau.size
+        tau[j, :m], tau[j, m:] = d.tau, d.tau[-1]
+        ok = d.has_data[:, k]
+        g2[j, :m] = np.where(ok, d.g2[:, k], 0.0)
+        w[j, :m] = np.where(ok, 1.0 / np.where(ok, d.err[:, k], 1.0), 0.0) if weighted else ok
+        p0[j] = start_values(form, d.tau[ok], d.g2[ok, k])
+    lower = np.array([box[name][0] for name in names])
+    upper = np.array([box[name][1] for name in names])
+    free = np.array([name not in fixed for name in names])
+    for c, name in enumerate(names):
+        if name in fixed:
+            p0[:, c] = fixed[name]
+    p0 = np.clip(p0, lower, upper)
+    index = np.array(rows, dtype=np.int64).reshape(n, 2)
+    return _Problems(index[:, 0], index[:, 1], tau, g2, w, p0, np.broadcast_to(lower, (n, p)),
+                     np.broadcast_to(upper, (n, p)), np.broadcast_to(free, (n, p)), skipped)
+
+
+def start_values(form: str, tau: np.ndarray, g2: np.ndarray) -> np.ndarray:
+    """Start values from the data of one bin: baseline from the last delays, contrast from the
+    first ones, Γ where g2 − baseline has fallen to e⁻² of the contrast (f² = e^(−2Γτ) there)."""
+    tail = g2[-max(1, min(5, g2.size // 4)):]
+    baseline = float(np.median(tail))
+    head = g2[:max(1, min(3, g2.size // 4))]
+    contrast = max(float(np.median(head)) - baseline, 1e-3)
+    decay = (g2 - baseline) / contrast
+    below = np.flatnonzero(decay < np.exp(-2.0))
+    crossing = tau[below[0]] if below.size else tau[-1]
+    gamma = 1.0 / max(crossing, tau[0])
+    extra = {"single": [], "stretched": [1.0], "double": []}[form]
+    if form == "double":
+        return np.array([contrast, gamma, gamma / 10.0, 0.5, baseline])
+    return np.array([contrast, gamma, *extra, baseline])
+
+
+# -- solving --------------------------------------------------------------------------------------
+
+def _solve(problems: _Problems, form: str, first: int, stop: int, max_iterations: int) -> np.ndarray | None:
+    """Rows of this rank's batches: problem index, popt, cost, status, iterations, JᵀWJ (flattened)."""
+    if first >= stop:
+        return None
+    import jax.numpy as jnp
+
+    from ..kernels.batched_lm import Batch
+    kernel = _kernel(form, max_iterations)
+    out = []
+    for b in range(first, stop):
+        lo, hi = b * BATCH, min((b + 1) * BATCH, problems.n)
+        index = np.arange(lo, lo + BATCH)
+        index = np.minimum(index, hi - 1)             # the last batch repeats its last problem
+        batch = Batch(*(jnp.asarray(getattr(problems, k)[index]) for k in
+                        ("tau", "g2", "w", "p0", "lower", "upper", "free")))
+        res = kernel(batch)
+        p = problems.p0.shape[1]
+        rows = np.concatenate([np.arange(lo, lo + BATCH)[:, None], np.asarray(res.popt),
+                               np.asarray(res.cost)[:, None], np.asarray(res.status)[:, None],
+                               np.asarray(res.iterations)[:, None], np.asarray(res.jtj).reshape(BATCH, p * p)], axis=1)
+        out.append(rows[:hi - lo])
+    return np.concatenate(out)
+
+
+_KERNELS: dict = {}
+
+
+def _kernel(form: str, max_iterations: int):
+    key = (form, max_iterations)
+    if key not in _KERNELS:
+        from ..kernels.batched_lm import batched_lm
+        from ..models.g2 import g2_model
+        _KERNELS[key] = batched_lm(lambda x, params: g2_model(form, x, params), max_iterations=max_iterations)
+    return _KERNELS[key]
+
+
+# -- the table ------------------------------------------------------------------------------------
+
+def _table(problems: _Problems, names, form: str, rows: np.ndarray, data: list[G2Data], weighted: bool) -> G2Fits:
+    p = len(names)
+    rows = rows[np.argsort(rows[:, 0], kind="stable")]
+    popt, cost = rows[:, 1:1 + p], rows[:, 1 + p]
+    status = rows[:, 2 + p].astype(int)
+    jtj = rows[:, 4 + p:].reshape(-1, p, p)
+    free = problems.free[0]
+    n_points = (problems.w > 0).sum(axis=1)
+    dof = n_points - free.sum()
+    perr = np.zeros((problems.n, p))
+    issues = []
+    lower, upper = problems.lower[0], problems.upper[0]
+    for j in range(problems.n):
+        why = []
+        if not Status(status[j]).success:
+            why.append(f"not converged ({Status(status[j]).name.lower()})")
+        if dof[j] <= 0:
+            why.append(f"undetermined: {n_points[j]} delays with data for {int(free.sum())} free parameters")
+            perr[j, free] = np.inf
+        else:
+            cov = covariance(jtj[j][np.ix_(free, free)], np.ones(int(free.sum())), float(cost[j]), int(n_points[j]),
+                             False, COV_RCOND)
+            perr[j, free] = cov.perr
+            if cov.null_parameters:
+                free_names = [n for n, f in zip(names, free) if f]
+                why.append("undetermined: " + ", ".join(free_names[i] for i in cov.null_parameters))
+        on = [n for c, n in enumerate(names) if free[c] and (popt[j, c] <= lower[c] or popt[j, c] >= upper[c])]
+        if on:
+            why.append("on a bound: " + ", ".join(on))
+        if weighted and dof[j] > 0 and 2.0 * cost[j] / dof[j] > MISFIT_CHI2:
+            why.append(f"reduced χ² {2.0 * cost[j] / dof[j]:.3g} > {MISFIT_CHI2:g}: the model misses the data by more "
+                       "than their errors")
+        issues.append("; ".join(why))
+    return G2Fits(form, tuple(names), tuple(data[i].path for i in problems.file_index), problems.bin,
+                  np.array([data[i].q[k] for i, k in zip(problems.file_index, problems.bin)]),
+                  np.array([data[i].phi[k] for i, k in zip(problems.file_index, problems.bin)]),
+                  popt, perr, 2.0 * cost, dof, status, tuple(issues), problems.skipped)
