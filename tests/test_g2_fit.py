@@ -90,6 +90,8 @@ def test_fixed_parameters_bounds_and_no_weights(tmp_path):
         chi2 = np.sum((f(d.tau, *popt) - d.g2[:, j]) ** 2)
         assert fixed.chi2[j] <= chi2 * (1 + 1e-6)
         np.testing.assert_allclose(fixed.perr[j, :3], np.sqrt(np.diag(pcov)), rtol=2e-3)
+    outside = fit_g2(str(path), form="stretched", fixed={"beta": 2.5})        # beyond the default box: kept
+    assert np.all(outside.column("beta") == 2.5) and not any("beta" in issue for issue in outside.issues)
     boxed = fit_g2(str(path), form="stretched", bounds={"beta": (0.9, 1.5)})
     assert np.all(boxed.column("beta") >= 0.9)
     on = [issue for issue in boxed.issues if "on a bound: beta" in issue]

@@ -194,12 +194,10 @@ def _problems(data: list[G2Data], names, form: str, weighted: bool, fixed: dict,
         g2[j, :m] = np.where(ok, d.g2[:, k], 0.0)
         w[j, :m] = np.where(ok, 1.0 / np.where(ok, d.err[:, k], 1.0), 0.0) if weighted else ok
         p0[j] = start_values(form, d.tau[ok], d.g2[ok, k])
-    lower = np.array([box[name][0] for name in names])
-    upper = np.array([box[name][1] for name in names])
+    # a fixed parameter's box is its value: held there exactly, even outside the default box
+    lower = np.array([fixed.get(name, box[name][0]) for name in names])
+    upper = np.array([fixed.get(name, box[name][1]) for name in names])
     free = np.array([name not in fixed for name in names])
-    for c, name in enumerate(names):
-        if name in fixed:
-            p0[:, c] = fixed[name]
     p0 = np.clip(p0, lower, upper)
     index = np.array(rows, dtype=np.int64).reshape(n, 2)
     return _Problems(index[:, 0], index[:, 1], tau, g2, w, p0, np.broadcast_to(lower, (n, p)),
