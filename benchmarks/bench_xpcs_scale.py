@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 N_PHI = 25
+ROW = "BENCH-ROW "          # marks the worker's result line among the fit's own output
 PHI = np.linspace(-170.0, 170.0, N_PHI)
 DT, Q, L = 0.5, 0.0054, 2e6
 TRUTH = [1500.0, -0.25, 20.0, 3e-4, 0.35, 1e-5, 5.0]
@@ -99,8 +100,9 @@ def simulate_worker(path: str, layout: Layout, n_t: int) -> None:
              seed=11, comm=MPI.COMM_WORLD, **layout.simulation())
 
 
-def worker(path: str, layout: Layout) -> None:
-    """One fit in this process (collective under mpiexec); rank 0 prints one JSON line."""
+def worker(path: str, layout: Layout, verbose: int = 0) -> None:
+    """One fit in this process (collective under mpiexec); rank 0 prints one JSON line (and, with
+    ``verbose``, the fit's progress and iteration table before it, to stderr)."""
     import resource
 
     t0 = time.perf_counter()
@@ -111,7 +113,7 @@ def worker(path: str, layout: Layout) -> None:
     comm = MPI.COMM_WORLD
     t = time.perf_counter()
     res = hx.fit(hx.beamline(path, q=Q if layout.rings == 1 else "all", dt=DT), mode="laminar_flow", L=L,
-                 comm=comm if comm.size > 1 else None, verbose=0)
+                 comm=comm if comm.size > 1 else None, verbose=verbose)
     wall = time.perf_counter() - t
     rss = comm.gather(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
     if comm.rank:
@@ -119,7 +121,7 @@ def worker(path: str, layout: Layout) -> None:
     tm = res.timings
     pass_seconds = tm["jacobian_passes"] + tm["cost_passes"]
     sigma = np.abs(res.popt[:7] - TRUTH) / res.perr[:7]
-    print(json.dumps({
+    print(ROW + json.dumps({
         "ranks": comm.size, "layout": layout.tag, "p": res.n_params, "points": res.n_points, "wall": wall, "import": t - t0, "phase1": tm["phase1"],
         "phase2": tm["phase2"], "setup": tm["setup"], "covariance": tm["covariance"], "fit_total": tm["total"],
         "jac_seconds": tm["jacobian_passes"], "cost_seconds": tm["cost_passes"], "njev": res.njev, "ncost": res.nfev - res.njev,
@@ -171,16 +173,30 @@ def p207_worker(path: str) -> None:
                   f"{res.timings['jacobian_passes'] / res.njev:.2f} |", flush=True)
 
 
-def run(path: str, ranks: int, layout: Layout = Layout()) -> dict:
-    args = ["--worker", path, f"{layout.rings}x{layout.angles}"]
+def run(path: str, ranks: int, layout: Layout = Layout(), verbose: bool = False) -> dict:
+    args = ["--worker", path, f"{layout.rings}x{layout.angles}", str(int(verbose))]
     cmd = [sys.executable, __file__, *args]
     if ranks > 1:
         mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
         cmd = [mpiexec, "-n", str(ranks), sys.executable, "-m", "mpi4py", __file__, *args]
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode:
-        raise RuntimeError(out.stdout + out.stderr)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    # the row is the worker's line marked ROW; with verbose every other line (the fit's iteration
+    # table on stdout, its progress on stderr) is shown as it comes
+    import tempfile
+
+    row, lines = None, []
+    with tempfile.TemporaryFile("w+") as errors:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=None if verbose else errors, text=True)
+        for line in proc.stdout:
+            if line.startswith(ROW):
+                row = json.loads(line[len(ROW):])
+            elif verbose:
+                sys.stderr.write(line)
+            else:
+                lines.append(line)
+        errors.seek(0)
+        if proc.wait() or row is None:
+            raise RuntimeError("".join(lines) + errors.read())
+    return row
 
 
 def reduction_buffer(points: float, ranks: int, p_angles: int = 100, chunk: int = 32768) -> tuple[int, float, float]:
@@ -219,7 +235,7 @@ def predict(rows: list[dict], points: float, ranks: int, fs_mb_per_rank: float, 
 
 def main():
     if len(sys.argv) > 3 and sys.argv[1] == "--worker":
-        worker(sys.argv[2], Layout.parse(sys.argv[3]))
+        worker(sys.argv[2], Layout.parse(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else 0)
         return
     if len(sys.argv) > 4 and sys.argv[1] == "--simulate-worker":
         simulate_worker(sys.argv[2], Layout.parse(sys.argv[3]), int(sys.argv[4]))
@@ -254,6 +270,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default="1e7:1,1e7:2,2e7:2,1e8:2,1e8:1",
                     help="points:ranks[:RINGSxANGLES],... (default layout 1x25: one ring of 25 angles)")
+    ap.add_argument("--verbose", action="store_true", help="show each fit's progress and iteration table")
     ap.add_argument("--data", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), ".data"))
     ap.add_argument("--fs-mb-per-rank", type=float, default=500.0, help="assumed file system bandwidth per rank")
     ap.add_argument("--alpha", type=float, default=5e-6, help="assumed Allreduce latency per log2(P) step, s")
@@ -265,7 +282,7 @@ def main():
         points, ranks, *shape = spec.split(":")
         layout = Layout.parse(shape[0]) if shape else Layout()
         path = data_file(args.data, float(points), layout)
-        rows.append(run(path, int(ranks), layout))
+        rows.append(run(path, int(ranks), layout, args.verbose))
         print(rows[-1], flush=True)
     print("\n| maps | p | points | ranks | time to solution s | before the fit s | phase 1 s | phase 2 s | covariance s "
           "| J passes | cost passes | J points/s per rank | cost points/s per rank | read share | reductions s "
@@ -287,7 +304,11 @@ def main():
                   f"cost points/s per rank {r['cost_pps'] / ref['cost_pps']:.2f}x; phase 1 share "
                   f"{r['phase1'] / r['wall']:.1%}, read share of the passes {r['read_share']:.1%}, before the fit "
                   f"(open, start, noise) {(r['wall'] - r['fit_total']) / r['wall']:.1%}")
-    maps = max((r for r in rows if r["ranks"] == 2), key=lambda r: r["points"])
+    two = [r for r in rows if r["ranks"] == 2]
+    if not two:
+        print("\n(no 2-rank run: no reduction buffers and no 3.5e9 prediction)")
+        return
+    maps = max(two, key=lambda r: r["points"])
     n_maps = (maps["p"] - 7) // 2
     print(f"\nReduction buffer per pass at p = {maps['p']} ({n_maps} maps, individual), 3.5e9 points, chunk "
           f"{maps['chunk']}:")
