@@ -47,6 +47,17 @@ def _fit_run(args, hc) -> int:
     cfg = hc.agree(read_config, args.config, args.set or ())
     hc.check_same({f"[{name}]": repr(cfg.raw.get(name)) for name in sorted(set(cfg.raw) | {"data", "model"})},
                   "every rank must run the same configuration (the same file, the same --set)")
+    from .app.config import G2_KINDS
+    if cfg.kind in G2_KINDS:                    # many small fits, one table (hpcfit.app.g2_run)
+        from .app.g2_run import plan_g2, run_g2
+        if args.dry_run:
+            lines = plan_g2(cfg, hc)
+            if root:
+                print(dump_toml(cfg.raw))
+                print("\n".join(lines))
+            return 0
+        hc.agree(lambda: folders(cfg, create=False) if root else None)
+        return run_g2(cfg, hc, say)
     if args.dry_run:
         from .app.plan import plan
 
@@ -197,7 +208,8 @@ def main(argv=None) -> int:
     fit.add_argument("--quiet", action="store_true", help="no per-iteration table")
     fit.set_defaults(func=cmd_fit)
     init = sub.add_parser("init", help="print a commented configuration that runs as written (on simulated data)")
-    init.add_argument("kind", choices=("xpcs", "curve"), help="an XPCS two-time fit or a curve fit")
+    init.add_argument("kind", choices=("xpcs", "curve", "g2"),
+                      help="an XPCS two-time fit, a curve fit, or g2 fits of multitau files")
     init.set_defaults(func=cmd_init)
     sub.add_parser("info", help="versions, MPI library and size, parallel HDF5, JAX devices").set_defaults(
         func=cmd_info)

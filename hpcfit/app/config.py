@@ -30,11 +30,20 @@ DATA_KINDS = {
                        "offset": "float|floats", "noise": "float|floats", "noise_growth": "float", "seed": "int", "phi": "floats"},
 }
 DATA_KINDS["demo"] = {"n_points": "int", "seed": "int"}
+# one-time g2 of multitau results (hpcfit.xpcs.fit_g2): files or glob patterns, every q bin fitted
+DATA_KINDS["g2"] = {"file": "path|paths", "dt": "float"}
+DATA_KINDS["g2-simulated"] = {"file": "path", "n_files": "int", "q": "floats", "D": "float", "exponent": "float",
+                              "form": "str", "contrast": "float", "baseline": "float", "beta": "float",
+                              "noise": "float", "seed": "int"}
 REQUIRED = {"demo": (), "file": ("file",), "xpcs": ("file", "q"),
-            "xpcs-simulated": ("n_phi", "n_t", "dt", "q", "L", "params", "contrast", "offset", "noise", "seed")}
+            "xpcs-simulated": ("n_phi", "n_t", "dt", "q", "L", "params", "contrast", "offset", "noise", "seed"),
+            "g2": ("file",), "g2-simulated": ("q", "D")}
+G2_KINDS = ("g2", "g2-simulated")
 
 MODEL_KEYS = {"name": "str", "function": "str", "mode": "str", "L": "float", "scaling": "str", "form": "str",
-              "triangle": "str", "scan": "bool", "noise": "noise", "per_file": "names"}
+              "triangle": "str", "scan": "bool", "noise": "noise", "per_file": "names", "weights": "str"}
+#: The [model] keys each family of [data] kinds takes beyond name/function.
+G2_MODEL_KEYS = ("form", "weights")
 PARAMETER_KEYS = {"value": "float", "min": "float", "max": "float", "fixed": "bool"}
 CHECKPOINT_KEYS = {"path": "path", "every": "int", "seconds": "float", "resume": "resume", "force": "bool"}
 OUTPUT_KEYS = {"directory": "path", "plots": "bool", "per_point": "bool"}
@@ -252,6 +261,13 @@ def validate(raw: dict, source: str = "<config>") -> RunConfig:
         if model not in ({}, {"name": "gaussian_peaks"}):
             raise InputError(f"{source} [model]: the demo data are fitted with name = \"gaussian_peaks\"; got {model!r}")
         model = {"name": "gaussian_peaks"}
+    elif kind in G2_KINDS:
+        model.setdefault("name", "g2")
+        other = sorted(set(model) - {"name", *G2_MODEL_KEYS})
+        if model["name"] != "g2" or other:
+            raise InputError(f"{source} [model]: g2 data are fitted with name = \"g2\" and the keys form "
+                             f"(\"single\", \"stretched\" or \"double\") and weights (\"err\" or \"none\"); got "
+                             f"{model!r}")
     elif kind.startswith("xpcs"):
         model.setdefault("name", "xpcs")
         if model["name"] != "xpcs" or "function" in model:
@@ -271,7 +287,8 @@ def validate(raw: dict, source: str = "<config>") -> RunConfig:
         module, sep, attr = model["function"].rpartition(":")
         if sep and module.endswith(".py"):
             model["function"] = f"{_relative(base, module)}:{attr}"
-    xpcs_only = sorted(set(model) - {"name", "function"}) if not kind.startswith("xpcs") else []
+    xpcs_only = sorted(set(model) - {"name", "function"}) if not kind.startswith("xpcs") and kind not in G2_KINDS \
+        else []
     if xpcs_only:
         raise InputError(f"{source} [model]: key(s) {', '.join(map(repr, xpcs_only))} apply to XPCS data only")
 
@@ -284,9 +301,16 @@ def validate(raw: dict, source: str = "<config>") -> RunConfig:
             raise InputError(f"{where}: must be a number or {{value = ..., min = ..., max = ..., fixed = ...}}; "
                              f"got {spec!r}")
         p = _checked(spec, PARAMETER_KEYS, where)
-        if "value" not in p:
-            raise InputError(f"{where}: `value` (the start value) is required")
         lower, upper = p.get("min", -math.inf), p.get("max", math.inf)
+        if kind in G2_KINDS and "value" not in p and not p.get("fixed", False):
+            # g2 fits start each bin from its own data: a box alone is enough
+            if not lower < upper:
+                raise InputError(f"{where}: need min < max; got [{lower!r}, {upper!r}]")
+            parameters.append(Parameter(name, math.nan, lower, upper, False))
+            continue
+        if "value" not in p:
+            raise InputError(f"{where}: `value` ({'the fixed value' if kind in G2_KINDS else 'the start value'}) is "
+                             "required")
         if not (lower <= p["value"] <= upper):
             raise InputError(f"{where}: value {p['value']!r} is outside [min, max] = [{lower!r}, {upper!r}]")
         parameters.append(Parameter(name, p["value"], lower, upper, p.get("fixed", False)))
@@ -314,6 +338,8 @@ def validate(raw: dict, source: str = "<config>") -> RunConfig:
     output["directory"] = _relative(base, output.get("directory", "hpcfit-results"))
     if kind == "xpcs-simulated":
         data.setdefault("file", os.path.join(output["directory"], "simulated-xpcs.h5"))
+    if kind == "g2-simulated":                  # a folder of n_files multitau files
+        data.setdefault("file", os.path.join(output["directory"], "simulated-g2"))
     return RunConfig(source, data, model, tuple(parameters), fit, checkpoint, output, raw)
 
 

@@ -116,4 +116,44 @@ directory = "hpcfit-results-curve"   # its own: the XPCS template writes hpcfit-
 
 XPCS = _XPCS.replace("{parameters}\n", _xpcs_parameters() + "\n")
 
-TEMPLATES = {"xpcs": XPCS, "curve": CURVE}
+G2 = '''\
+# hpcfit run configuration: one-time g2 fits of multitau results, runnable as written.
+#   python -m hpcfit fit run.toml                      (serial)
+#   mpiexec -n 2 python -m mpi4py -m hpcfit fit run.toml
+# Every q bin of every file is fitted on its own; the fits are spread over the ranks. Relative paths
+# are relative to this file's folder. Every key is documented in docs/g2.md.
+
+[data]
+# Simulated files, made on first use (in the output directory) and reused while this section is
+# unchanged. For the beamline's multitau result files (APS 8-ID-I, boost_corr) write instead:
+#   kind = "g2"
+#   file = ["/data/night/*_results.hdf"]    # paths or glob patterns
+#   dt = 2e-5     # optional: seconds per delay step (default: frame_time x stride x avg_frame recorded)
+kind = "g2-simulated"
+n_files = 20
+q = [0.003, 0.005, 0.008, 0.012, 0.017, 0.023, 0.03, 0.038, 0.045, 0.05]   # 1/Angstrom
+D = 2e5                    # Gamma = D * q^exponent (1/s): the truth the fits should find
+exponent = 2.0
+form = "stretched"
+beta = 0.8
+contrast = 0.2
+baseline = 1.0
+noise = 0.003
+seed = 1
+
+[model]
+name = "g2"
+form = "stretched"         # "single", "stretched" (KWW) or "double" exponential
+weights = "err"            # 1/normalized_g2_err, or "none"
+
+[parameters]
+# Each bin starts from its own data; give a box (min, max) or hold a parameter (fixed = true, value).
+beta = {min = 0.2, max = 1.5}
+# baseline = {value = 1.0, fixed = true}
+
+[output]
+directory = "results-g2"   # g2_fits.csv, g2_fits.h5, g2_fits.png, g2_rates.png
+plots = true
+'''
+
+TEMPLATES = {"xpcs": XPCS, "curve": CURVE, "g2": G2}

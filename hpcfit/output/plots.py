@@ -278,3 +278,77 @@ def xpcs_angles(plt, result, stream_path: str, path: str, maps=None) -> str:
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
+
+
+def write_g2_plots(fits, outdir: str, law=None, curves: int = 6) -> tuple[list[str], str | None]:
+    """Plots of g2 fits (:class:`hpcfit.xpcs.g2.G2Fits`): ``g2_fits.png``, the data with error bars
+    on a log τ axis and the fitted curves, for up to ``curves`` bins of the first file spread over q;
+    ``g2_rates.png``, every fit's rate against q on log axes, trusted and not, with the q-law ``law``
+    (:func:`hpcfit.xpcs.g2.q_law`). Same contract as :func:`write_plots`."""
+    try:
+        plt = _pyplot()
+    except ImportError:
+        return [], "plots skipped: matplotlib is not installed (pip install 'hpcfit[plot]')"
+    except Exception as exc:  # noqa: BLE001
+        return [], f"warning: plots not made: matplotlib cannot be used ({type(exc).__name__}: {exc})"
+    written, failed = [], []
+    for name, draw in (("g2_fits.png", lambda path: _g2_curves(plt, fits, path, curves)),
+                       ("g2_rates.png", lambda path: _g2_rates(plt, fits, law, path))):
+        try:
+            written.append(draw(os.path.join(outdir, name)))
+        except Exception as exc:  # noqa: BLE001
+            plt.close("all")
+            failed.append(f"{name} ({type(exc).__name__}: {' '.join(str(exc).split())})")
+    return written, (f"warning: plot(s) not made: {'; '.join(failed)}" if failed else None)
+
+
+def _g2_curves(plt, fits, path: str, curves: int) -> str:
+    from ..models.g2 import g2_model
+    from ..xpcs.multitau import read_g2
+
+    first = fits.file[0]
+    rows = [j for j in range(len(fits)) if fits.file[j] == first]
+    rows = [rows[i] for i in np.unique(np.linspace(0, len(rows) - 1, min(curves, len(rows))).astype(int))]
+    data = read_g2(first, dt=None if fits.dt is None else fits.dt)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for j in rows:
+        k, ok = fits.bin[j], data.has_data[:, fits.bin[j]]
+        line = ax.errorbar(data.tau[ok], data.g2[ok, k], yerr=data.err[ok, k], fmt="o", ms=3, capsize=0,
+                           label=f"q = {fits.q[j]:.4g} Å⁻¹" + ("" if fits.trustworthy[j] else " (not trusted)"))
+        tau = np.geomspace(data.tau[ok].min(), data.tau[ok].max(), 200)
+        ax.plot(tau, np.asarray(g2_model(fits.form, tau, fits.popt[j])), color=line[0].get_color())
+    ax.set_xscale("log")
+    ax.set_xlabel("τ (s)")
+    ax.set_ylabel("g2")
+    ax.set_title(f"{os.path.basename(first)}: {fits.form} fits")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _g2_rates(plt, fits, law, path: str) -> str:
+    gamma, err = fits.column("gamma"), fits.perr[:, fits.names.index("gamma")]
+    ok = fits.trustworthy & (gamma > 0)
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    shown = np.isfinite(err) & (gamma > 0)
+    ax.errorbar(fits.q[ok & shown], gamma[ok & shown], yerr=err[ok & shown], fmt="o", ms=4, label="trusted fits")
+    bad = ~ok & (gamma > 0)
+    if bad.any():
+        ax.plot(fits.q[bad], gamma[bad], "x", color="grey", label="not trusted")
+    if law is not None:
+        q = np.geomspace(fits.q[fits.q > 0].min(), fits.q.max(), 100)
+        ax.plot(q, law.D * q ** law.n, "-", color="k",
+                label=f"Γ = D·qⁿ: D = {law.D:.4g} ± {law.D_err:.2g}, n = {law.n:.3f} ± {law.n_err:.3f}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    from matplotlib.ticker import NullFormatter
+    ax.xaxis.set_minor_formatter(NullFormatter())          # a q range within a decade: no crowded labels
+    ax.set_xlabel("q (Å⁻¹)")
+    ax.set_ylabel("Γ (1/s)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -59,6 +60,7 @@ class G2Fits:
     status: np.ndarray           # hpcfit.Status codes
     issues: tuple[str, ...]      # "" for a fit to trust
     skipped: tuple[str, ...] = field(default=())   # bins without data, named
+    dt: float | None = None                          # the dt given (None: each file's recorded one)
 
     @property
     def reduced_chi2(self) -> np.ndarray:
@@ -86,6 +88,36 @@ class G2Fits:
         raise InputError(f"G2Fits.save: {path}: the name must end in .csv, .h5, .hdf5 or .hdf")
 
 
+class QLaw(NamedTuple):
+    """Γ = D·qⁿ regressed over trusted fits: D (rate units × Å^n), n, their errors and the bins used."""
+
+    D: float
+    n: float
+    D_err: float
+    n_err: float
+    used: int
+
+
+def q_law(fits: G2Fits, rate: str = "gamma") -> QLaw | None:
+    """Γ = D·qⁿ by weighted least squares of ln Γ on ln q over the trusted fits (weights from each
+    rate's relative error); None when fewer than 3 trusted bins have distinct q. A pooled regression
+    of the per-bin fits (what beamline tools do); the global fit over q with shared D and n is a
+    fit of its own."""
+    gamma, err = fits.column(rate), fits.perr[:, fits.names.index(rate)]
+    use = fits.trustworthy & (gamma > 0) & np.isfinite(err) & (err > 0) & (fits.q > 0)
+    if np.unique(fits.q[use]).size < 3:
+        return None
+    x, y, w = np.log(fits.q[use]), np.log(gamma[use]), gamma[use] / err[use]     # 1/σ of ln Γ
+    a = np.stack([np.ones_like(x), x], axis=1) * w[:, None]
+    coef, *_ = np.linalg.lstsq(a, y * w, rcond=None)
+    cov = np.linalg.inv(a.T @ a)
+    dof = max(int(use.sum()) - 2, 1)
+    chi2 = float(np.sum((a @ coef - y * w) ** 2)) / dof
+    cov = cov * max(chi2, 1.0)                  # scatter beyond the errors widens them, as curve_fit would
+    return QLaw(float(np.exp(coef[0])), float(coef[1]), float(np.exp(coef[0]) * np.sqrt(cov[0, 0])),
+                float(np.sqrt(cov[1, 1])), int(use.sum()))
+
+
 def fit_g2(files, *, form: str = "single", weights: str | None = "err", fixed=None, bounds=None, dt=None,
            max_iterations: int = 200, comm=None) -> G2Fits:
     """Fit g2 = baseline + contrast·f(τ)² (:mod:`hpcfit.models.g2`) to every q bin with data of every
@@ -105,8 +137,8 @@ def fit_g2(files, *, form: str = "single", weights: str | None = "err", fixed=No
         first, stop = n_batches * hc.rank // hc.size, n_batches * (hc.rank + 1) // hc.size
         mine = hc.agree(_solve, problems, form, first, stop, max_iterations)
         parts = hc.allgather(mine)
-    return _table(problems, names, form, np.concatenate([p for p in parts if p is not None]), data,
-                  weights == "err")
+    table = _table(problems, names, form, np.concatenate([p for p in parts if p is not None]), data, weights == "err")
+    return replace(table, dt=dt)
 
 
 # -- arguments ------------------------------------------------------------------------------------
