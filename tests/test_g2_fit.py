@@ -186,3 +186,38 @@ def test_the_table_is_written_as_csv_and_hdf5_with_every_row(tmp_path):
         assert g["popt"][()].tobytes() == fits.popt.tobytes() and g["file"].asstr()[0] == str(path)
     with pytest.raises(InputError, match=r"must end in .csv"):
         fits.save(tmp_path / "t.txt")
+
+
+@pytest.mark.parametrize("form, exponent", [("single", None), ("stretched", 2.0)])
+def test_the_global_fit_over_q_is_scipys_joint_least_squares(tmp_path, form, exponent):
+    """Γ = D·qⁿ shared (n free, or held at 2), contrast and baseline per bin: the same minimum as
+    scipy's least_squares on the joint problem, and the simulated truth."""
+    from scipy.optimize import least_squares
+
+    from hpcfit.xpcs.g2 import fit_g2_global
+    path = tmp_path / "g2.hdf"
+    truth_n = 2.0 if exponent is not None else 1.9
+    simulate_g2(path, q=Q, D=3e5, exponent=truth_n, form=form, beta=0.8, noise=0.002, seed=9)
+    res = fit_g2_global(str(path), form=form, exponent=exponent)
+    assert res.names[:2] == ["D", "n"] and res.names[-1] == f"baseline_{Q.size - 1}" and res.success
+    d = read_g2(path)
+    nd = 1 if form == "stretched" else 0
+
+    def residuals(p):
+        D, n, rest = p[0], p[1] if exponent is None else exponent, p[2 - (exponent is not None):]
+        out = []
+        for k in range(Q.size):
+            gamma, shape = D * Q[k] ** n, rest[:nd]
+            c, b = rest[nd + k], rest[nd + Q.size + k]
+            f = np.exp(-(gamma * d.tau) ** (shape[0] if nd else 1.0))
+            out.append((b + c * f * f - d.g2[:, k]) / d.err[:, k])
+        return np.concatenate(out)
+
+    start = res.popt if exponent is None else np.delete(res.popt, 1)
+    ref = least_squares(residuals, start, x_scale="jac", ftol=1e-14, xtol=1e-14, gtol=1e-14)
+    assert res.cost <= ref.cost * (1 + 1e-9) and abs(res.cost - ref.cost) <= 1e-8 * ref.cost
+    assert abs(res.popt[0] - 3e5) < 4 * res.perr[0] and abs(res.popt[1] - truth_n) < 4 * max(res.perr[1], 1e-12)
+    if exponent is not None:
+        assert res.popt[1] == 2.0
+    if nd:
+        assert abs(res.popt[2] - 0.8) < 4 * res.perr[2]

@@ -38,3 +38,14 @@ def test_a_bad_file_is_the_same_error_on_every_rank(world, shared_dir):
     world.Barrier()
     with pytest.raises(InputError, match="not HDF5"):
         fit_g2(bad, comm=world)
+
+
+def test_the_global_fit_over_q_gives_the_serial_bits(world, shared_dir):
+    from hpcfit.xpcs.g2 import fit_g2_global
+    path = os.path.join(shared_dir, "global.hdf")
+    if world.rank == 0:
+        simulate_g2(path, q=np.geomspace(0.004, 0.04, 12), D=3e5, exponent=1.9, noise=0.002, seed=2)
+    world.Barrier()
+    serial = fit_g2_global(path)
+    par = fit_g2_global(path, comm=world)
+    assert par.popt.tobytes() == serial.popt.tobytes() and par.success

@@ -39,3 +39,20 @@ def g2_model(form: str, tau, params):
     contrast, *decay, baseline = params
     f = field_decay(form, tau, decay)
     return baseline + contrast * f * f
+
+
+def global_g2_model(form: str, n_bins: int, n_decay: int):
+    """g2 of every bin at once with Γ(q) = D·qⁿ: ``model(x, D, n, *decay, *contrasts, *baselines)``
+    with x = (τ, q, bin) rows (3, points); ``decay`` are the form's shared shape parameters (β for
+    ``stretched``); contrast and baseline per bin, by parameter (the order of
+    :class:`hpcfit.ParameterGroups` ``layout="by_parameter"``)."""
+
+    def model(x, D, n, *rest):
+        tau, q, b = x[0], x[1], x[2].astype(jnp.int32)
+        decay = rest[:n_decay]
+        contrast = jnp.stack(rest[n_decay:n_decay + n_bins])[b]
+        baseline = jnp.stack(rest[n_decay + n_bins:n_decay + 2 * n_bins])[b]
+        f = field_decay(form, tau, (D * q ** n, *decay))
+        return baseline + contrast * f * f
+
+    return model

@@ -15,5 +15,7 @@ from .stream import read_stream_meta as read_stream_meta
 from .prepare import prepare_stream as prepare_stream
 from .g2 import G2Fits as G2Fits
 from .g2 import fit_g2 as fit_g2
+from .g2 import fit_g2_global as fit_g2_global
+from .g2 import q_law as q_law
 from .multitau import read_g2 as read_g2
 from .simulate_g2 import simulate_g2 as simulate_g2

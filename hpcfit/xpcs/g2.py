@@ -330,3 +330,55 @@ def _table(problems: _Problems, names, form: str, rows: np.ndarray, data: list[G
                   np.array([data[i].q[k] for i, k in zip(problems.file_index, problems.bin)]),
                   np.array([data[i].phi[k] for i, k in zip(problems.file_index, problems.bin)]),
                   popt, perr, 2.0 * cost, dof, status, tuple(issues), problems.skipped)
+
+
+# -- the global fit over q ------------------------------------------------------------------------
+
+GLOBAL_FORMS = ("single", "stretched")
+
+
+def fit_g2_global(path, *, form: str = "single", exponent: float | None = None, weights: str | None = "err",
+                  dt=None, p0_from: G2Fits | None = None, comm=None, **options):
+    """One fit of every bin with data of the multitau file ``path``: Γ(q) = D·qⁿ shared (``n`` free,
+    or held at ``exponent``, e.g. 2 for diffusion), β shared (``stretched``), contrast and baseline
+    per bin, through the per-group passes (:class:`hpcfit.ParameterGroups`). Start values from the
+    per-bin fits (``p0_from``, else :func:`fit_g2` of this file) and the q-law through them.
+    Returns the :class:`hpcfit.FitResult`; its names are D, n, [beta,] contrast_k…, baseline_k…
+    (k the bin)."""
+    import hpcfit
+    from ..groups import ParameterGroups
+    from ..models.g2 import global_g2_model
+
+    if form not in GLOBAL_FORMS:
+        raise InputError(f"`form` of the global fit must be one of {', '.join(map(repr, GLOBAL_FORMS))}; got {form!r}")
+    with Communicator(comm) as hc:
+        data = hc.on_root(read_g2, path, dt=dt)
+        per_bin = p0_from if p0_from is not None else fit_g2(path, form=form, weights=weights, dt=dt, comm=hc)
+        # the q-law through the trusted bins, else through all of them: only a start
+        law = q_law(per_bin) or q_law(replace(per_bin, issues=("",) * len(per_bin)))
+        if law is None:
+            raise InputError(f"{path}: the global fit needs start values from at least 3 bins of distinct q")
+        bins = per_bin.bin[[f == data.path for f in per_bin.file]]
+        rows = [j for j in range(len(per_bin)) if per_bin.file[j] == data.path]
+        taus, qs, ids, ys, sig = [], [], [], [], []
+        for g, k in enumerate(bins):
+            ok = data.has_data[:, k]
+            taus.append(data.tau[ok]), qs.append(np.full(ok.sum(), data.q[k])), ids.append(np.full(ok.sum(), g))
+            ys.append(data.g2[ok, k]), sig.append(data.err[ok, k])
+        x = np.stack([np.concatenate(taus), np.concatenate(qs), np.concatenate(ids).astype(float)])
+        n_decay = 1 if form == "stretched" else 0
+        beta0 = [float(np.median(per_bin.column("beta")[rows]))] if n_decay else []
+        p0 = np.array([law.D, law.n if exponent is None else exponent, *beta0,
+                       *per_bin.column("contrast")[rows], *per_bin.column("baseline")[rows]])
+        lower = np.array([0.0, -np.inf, *([0.05] * n_decay), *([0.0] * bins.size), *([-np.inf] * bins.size)])
+        upper = np.full(p0.size, np.inf)
+        if n_decay:
+            upper[2] = 2.0
+        if exponent is not None:
+            lower[1] = upper[1] = float(exponent)
+        groups = ParameterGroups(n_shared=2 + n_decay, per_group=2, group_sizes=[len(t) for t in taus])
+        names = ["D", "n", *(["beta"] * n_decay)] + [f"contrast_{k}" for k in bins] + [f"baseline_{k}" for k in bins]
+        result = hpcfit.curve_fit(global_g2_model(form, bins.size, n_decay), x, np.concatenate(ys), p0,
+                                  sigma=None if weights in (None, "none") else np.concatenate(sig),
+                                  bounds=(lower, upper), comm=hc, parameter_groups=groups, **options)
+    return replace(result, names=names)
