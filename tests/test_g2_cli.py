@@ -77,3 +77,19 @@ def test_bad_g2_configurations_are_named(tmp_path, text, message):
     (tmp_path / "run.toml").write_text(text)
     run = hpcfit(["fit", "run.toml"], tmp_path)
     assert run.returncode == 1 and re.search(message, run.stderr), run.stderr
+
+
+def test_global_true_adds_each_files_fit_over_q(tmp_path):
+    template = hpcfit(["init", "g2"], tmp_path)
+    (tmp_path / "run.toml").write_text(template.stdout)
+    run = hpcfit(["fit", "run.toml", "--set", "data.n_files=2", "--set", "model.global=true",
+                  "--set", "model.exponent=2.0", "--set", "output.plots=false"], tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    with open(tmp_path / "results-g2" / "g2_global.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2 and all(float(r["n"]) == 2.0 and float(r["n_err"]) == 0.0 for r in rows)
+    for r in rows:                                              # the simulated truth: D = 2e5, β = 0.8
+        assert abs(float(r["D"]) - 2e5) < 4 * float(r["D_err"]) and abs(float(r["beta"]) - 0.8) < 4 * float(r["beta_err"])
+    assert "n = 2 (held)" in run.stdout
+    bad = hpcfit(["fit", "run.toml", "--set", "model.global=true", "--set", 'model.form="double"'], tmp_path)
+    assert bad.returncode == 1 and "global = true fits form 'single' or 'stretched'" in bad.stderr

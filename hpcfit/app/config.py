@@ -41,9 +41,10 @@ REQUIRED = {"demo": (), "file": ("file",), "xpcs": ("file", "q"),
 G2_KINDS = ("g2", "g2-simulated")
 
 MODEL_KEYS = {"name": "str", "function": "str", "mode": "str", "L": "float", "scaling": "str", "form": "str",
-              "triangle": "str", "scan": "bool", "noise": "noise", "per_file": "names", "weights": "str"}
+              "triangle": "str", "scan": "bool", "noise": "noise", "per_file": "names", "weights": "str",
+              "global": "bool", "exponent": "float"}
 #: The [model] keys each family of [data] kinds takes beyond name/function.
-G2_MODEL_KEYS = ("form", "weights")
+G2_MODEL_KEYS = ("form", "weights", "global", "exponent")
 PARAMETER_KEYS = {"value": "float", "min": "float", "max": "float", "fixed": "bool"}
 CHECKPOINT_KEYS = {"path": "path", "every": "int", "seconds": "float", "resume": "resume", "force": "bool"}
 OUTPUT_KEYS = {"directory": "path", "plots": "bool", "per_point": "bool"}
@@ -266,7 +267,8 @@ def validate(raw: dict, source: str = "<config>") -> RunConfig:
         other = sorted(set(model) - {"name", *G2_MODEL_KEYS})
         if model["name"] != "g2" or other:
             raise InputError(f"{source} [model]: g2 data are fitted with name = \"g2\" and the keys form "
-                             f"(\"single\", \"stretched\" or \"double\") and weights (\"err\" or \"none\"); got "
+                             f"(\"single\", \"stretched\" or \"double\"), weights (\"err\" or \"none\"), global (true: also the "
+                             f"fit over q per file) and exponent (n of Γ = D·qⁿ held there); got "
                              f"{model!r}")
     elif kind.startswith("xpcs"):
         model.setdefault("name", "xpcs")

@@ -34,6 +34,10 @@ def g2_arguments(cfg: RunConfig) -> dict:
     if weights not in ("err", "none"):
         raise InputError(f"{cfg.source} [model]: `weights` must be \"err\" (1/normalized_g2_err) or \"none\"; "
                          f"got {weights!r}")
+    from ..xpcs.g2 import GLOBAL_FORMS
+    if cfg.model.get("global", False) and cfg.model.get("form", "single") not in GLOBAL_FORMS:
+        raise InputError(f"{cfg.source} [model]: global = true fits form {' or '.join(map(repr, GLOBAL_FORMS))}; got "
+                         f"form = {cfg.model.get('form')!r}")
     return {"form": cfg.model.get("form", "single"), "weights": None if weights == "none" else "err",
             "fixed": fixed, "bounds": bounds, "dt": cfg.data.get("dt")}
 
@@ -85,21 +89,54 @@ def plan_g2(cfg: RunConfig, comm=None) -> list[str]:
             f"output: {cfg.output_dir} (g2_fits.csv, g2_fits.h5{', plots' if cfg.output.get('plots', True) else ''})"]
 
 
+def global_fits(cfg: RunConfig, fits, comm) -> list[dict]:
+    """Collective, [model] global = true: the fit over q of each file (Γ = D·qⁿ shared), one row each."""
+    from ..xpcs.g2 import fit_g2_global
+
+    rows = []
+    for path in dict.fromkeys(fits.file):
+        res = fit_g2_global(path, form=cfg.model.get("form", "single"), exponent=cfg.model.get("exponent"),
+                            weights=None if cfg.model.get("weights", "err") == "none" else "err",
+                            dt=cfg.data.get("dt"), p0_from=fits, comm=comm, verbose=0)
+        shared = [n for n in res.names if not n.startswith(("contrast_", "baseline_"))]
+        row = {"file": path}
+        for i, name in enumerate(shared):
+            row[name], row[f"{name}_err"] = float(res.popt[i]), float(res.perr[i])
+        row.update({"reduced_chi2": float(res.chi2 / res.dof), "status": res.status.name,
+                    "trustworthy": bool(res.success and res.trustworthy), "issues": "; ".join(res.trust_issues)})
+        rows.append(row)
+    return rows
+
+
+def _write_rows(rows: list[dict], path: str) -> None:
+    import csv
+
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        out = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        out.writeheader()
+        out.writerows([{k: repr(v) if isinstance(v, float) else v for k, v in row.items()} for row in rows])
+    os.replace(tmp, path)
+
+
 def run_g2(cfg: RunConfig, comm=None, say=print) -> int:
-    """Collective: simulate (kind g2-simulated), fit every bin, write the table and the plots; the
-    exit code."""
+    """Collective: simulate (kind g2-simulated), fit every bin (and, with [model] global, each file
+    over q), write the tables and the plots; the exit code."""
     from ..xpcs.g2 import fit_g2, q_law
 
     with Communicator(comm) as hc:
         args = hc.agree(g2_arguments, cfg)
         hc.agree(lambda: simulate_files(cfg, say) if hc.is_root and cfg.kind == "g2-simulated" else None)
         fits = fit_g2(g2_files(cfg), comm=hc, **args)
+        overall = global_fits(cfg, fits, hc) if cfg.model.get("global", False) else []
         out = cfg.output_dir
 
         def write():
             os.makedirs(out, exist_ok=True)
             fits.save(os.path.join(out, "g2_fits.csv"))
             fits.save(os.path.join(out, "g2_fits.h5"))
+            if overall:
+                _write_rows(overall, os.path.join(out, "g2_global.csv"))
             law = q_law(fits)
             note = None
             if cfg.output.get("plots", True):
@@ -109,17 +146,25 @@ def run_g2(cfg: RunConfig, comm=None, say=print) -> int:
 
         law, note = hc.agree(lambda: write() if hc.is_root else (None, None))
     if not hc.is_root:
-        return EXIT_OK if fits.trustworthy.all() else EXIT_UNTRUSTED
+        trusted = fits.trustworthy.all() and all(row["trustworthy"] for row in overall)
+        return EXIT_OK if trusted else EXIT_UNTRUSTED
     trusted = int(fits.trustworthy.sum())
     print(f"g2 ({fits.form}): {len(fits)} bins fitted in {len(set(fits.file))} file(s), {trusted} trusted, "
           f"{len(fits.skipped)} without data skipped")
+    for row in overall:
+        n = f"n = {row['n']:.4f} ± {row['n_err']:.2g}" if row["n_err"] > 0 else f"n = {row['n']:g} (held)"
+        print(f"global fit of {os.path.basename(row['file'])}: D = {row['D']:.6g} ± {row['D_err']:.2g}, {n}, "
+              f"reduced χ² {row['reduced_chi2']:.3f}{'' if row['trustworthy'] else ', NOT TRUSTWORTHY: ' + row['issues']}")
     if law is not None:
         print(f"q-law over the trusted fits ({law.used}): Γ = D·q^n, D = {law.D:.6g} ± {law.D_err:.2g}, "
               f"n = {law.n:.4f} ± {law.n_err:.2g}")
-    print(f"hpcfit: results in {os.path.abspath(out)} (g2_fits.csv, g2_fits.h5"
+    print(f"hpcfit: results in {os.path.abspath(out)} (g2_fits.csv, g2_fits.h5{', g2_global.csv' if overall else ''}"
           f"{'' if note or not cfg.output.get('plots', True) else ', g2_fits.png, g2_rates.png'})", flush=True)
     if note:
         print(f"hpcfit: {note}", flush=True)
+    if any(not row["trustworthy"] for row in overall):
+        print("hpcfit: finished but a global fit over q is not trustworthy (see above)", file=sys.stderr, flush=True)
+        return EXIT_UNTRUSTED
     if trusted < len(fits):
         first = next(i for i, ok in enumerate(fits.trustworthy) if not ok)
         print(f"hpcfit: finished but {len(fits) - trusted} of {len(fits)} fits are not trustworthy (e.g. "

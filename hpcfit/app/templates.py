@@ -145,6 +145,8 @@ seed = 1
 name = "g2"
 form = "stretched"         # "single", "stretched" (KWW) or "double" exponential
 weights = "err"            # 1/normalized_g2_err, or "none"
+global = false             # true: also each file's fit over q, Gamma = D*q^n shared -> g2_global.csv
+# exponent = 2.0           # with global: n held there (diffusion)
 
 [parameters]
 # Each bin starts from its own data; give a box (min, max) or hold a parameter (fixed = true, value).
