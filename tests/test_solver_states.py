@@ -9,7 +9,7 @@ from scipy.optimize import least_squares
 from hpcfit.options import make_options
 from hpcfit.phases.normalize import make_normalization
 from hpcfit.solvers.adam import AdamWarmup
-from hpcfit.solvers.levenberg_marquardt import LevenbergMarquardt
+from hpcfit.solvers.levenberg_marquardt import TRIAL, LevenbergMarquardt
 
 X = np.linspace(0.0, 4.0, 60)
 Y = 2.0 * np.exp(-1.3 * X) + 0.5
@@ -75,12 +75,14 @@ def test_lm_counters_and_clock_survive_a_checkpoint_round_trip():
     solver = lm_solver()
     state, cmd = solver.start(np.array([4.0, 3.0, -1.0]))
     state, cmd = solver.step(state, cmd, lm_pass(cmd))
-    while cmd.kind != "cost" or state.iteration < 3:
+    # a trial point's pass: a cost pass, or its Jacobian pass at once after a very successful step
+    while not (cmd.kind == "cost" or cmd.payload == TRIAL) or state.iteration < 3:
         state, cmd = solver.step(state, cmd, lm_pass(cmd))
     arrays, values, rows, _ = solver.snapshot(state)
     assert values["solvers"] == dict(state.solvers) and sum(values["solvers"].values()) >= 3
     restored, cmd2 = lm_solver().restore(arrays, values, rows)     # a fresh solver: nothing kept on it
     assert dict(restored.solvers) == values["solvers"] and cmd2.u.tobytes() == cmd.u.tobytes()
+    assert (cmd2.kind, cmd2.payload) == (cmd.kind, cmd.payload)     # the same choice of pass
     assert 0.0 <= values["elapsed"] <= 60.0
 
 
