@@ -131,7 +131,10 @@ def fit_g2(files, *, form: str = "single", weights: str | None = "err", fixed=No
         if weights not in ("err", None, "none"):
             raise InputError(f"`weights` must be 'err' (1/normalized_g2_err) or None; got {weights!r}")
         paths = hc.on_root(_expand, files)
-        data = hc.on_root(lambda: [read_g2(p, dt=dt) for p in paths])
+        # each rank reads every size-th file; every rank gets them all, in order
+        mine = hc.agree(lambda: [read_g2(p, dt=dt) for p in paths[hc.rank::hc.size]])
+        shares = hc.allgather(mine)
+        data = [shares[i % hc.size][i // hc.size] for i in range(len(paths))]
         problems = _problems(data, names, form, weights == "err", fixed, box)
         n_batches = -(-problems.n // BATCH)
         first, stop = n_batches * hc.rank // hc.size, n_batches * (hc.rank + 1) // hc.size
@@ -236,13 +239,18 @@ def _problems(data: list[G2Data], names, form: str, weighted: bool, fixed: dict,
                      np.broadcast_to(upper, (n, p)), np.broadcast_to(free, (n, p)), skipped)
 
 
+def _median(values: np.ndarray) -> float:
+    """np.median of a few values (10⁴ bins: numpy's median costs more than the rest of the start)."""
+    s = sorted(values.tolist())
+    m = len(s)
+    return 0.5 * (s[(m - 1) // 2] + s[m // 2])
+
+
 def start_values(form: str, tau: np.ndarray, g2: np.ndarray) -> np.ndarray:
     """Start values from the data of one bin: baseline from the last delays, contrast from the
     first ones, Γ where g2 − baseline has fallen to e⁻² of the contrast (f² = e^(−2Γτ) there)."""
-    tail = g2[-max(1, min(5, g2.size // 4)):]
-    baseline = float(np.median(tail))
-    head = g2[:max(1, min(3, g2.size // 4))]
-    contrast = max(float(np.median(head)) - baseline, 1e-3)
+    baseline = _median(g2[-max(1, min(5, g2.size // 4)):])
+    contrast = max(_median(g2[:max(1, min(3, g2.size // 4))]) - baseline, 1e-3)
     decay = (g2 - baseline) / contrast
     below = np.flatnonzero(decay < np.exp(-2.0))
     crossing = tau[below[0]] if below.size else tau[-1]
@@ -256,7 +264,8 @@ def start_values(form: str, tau: np.ndarray, g2: np.ndarray) -> np.ndarray:
 # -- solving --------------------------------------------------------------------------------------
 
 def _solve(problems: _Problems, form: str, first: int, stop: int, max_iterations: int) -> np.ndarray | None:
-    """Rows of this rank's batches: problem index, popt, cost, status, iterations, JᵀWJ (flattened)."""
+    """Rows of this rank's batches: problem index, popt, cost, status, iterations, perr, and which
+    parameters are undetermined (1/0): the covariance of each fit is taken where it was solved."""
     if first >= stop:
         return None
     import jax.numpy as jnp
@@ -272,11 +281,29 @@ def _solve(problems: _Problems, form: str, first: int, stop: int, max_iterations
                         ("tau", "g2", "w", "p0", "lower", "upper", "free")))
         res = kernel(batch)
         p = problems.p0.shape[1]
-        rows = np.concatenate([np.arange(lo, lo + BATCH)[:, None], np.asarray(res.popt),
-                               np.asarray(res.cost)[:, None], np.asarray(res.status)[:, None],
-                               np.asarray(res.iterations)[:, None], np.asarray(res.jtj).reshape(BATCH, p * p)], axis=1)
-        out.append(rows[:hi - lo])
+        n = hi - lo
+        cost, jtj = np.asarray(res.cost)[:n], np.asarray(res.jtj)[:n]
+        errors = [_errors(jtj[j], float(cost[j]), int(np.count_nonzero(problems.w[lo + j] > 0)), problems.free[lo + j])
+                  for j in range(n)]
+        rows = np.concatenate([np.arange(lo, hi)[:, None], np.asarray(res.popt)[:n], cost[:, None],
+                               np.asarray(res.status)[:n, None], np.asarray(res.iterations)[:n, None],
+                               np.array([e[0] for e in errors]).reshape(n, p),
+                               np.array([e[1] for e in errors]).reshape(n, p)], axis=1)
+        out.append(rows)
     return np.concatenate(out)
+
+
+def _errors(jtj: np.ndarray, cost: float, n_points: int, free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """perr of one fit (0 for a held parameter, inf where undetermined) and its undetermined mask."""
+    perr, null = np.zeros(free.size), np.zeros(free.size)
+    k = int(free.sum())
+    if n_points <= k:
+        perr[free], null[free] = np.inf, 1.0
+        return perr, null
+    cov = covariance(jtj[np.ix_(free, free)], np.ones(k), cost, n_points, False, COV_RCOND)
+    perr[free] = cov.perr
+    null[np.flatnonzero(free)[cov.null_parameters]] = 1.0
+    return perr, null
 
 
 _KERNELS: dict = {}
@@ -298,11 +325,10 @@ def _table(problems: _Problems, names, form: str, rows: np.ndarray, data: list[G
     rows = rows[np.argsort(rows[:, 0], kind="stable")]
     popt, cost = rows[:, 1:1 + p], rows[:, 1 + p]
     status = rows[:, 2 + p].astype(int)
-    jtj = rows[:, 4 + p:].reshape(-1, p, p)
+    perr, null = rows[:, 4 + p:4 + 2 * p], rows[:, 4 + 2 * p:] > 0
     free = problems.free[0]
     n_points = (problems.w > 0).sum(axis=1)
     dof = n_points - free.sum()
-    perr = np.zeros((problems.n, p))
     issues = []
     lower, upper = problems.lower[0], problems.upper[0]
     for j in range(problems.n):
@@ -311,14 +337,8 @@ def _table(problems: _Problems, names, form: str, rows: np.ndarray, data: list[G
             why.append(f"not converged ({Status(status[j]).name.lower()})")
         if dof[j] <= 0:
             why.append(f"undetermined: {n_points[j]} delays with data for {int(free.sum())} free parameters")
-            perr[j, free] = np.inf
-        else:
-            cov = covariance(jtj[j][np.ix_(free, free)], np.ones(int(free.sum())), float(cost[j]), int(n_points[j]),
-                             False, COV_RCOND)
-            perr[j, free] = cov.perr
-            if cov.null_parameters:
-                free_names = [n for n, f in zip(names, free) if f]
-                why.append("undetermined: " + ", ".join(free_names[i] for i in cov.null_parameters))
+        elif null[j].any():
+            why.append("undetermined: " + ", ".join(n for c, n in enumerate(names) if null[j, c]))
         on = [n for c, n in enumerate(names) if free[c] and (popt[j, c] <= lower[c] or popt[j, c] >= upper[c])]
         if on:
             why.append("on a bound: " + ", ".join(on))

@@ -661,12 +661,17 @@ def recorded_dt(path, analysis: str = "twotime") -> tuple[float | None, str]:
     ((1, 1) arrays squeezed), or None when any of the three is missing; and a sentence saying what
     was found."""
     p = _existing_file(path)
-    frame, stride, averaging = dt_datasets(analysis)
     with _open(p) as f:
-        found = {}
-        for name in (frame, stride, averaging):
-            if name in f and isinstance(f[name], h5py.Dataset) and np.asarray(f[name][()]).size == 1:
-                found[name] = float(np.asarray(f[name][()]).reshape(()))
+        return recorded_dt_in(f, p, analysis)
+
+
+def recorded_dt_in(f: h5py.File, p: str, analysis: str = "twotime") -> tuple[float | None, str]:
+    """:func:`recorded_dt` of the open file ``f`` (at path ``p``)."""
+    frame, stride, averaging = dt_datasets(analysis)
+    found = {}
+    for name in (frame, stride, averaging):
+        if name in f and isinstance(f[name], h5py.Dataset) and np.asarray(f[name][()]).size == 1:
+            found[name] = float(np.asarray(f[name][()]).reshape(()))
     if len(found) == 3 and all(np.isfinite(v) and v > 0 for v in found.values()):
         dt = found[frame] * found[stride] * found[averaging]
         return dt, (f"{p} records frame_time {found[frame]:g} s x stride_frame {found[stride]:g} x "

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..validate import number
-from .load import U_MAPPING, U_PHI, U_Q, _Ctx, _existing_file, _open, recorded_dt
+from .load import U_MAPPING, U_PHI, U_Q, _Ctx, _existing_file, _open, recorded_dt_in
 
 G2, G2_ERR, DELAYS = "xpcs/multitau/normalized_g2", "xpcs/multitau/normalized_g2_err", "xpcs/multitau/delay_list"
 MAP_NAMES = "xpcs/qmap/map_names"
@@ -60,16 +60,16 @@ def read_g2(path, *, dt=None) -> G2Data:
     """g2(τ) of every dynamic bin of an APS 8-ID-I multitau result file. ``dt`` (seconds per delay
     step) defaults to the one the file records; it is required when the file does not record it."""
     p = _existing_file(path)
-    if dt is None:
-        dt, what = recorded_dt(p, MULTITAU)
-        if dt is None:
-            raise InputError(f"`dt` is required: {what}")
-    dt = number("dt", dt)
     with _open(p) as f:
         if G2 not in f:
             inside = sorted(f["xpcs"].keys()) if "xpcs" in f else sorted(f.keys())
             raise InputError(f"{p}: no multitau g2 ('{G2}' is missing; the file holds {inside}); accepted: APS "
                              "8-ID-I result files of a multitau correlation (boost_corr)")
+        if dt is None:
+            dt, what = recorded_dt_in(f, p, MULTITAU)
+            if dt is None:
+                raise InputError(f"`dt` is required: {what}")
+        dt = number("dt", dt)
         c = _Ctx(f, p, MULTITAU)
         g2 = _table(c, G2)
         err = _table(c, G2_ERR)
