@@ -221,3 +221,19 @@ def test_the_global_fit_over_q_is_scipys_joint_least_squares(tmp_path, form, exp
         assert res.popt[1] == 2.0
     if nd:
         assert abs(res.popt[2] - 0.8) < 4 * res.perr[2]
+
+
+def test_a_tau_range_fits_only_those_delays(tmp_path):
+    path = tmp_path / "g2.hdf"
+    simulate_g2(path, q=Q[:3], D=3e5, noise=0.002, seed=10)
+    d = read_g2(path)
+    lo, hi = d.tau[4], d.tau[40]
+    fits = fit_g2(str(path), tau_range=(lo, hi))
+    keep = (d.tau >= lo) & (d.tau <= hi)
+    assert np.all(fits.dof == keep.sum() - 3)
+    for j in range(3):
+        popt, _ = curve_fit(numpy_g2("single"), d.tau[keep], d.g2[keep, j], p0=fits.popt[j], sigma=d.err[keep, j])
+        chi2 = np.sum(((numpy_g2("single")(d.tau[keep], *popt) - d.g2[keep, j]) / d.err[keep, j]) ** 2)
+        assert abs(fits.chi2[j] - chi2) <= 1e-6 * chi2
+    with pytest.raises(InputError, match=r"`tau_range` must be \(tau_min, tau_max\) with 0 <= tau_min < tau_max"):
+        fit_g2(str(path), tau_range=(1.0, 0.1))

@@ -31,7 +31,7 @@ DATA_KINDS = {
 }
 DATA_KINDS["demo"] = {"n_points": "int", "seed": "int"}
 # one-time g2 of multitau results (hpcfit.xpcs.fit_g2): files or glob patterns, every q bin fitted
-DATA_KINDS["g2"] = {"file": "path|paths", "dt": "float"}
+DATA_KINDS["g2"] = {"file": "path|paths", "dt": "float", "tau_range": "floats"}
 DATA_KINDS["g2-simulated"] = {"file": "path", "n_files": "int", "q": "floats", "D": "float", "exponent": "float",
                               "form": "str", "contrast": "float", "baseline": "float", "beta": "float",
                               "noise": "float", "seed": "int"}

@@ -39,7 +39,7 @@ def g2_arguments(cfg: RunConfig) -> dict:
         raise InputError(f"{cfg.source} [model]: global = true fits form {' or '.join(map(repr, GLOBAL_FORMS))}; got "
                          f"form = {cfg.model.get('form')!r}")
     return {"form": cfg.model.get("form", "single"), "weights": None if weights == "none" else "err",
-            "fixed": fixed, "bounds": bounds, "dt": cfg.data.get("dt")}
+            "fixed": fixed, "bounds": bounds, "dt": cfg.data.get("dt"), "tau_range": cfg.data.get("tau_range")}
 
 
 def simulate_files(cfg: RunConfig, say=print) -> None:

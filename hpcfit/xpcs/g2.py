@@ -119,13 +119,16 @@ def q_law(fits: G2Fits, rate: str = "gamma") -> QLaw | None:
 
 
 def fit_g2(files, *, form: str = "single", weights: str | None = "err", fixed=None, bounds=None, dt=None,
-           max_iterations: int = 200, comm=None) -> G2Fits:
+           tau_range=None, max_iterations: int = 200, comm=None) -> G2Fits:
     """Fit g2 = baseline + contrast·f(τ)² (:mod:`hpcfit.models.g2`) to every q bin with data of every
     multitau file in ``files`` (a path, a glob pattern, or a list of them), each bin on its own.
 
     ``fixed``: {name: value} held at that value; ``bounds``: {name: (low, high)} over the defaults
-    (:data:`DEFAULT_BOUNDS`). Collective when ``comm`` is given: every rank returns the same table."""
+    (:data:`DEFAULT_BOUNDS`). ``tau_range``: (τ_min, τ_max) in seconds, the delays to fit (the first
+    delays of photon-starved data are often noise). Collective when ``comm`` is given: every rank
+    returns the same table."""
     with Communicator(comm) as hc:
+        tau_range = _check_tau_range(tau_range)
         names = _check_form(form)
         fixed, box = _check_parameters(names, fixed, bounds)
         if weights not in ("err", None, "none"):
@@ -135,6 +138,9 @@ def fit_g2(files, *, form: str = "single", weights: str | None = "err", fixed=No
         mine = hc.agree(lambda: [read_g2(p, dt=dt) for p in paths[hc.rank::hc.size]])
         shares = hc.allgather(mine)
         data = [shares[i % hc.size][i // hc.size] for i in range(len(paths))]
+        if tau_range is not None:       # delays outside the range hold no data for the fit
+            data = [replace(d, has_data=d.has_data & ((d.tau >= tau_range[0]) & (d.tau <= tau_range[1]))[:, None])
+                    for d in data]
         problems = _problems(data, names, form, weights == "err", fixed, box)
         n_batches = -(-problems.n // BATCH)
         first, stop = n_batches * hc.rank // hc.size, n_batches * (hc.rank + 1) // hc.size
@@ -172,6 +178,18 @@ def _check_parameters(names, fixed, bounds):
             raise InputError(f"`fixed` {name!r} must be a finite number; got {value}")
         fixed[name] = value
     return fixed, box
+
+
+def _check_tau_range(tau_range):
+    if tau_range is None:
+        return None
+    try:
+        low, high = (float(v) for v in tau_range)
+    except (TypeError, ValueError):
+        raise InputError(f"`tau_range` must be (tau_min, tau_max) in seconds; got {tau_range!r}") from None
+    if not (0.0 <= low < high):
+        raise InputError(f"`tau_range` must be (tau_min, tau_max) with 0 <= tau_min < tau_max; got {tau_range!r}")
+    return low, high
 
 
 def _expand(files) -> list[str]:
