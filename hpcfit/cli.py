@@ -48,27 +48,22 @@ def _fit_run(args, hc) -> int:
     hc.check_same({f"[{name}]": repr(cfg.raw.get(name)) for name in sorted(set(cfg.raw) | {"data", "model"})},
                   "every rank must run the same configuration (the same file, the same --set)")
     from .app.config import G2_KINDS
-    if cfg.kind in G2_KINDS:                    # many small fits, one table (hpcfit.app.g2_run)
-        from .app.g2_run import plan_g2, run_g2
-        if args.dry_run:
-            lines = plan_g2(cfg, hc)
-            if root:
-                print(dump_toml(cfg.raw))
-                print("\n".join(lines))
-            return 0
-        hc.agree(lambda: folders(cfg, create=False) if root else None)
-        return run_g2(cfg, hc, say)
+    many = cfg.kind in G2_KINDS                 # many small fits, one table (hpcfit.app.g2_run)
     if args.dry_run:
+        from .app.g2_run import plan_g2
         from .app.plan import plan
 
-        lines = plan(cfg, hc)
+        lines = (plan_g2 if many else plan)(cfg, hc)
         if root:
             print(dump_toml(cfg.raw))
             print("\n".join(lines))
         return 0
     if args.quiet:
         cfg.fit.setdefault("verbose", 0)
-    hc.agree(lambda: folders(cfg, create=False) if root else None)   # they can be made (run_fit makes them)
+    hc.agree(lambda: folders(cfg, create=False) if root else None)   # they can be made (the run makes them)
+    if many:
+        from .app.g2_run import run_g2
+        return run_g2(cfg, hc, say)
     try:
         prepared = prepare(cfg, hc, say)
         result = run_fit(cfg, prepared, hc)

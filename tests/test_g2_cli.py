@@ -93,3 +93,14 @@ def test_global_true_adds_each_files_fit_over_q(tmp_path):
     assert "n = 2 (held)" in run.stdout
     bad = hpcfit(["fit", "run.toml", "--set", "model.global=true", "--set", 'model.form="double"'], tmp_path)
     assert bad.returncode == 1 and "global = true fits form 'single' or 'stretched'" in bad.stderr
+
+
+def test_a_simulation_never_overwrites_files_it_did_not_write(tmp_path):
+    mine = tmp_path / "mydata"
+    mine.mkdir()
+    (mine / "g2_0000.hdf").write_bytes(b"a user's file")
+    (tmp_path / "run.toml").write_text('[data]\nkind = "g2-simulated"\nfile = "mydata"\nq = [0.01, 0.02, 0.03]\n'
+                                       'D = 2e5\n\n[output]\ndirectory = "out"\nplots = false\n')
+    run = hpcfit(["fit", "run.toml"], tmp_path)
+    assert run.returncode == 1 and "hpcfit did not simulate" in run.stderr
+    assert (mine / "g2_0000.hdf").read_bytes() == b"a user's file"

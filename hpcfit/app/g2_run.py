@@ -53,8 +53,14 @@ def simulate_files(cfg: RunConfig, say=print) -> None:
         with open(stamp, encoding="utf-8") as fh:
             if json.load(fh) == recipe:
                 return
+    found = glob.glob(os.path.join(folder, "g2_*.hdf"))
+    if found and not os.path.exists(stamp):
+        # files this run did not write: never overwrite or remove them
+        raise InputError(f"[data] file: the folder {folder} holds {os.path.basename(found[0])} and other g2_*.hdf "
+                         "files that hpcfit did not simulate (no simulation.json); kind = \"g2-simulated\" writes "
+                         "into a folder of its own: name another one, or fit those files with kind = \"g2\"")
     os.makedirs(folder, exist_ok=True)
-    for old in glob.glob(os.path.join(folder, "g2_*.hdf")):
+    for old in found:                             # an earlier simulation of other settings
         os.remove(old)
     n_files = int(recipe.get("n_files", 1))
     keys = ("exponent", "form", "contrast", "baseline", "beta", "noise")

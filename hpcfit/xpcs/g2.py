@@ -98,13 +98,13 @@ class QLaw(NamedTuple):
     used: int
 
 
-def q_law(fits: G2Fits, rate: str = "gamma") -> QLaw | None:
+def q_law(fits: G2Fits, rate: str = "gamma", trusted_only: bool = True) -> QLaw | None:
     """Γ = D·qⁿ by weighted least squares of ln Γ on ln q over the trusted fits (weights from each
     rate's relative error); None when fewer than 3 trusted bins have distinct q. A pooled regression
     of the per-bin fits (what beamline tools do); the global fit over q with shared D and n is a
     fit of its own."""
     gamma, err = fits.column(rate), fits.perr[:, fits.names.index(rate)]
-    use = fits.trustworthy & (gamma > 0) & np.isfinite(err) & (err > 0) & (fits.q > 0)
+    use = (fits.trustworthy if trusted_only else np.ones(len(fits), bool)) & (gamma > 0) & np.isfinite(err) & (err > 0) & (fits.q > 0)
     if np.unique(fits.q[use]).size < 3:
         return None
     x, y, w = np.log(fits.q[use]), np.log(gamma[use]), gamma[use] / err[use]     # 1/σ of ln Γ
@@ -273,10 +273,8 @@ def start_values(form: str, tau: np.ndarray, g2: np.ndarray) -> np.ndarray:
     below = np.flatnonzero(decay < np.exp(-2.0))
     crossing = tau[below[0]] if below.size else tau[-1]
     gamma = 1.0 / max(crossing, tau[0])
-    extra = {"single": [], "stretched": [1.0], "double": []}[form]
-    if form == "double":
-        return np.array([contrast, gamma, gamma / 10.0, 0.5, baseline])
-    return np.array([contrast, gamma, *extra, baseline])
+    shape = {"single": [], "stretched": [1.0], "double": [gamma / 10.0, 0.5]}[form]   # β; or Γ₂, fraction
+    return np.array([contrast, gamma, *shape, baseline])
 
 
 # -- solving --------------------------------------------------------------------------------------
@@ -393,7 +391,7 @@ def fit_g2_global(path, *, form: str = "single", exponent: float | None = None, 
         data = hc.on_root(read_g2, path, dt=dt)
         per_bin = p0_from if p0_from is not None else fit_g2(path, form=form, weights=weights, dt=dt, comm=hc)
         # the q-law through the trusted bins, else through all of them: only a start
-        law = q_law(per_bin) or q_law(replace(per_bin, issues=("",) * len(per_bin)))
+        law = q_law(per_bin) or q_law(per_bin, trusted_only=False)
         if law is None:
             raise InputError(f"{path}: the global fit needs start values from at least 3 bins of distinct q")
         bins = per_bin.bin[[f == data.path for f in per_bin.file]]
