@@ -15,6 +15,29 @@ import numpy as np
 from ..pairs import TRIANGLES, n_pairs, pair_at
 
 
+def split_contiguous(start, n: int, last: int, per: int):
+    """(index // per, index % per) of the n contiguous points start, start + 1, … (indices past
+    ``last`` taken as ``last``: a chunk's padding) with one scalar division: a 64-bit division per
+    point cost ~1 ms of a 32768-point chunk's ~8 ms. The positions are int32 where they fit."""
+    small = per + n < 2**31
+    offsets = jnp.minimum(jnp.arange(n), last - start)
+    first_block, first_pos = start // per, start % per
+    if small:
+        offsets, first_pos = offsets.astype(jnp.int32), first_pos.astype(jnp.int32)
+    pos = first_pos + offsets
+    return first_block + pos // per, pos % per
+
+
+def coordinates_at(coords, start, n: int):
+    """x of a chunk of ``coords``: the points start … start + n − 1, those past the last taken as the
+    last (padding). A grid may give ``at_range(start, n)``, a faster formula for contiguous points;
+    any object with ``n_points`` and ``__call__(index)`` works."""
+    at_range = getattr(coords, "at_range", None)
+    if at_range is not None:
+        return at_range(start, n)
+    return coords(jnp.minimum(start + jnp.arange(n), coords.n_points - 1))
+
+
 @dataclass(frozen=True)
 class RegularGrid:
     """The points of the full product of 1-D axes in C order; x has one row per axis.
@@ -75,6 +98,11 @@ class PairGrid:
         t1, t2 = pair_at(k, self.n_t, self.triangle, xp=jnp)
         return jnp.stack([group, t1, t2]).astype(jnp.float64)
 
+    def at_range(self, start, n: int):
+        group, k = split_contiguous(start, n, self.n_points - 1, n_pairs(self.n_t, self.triangle))
+        t1, t2 = pair_at(k, self.n_t, self.triangle, xp=jnp)
+        return jnp.stack([group.astype(k.dtype), t1, t2]).astype(jnp.float64)
+
 
 @dataclass(frozen=True)
 class ImplicitX:
@@ -85,8 +113,7 @@ class ImplicitX:
     chunk_size: int
 
     def __call__(self, start, *params):
-        index = jnp.minimum(start + jnp.arange(self.chunk_size), self.coords.n_points - 1)  # padding → last point
-        return self.model(self.coords(index), *params)
+        return self.model(coordinates_at(self.coords, start, self.chunk_size), *params)
 
 
 @dataclass(frozen=True)

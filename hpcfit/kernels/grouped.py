@@ -22,12 +22,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from .chunk import TRACE_COUNTS, _cached, _model_residual, scaled_rows
+from .coords import coordinates_at, split_contiguous
 
 
-def _point_groups(layout, index):
-    """Group of each global point index (JAX)."""
+def _point_groups(layout, index, start=None):
+    """Group of each global point index (JAX); with ``start``, ``index`` is the contiguous run from
+    there (a chunk), whose groups need only one division."""
     per = layout.uniform
     if per is not None:
+        if start is not None:
+            return split_contiguous(start, index.shape[0], layout.starts[-1] - 1, per)[0]
         return index // per
     return jnp.searchsorted(jnp.asarray(layout.starts[1:-1]), index, side="right")
 
@@ -97,9 +101,14 @@ def grouped_jacobian_kernel(model: Callable, loss: str, layout, coords=None, chu
             y = y.astype(offset.dtype)            # float32 data arrive as float32; the sums are float64
             n = y.shape[0]
             last = layout.starts[-1] - 1
-            index = x.astype(jnp.int64) if indexed else jnp.minimum(start + jnp.arange(n), last)  # padding → last
-            points = x if coords is None else coords(index)
-            groups = _point_groups(layout, index)
+            if indexed:
+                index = x.astype(jnp.int64)
+                points = coords(index)
+                groups = _point_groups(layout, index)
+            else:
+                index = jnp.minimum(start + jnp.arange(n), last)                         # padding → last
+                points = x if coords is None else coordinates_at(coords, start, n)
+                groups = _point_groups(layout, index, start)
             first_group = groups[0]
             r, d_shared, d_own = _derivatives(model, layout, u, offset, scale, points, y, w, groups, first_group)
             j_scale, r_scaled, keep, cost, n_bad, first = scaled_rows(loss, r, n_valid, f_scale)
