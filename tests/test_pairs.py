@@ -27,3 +27,27 @@ def test_positions_and_pairs_are_inverse_and_in_order(n_t, triangle):
     np.testing.assert_array_equal(x[1], np.tile(t1, 2))
     np.testing.assert_array_equal(x[2], np.tile(t2, 2))
     np.testing.assert_array_equal(x[0], np.repeat([0, 1], len(want)))
+
+
+@pytest.mark.parametrize("triangle", ["upper", "both"])
+@pytest.mark.parametrize("n_t, chunk", [(17, 64), (17, 500), (300, 1024), (3, 7)])
+def test_a_chunk_of_contiguous_points_has_the_coordinates_of_its_indices(n_t, chunk, triangle):
+    """PairGrid.at_range (one division per chunk) against the explicit pairs, at every chunk start
+    of a small grid: chunks inside a map, across one or many maps, and past the last point
+    (padding takes the last point's coordinates)."""
+    import jax
+
+    from hpcfit.kernels.coords import coordinates_at
+
+    grid = PairGrid(5, n_t, triangle)
+    t1, t2 = pair_frames(n_t, triangle)
+    want = np.stack([np.repeat(np.arange(5), t1.size), np.tile(t1, 5), np.tile(t2, 5)])
+    at = jax.jit(lambda s: grid.at_range(s, chunk))
+    for start in range(0, grid.n_points, max(1, chunk // 3)):
+        index = np.minimum(start + np.arange(chunk), grid.n_points - 1)
+        got = np.asarray(at(jnp.asarray(start, dtype=jnp.int64)))
+        np.testing.assert_array_equal(got, want[:, index])
+    # a grid without at_range (any object with n_points and __call__) is called with the indices
+    plain = type("Plain", (), {"n_points": grid.n_points, "__call__": lambda self, i: grid(i)})()
+    np.testing.assert_array_equal(np.asarray(coordinates_at(plain, jnp.asarray(grid.n_points - 3), 8)),
+                                  want[:, np.minimum(grid.n_points - 3 + np.arange(8), grid.n_points - 1)])

@@ -463,6 +463,19 @@ class TwoTimeModel:
                 columns.append(d_phys[:, k:k + 1])
         return jnp.concatenate(columns, axis=1)
 
+    def _map_table(self, physical, contrast, offset):
+        """Per map: [contrast, offset] and, with shear, [cos(φ0 − φ), ∂cos(φ0 − φ)/∂φ0] at its file's
+        φ0, and with several rings [q]: one gather per point instead of one per quantity."""
+        columns = [contrast, offset]
+        if self.mode != "static":
+            phi0 = (physical[0][6] if self.file_of_map is None
+                    else jnp.stack([ph[6] for ph in physical])[jnp.asarray(self.file_of_map)])
+            delta = jnp.deg2rad(phi0 - jnp.asarray(self.phi))
+            columns += [jnp.cos(delta), -jnp.sin(delta) * (math.pi / 180.0)]
+        if isinstance(self.q, tuple):
+            columns.append(jnp.asarray(self.q))
+        return jnp.stack([jnp.broadcast_to(c, (self.n_phi,)) for c in columns], axis=1)
+
     def grouped_jacobian(self, x, *params):
         """c2 and its derivatives as the block-sparse Jacobian pass wants them: (c2, ∂c2/∂shared
         (n, n_shared), ∂c2/∂own (n, 2 or 0)).
@@ -470,33 +483,40 @@ class TwoTimeModel:
         A pair depends on the physical parameters only through ΔS_D = S_D[t1] − S_D[t2], ΔS_γ̇ and
         cos(φ0 − φ): the per-frame derivatives of S come from one forward pass over the n_t frames
         (once per chunk), the per-angle ones of cos from the n_phi angles, and each point needs
-        only the three partials of g1² (:func:`g1_squared_partials`) and two gathers of the
-        per-frame table — not one forward pass per parameter.
+        only the three partials of g1² (:func:`g1_squared_partials`) and two gathers of one
+        per-frame table [S_D, S_γ̇, ∂S/∂(rate parameters)] and one of a per-map table.
         """
-        physical, contrast, offset, angle, t1, t2, file = self._frames_and_scales(x, params)
+        if len(params) != self.n_params:
+            raise InputError(f"TwoTimeModel takes {self.n_params} parameters ({', '.join(self.parameter_names)}); "
+                             f"got {len(params)}")
+        physical = [jnp.stack([jnp.asarray(params[i], dtype=jnp.float64) for i in columns])
+                    for columns in self._file_columns()]
+        angle, t1, t2 = (jnp.asarray(x)[k].astype(jnp.int32) for k in range(3))
+        file = None if self.file_of_map is None else jnp.asarray(self.file_of_map, dtype=jnp.int32)[angle]
         n_phys = MODES[self.mode]
+        static = self.mode == "static"
         integrals = lambda ph: rate_integrals(ph, self.n_t, self.dt, self.mode)  # noqa: E731
-        per_file = [(integrals(ph), jax.jacfwd(integrals)(ph)) for ph in physical]
-        static = per_file[0][0][1] is None
-        s_d = self._by_file([v[0] for (v, _) in per_file], file)
-        # per-frame ∂S/∂(rate parameters): D's three, then γ̇'s three
-        table = self._by_file([ds_d[:, :3] if static else jnp.concatenate([ds_d[:, :3], ds_g[:, 3:6]], axis=1)
-                               for (_, (ds_d, ds_g)) in per_file], file)
-        d_table = table(t1) - table(t2)
-        q = self._q_at(angle)
+
+        def frame_table(ph):
+            # per frame: S_D, (S_γ̇,) ∂S_D/∂(D's three), (∂S_γ̇/∂(γ̇'s three))
+            (s_d, s_g), (ds_d, ds_g) = integrals(ph), jax.jacfwd(integrals)(ph)
+            if static:
+                return jnp.concatenate([s_d[:, None], ds_d[:, :3]], axis=1)
+            return jnp.concatenate([s_d[:, None], s_g[:, None], ds_d[:, :3], ds_g[:, 3:6]], axis=1)
+
+        frames = self._by_file([frame_table(ph) for ph in physical], file)
+        diff = frames(t1) - frames(t2)
+        at_map = self._map_table(physical, *self._scales(params))[angle]
+        contrast, offset = at_map[:, 0], at_map[:, 1]
+        q = at_map[:, -1] if isinstance(self.q, tuple) else self.q
         if static:
-            g2, d_d, _, _ = g1_squared_partials(s_d(t1) - s_d(t2), None, None, q, self.L, self.dt, self.form)
-            d_phys = d_d[:, None] * d_table
+            g2, d_d, _, _ = g1_squared_partials(diff[:, 0], None, None, q, self.L, self.dt, self.form)
+            d_phys = d_d[:, None] * diff[:, 1:4]
         else:
-            s_g = self._by_file([v[1] for (v, _) in per_file], file)
-            phi = jnp.asarray(self.phi)
-            cos_dphi = self._by_file([cos_delta_phi(ph, phi, self.mode) for ph in physical], file)
-            # ∂cos(φ0 − φ)/∂φ0
-            d_cos = self._by_file([-jnp.sin(jnp.deg2rad(ph[6] - phi)) * (math.pi / 180.0) for ph in physical], file)
-            g2, d_d, d_g, d_c = g1_squared_partials(s_d(t1) - s_d(t2), s_g(t1) - s_g(t2), cos_dphi(angle),
-                                                    q, self.L, self.dt, self.form)
-            d_phys = jnp.concatenate([d_d[:, None] * d_table[:, :3], d_g[:, None] * d_table[:, 3:],
-                                      (d_c * d_cos(angle))[:, None]], axis=1)
+            g2, d_d, d_g, d_c = g1_squared_partials(diff[:, 0], diff[:, 1], at_map[:, 2], q, self.L, self.dt,
+                                                    self.form)
+            d_phys = jnp.concatenate([d_d[:, None] * diff[:, 2:5], d_g[:, None] * diff[:, 5:8],
+                                      (d_c * at_map[:, 3])[:, None]], axis=1)
         d_phys = self._physical_columns(contrast[:, None] * d_phys[:, :n_phys], file)
         value = offset + contrast * g2
         scale_columns = jnp.stack([g2, jnp.ones_like(g2)], axis=1)
