@@ -178,7 +178,9 @@ def run(path: str, ranks: int, layout: Layout = Layout(), verbose: bool = False)
     cmd = [sys.executable, __file__, *args]
     if ranks > 1:
         mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-        cmd = [mpiexec, "-n", str(ranks), sys.executable, "-m", "mpi4py", __file__, *args]
+        # one core per rank, as launch/mpirun.sh binds them (hydra does not by default)
+        cmd = [mpiexec, "-bind-to", f"core:{max(1, (os.cpu_count() or 1) // ranks)}", "-n", str(ranks),
+               sys.executable, "-m", "mpi4py", __file__, *args]
     # the row is the worker's line marked ROW; with verbose every other line (the fit's iteration
     # table on stdout, its progress on stderr) is shown as it comes
     import tempfile
