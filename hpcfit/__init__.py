@@ -5,8 +5,6 @@ importing JAX; ``hpcfit.curve_fit`` and the rest behave as ordinary attributes."
 from __future__ import annotations
 
 import importlib
-import os
-import sys
 
 from ._version import __version__ as __version__
 from .errors import REQUEUE_EXIT_CODE as REQUEUE_EXIT_CODE
@@ -16,12 +14,11 @@ from .errors import InputError as InputError
 from .errors import Preempted as Preempted
 from .errors import RankDeficientWarning as RankDeficientWarning
 
-# JAX's float64 mode, as soon as hpcfit is imported (the kernels set it again when they load): by
-# the environment when JAX is not imported yet (so importing hpcfit stays fast), else directly.
-if "jax" in sys.modules:
-    sys.modules["jax"].config.update("jax_enable_x64", True)
-else:
-    os.environ["JAX_ENABLE_X64"] = "1"
+from .jax_config import configure as _configure_jax
+
+# float64 and the compilation cache, as soon as hpcfit is imported (the kernels set float64 again
+# when they load): hpcfit.jax_config
+_configure_jax()
 
 _LAZY = {
     "curve_fit": (".api", "curve_fit"),

@@ -237,3 +237,52 @@ def test_a_tau_range_fits_only_those_delays(tmp_path):
         assert abs(fits.chi2[j] - chi2) <= 1e-6 * chi2
     with pytest.raises(InputError, match=r"`tau_range` must be \(tau_min, tau_max\) with 0 <= tau_min < tau_max"):
         fit_g2(str(path), tau_range=(1.0, 0.1))
+
+
+@pytest.mark.parametrize("form", ["single", "stretched", "double"])
+def test_start_values_of_many_bins_at_once_follow_the_rule_bin_by_bin(form):
+    """The start values of rows (delays with data anywhere in the row, padding after them) against
+    the rule written plainly with np.median for each bin's delays with data."""
+    from hpcfit.xpcs.g2 import start_values
+
+    rng = np.random.default_rng(4)
+    n, m = 300, 40
+    tau = np.sort(rng.uniform(1e-5, 10.0, (n, m)), axis=1)
+    g2 = 1.0 + rng.uniform(0.05, 0.3, (n, 1)) * np.exp(-2 * tau / rng.uniform(0.01, 5.0, (n, 1))) \
+        + rng.normal(0, 0.01, (n, m))
+    ok = rng.random((n, m)) > 0.3
+    ok[:, 0] = True
+    ok[:5, 1:] = False                       # bins with a single delay of data
+    got = start_values(form, tau, np.where(ok, g2, 0.0), ok)
+    for j in range(n):
+        t, y = tau[j, ok[j]], g2[j, ok[j]]
+        baseline = np.median(y[-max(1, min(5, y.size // 4)):])
+        contrast = max(np.median(y[:max(1, min(3, y.size // 4))]) - baseline, 1e-3)
+        below = np.flatnonzero((y - baseline) / contrast < np.exp(-2.0))
+        gamma = 1.0 / max(t[below[0]] if below.size else t[-1], t[0])
+        shape = {"single": [], "stretched": [1.0], "double": [gamma / 10.0, 0.5]}[form]
+        np.testing.assert_allclose(got[j], [contrast, gamma, *shape, baseline], rtol=1e-15, atol=0)
+    np.testing.assert_array_equal(start_values(form, tau[7, ok[7]], g2[7, ok[7]]), got[7])
+
+
+def test_errors_of_a_batch_are_each_fits_covariance():
+    """perr and undetermined parameters of many fits at once against hpcfit's covariance of each
+    (curve_fit's scaling), with a held parameter, a rank-deficient fit and one without dof."""
+    from hpcfit.phases.covariance import covariance
+    from hpcfit.xpcs.g2 import COV_RCOND, _errors
+
+    rng = np.random.default_rng(5)
+    jac = rng.normal(size=(6, 20, 4))
+    jac[2, :, 3] = jac[2, :, 1] * 2.0                    # parameters 1 and 3 of fit 2: one direction
+    jtj = np.einsum("nki,nkj->nij", jac, jac)
+    cost = rng.uniform(5, 15, 6)
+    n_points = np.array([20, 20, 20, 20, 20, 3])         # fit 5: 3 points for 3 free parameters
+    free = np.array([True, True, False, True])
+    perr, null = _errors(jtj, cost, n_points, free)
+    assert np.all(perr[:, 2] == 0) and np.all(null[:, 2] == 0)
+    for j in range(5):
+        want = covariance(jtj[j][np.ix_(free, free)], np.ones(3), cost[j], n_points[j], False, COV_RCOND)
+        np.testing.assert_allclose(perr[j, free], want.perr, rtol=1e-12)
+        assert np.flatnonzero(null[j, free]).tolist() == want.null_parameters
+    assert null[2, 1] and null[2, 3] and not null[2, 0]
+    assert np.all(np.isinf(perr[5, free])) and np.all(null[5, free] == 1)

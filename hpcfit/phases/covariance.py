@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..solvers.pseudo_inverse import equilibrated_pseudo_inverse
+from ..solvers.pseudo_inverse import equilibrated_pseudo_inverse, undetermined
 
 
 class Covariance(NamedTuple):
@@ -31,12 +31,13 @@ def covariance(jtj_u: np.ndarray, scale: np.ndarray, cost: float, n_points: int,
                rcond: float) -> Covariance:
     """Covariance of θ = offset + scale·u from JᵀWJ in normalized space."""
     p = jtj_u.shape[0]
-    inv_u, keep, v = equilibrated_pseudo_inverse(jtj_u, rcond)
+    pinv = equilibrated_pseudo_inverse(jtj_u, rcond)
+    inv_u, keep = pinv.inverse, pinv.kept
     factor = 1.0 if absolute_sigma else 2.0 * cost / (n_points - p)
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         pcov = scale[:, None] * (inv_u * factor) * scale[None, :]
         perr = scale * np.sqrt(np.maximum(np.diag(inv_u) * factor, 0.0))
-    null = sorted({int(i) for col in v[:, ~keep].T for i in np.flatnonzero(np.abs(col) > 0.1)})
+    null = np.flatnonzero(undetermined(pinv)).tolist()
     pcov[null, :] = np.nan
     pcov[:, null] = np.nan
     pcov[null, null] = np.inf

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..comm import Communicator
 from ..errors import InputError
-from ..phases.covariance import covariance
+from ..solvers.pseudo_inverse import equilibrated_pseudo_inverse, undetermined
 from ..result import Status
 from .multitau import G2Data, read_g2
 
@@ -230,51 +230,66 @@ class _Problems:
 
 def _problems(data: list[G2Data], names, form: str, weighted: bool, fixed: dict, box: dict) -> _Problems:
     n_tau = max(d.tau.size for d in data)
-    rows = [(i, k) for i, d in enumerate(data) for k in range(d.n_bins) if d.has_data[:, k].any()]
     skipped = tuple(f"{d.path}: {d.describe_bin(k)} has no data" for d in data for k in d.empty)
-    if not rows:
+    # every file's table at once: (bins, delays) blocks padded to n_tau (padding: last τ, no data)
+    tau, g2, err, ok, file_index, bins = [], [], [], [], [], []
+    for i, d in enumerate(data):
+        keep = np.flatnonzero(d.has_data.any(axis=0))
+        pad = n_tau - d.tau.size
+        tau.append(np.broadcast_to(np.pad(d.tau, (0, pad), mode="edge"), (keep.size, n_tau)))
+        g2.append(np.pad(d.g2[:, keep].T, ((0, 0), (0, pad))))
+        err.append(np.pad(d.err[:, keep].T, ((0, 0), (0, pad)), constant_values=1.0))
+        ok.append(np.pad(d.has_data[:, keep].T, ((0, 0), (0, pad))))
+        file_index.append(np.full(keep.size, i, dtype=np.int64)), bins.append(keep.astype(np.int64))
+    n = sum(b.size for b in bins)
+    if n == 0:
         raise InputError(f"no bin of {len(data)} file(s) holds data" + (f" ({skipped[0]}, ...)" if skipped else ""))
-    n, p = len(rows), len(names)
-    tau = np.ones((n, n_tau))
-    g2 = np.zeros((n, n_tau))
-    w = np.zeros((n, n_tau))
-    p0 = np.empty((n, p))
-    for j, (i, k) in enumerate(rows):
-        d = data[i]
-        m = d.tau.size
-        tau[j, :m], tau[j, m:] = d.tau, d.tau[-1]
-        ok = d.has_data[:, k]
-        g2[j, :m] = np.where(ok, d.g2[:, k], 0.0)
-        w[j, :m] = np.where(ok, 1.0 / np.where(ok, d.err[:, k], 1.0), 0.0) if weighted else ok
-        p0[j] = start_values(form, d.tau[ok], d.g2[ok, k])
+    tau, g2, err, ok = (np.concatenate(a) for a in (tau, g2, err, ok))
+    g2 = np.where(ok, g2, 0.0)
+    w = np.where(ok, 1.0 / np.where(ok, err, 1.0), 0.0) if weighted else ok.astype(float)
+    p0 = start_values(form, tau, g2, ok)
+    p = len(names)
     # a fixed parameter's box is its value: held there exactly, even outside the default box
     lower = np.array([fixed.get(name, box[name][0]) for name in names])
     upper = np.array([fixed.get(name, box[name][1]) for name in names])
     free = np.array([name not in fixed for name in names])
     p0 = np.clip(p0, lower, upper)
-    index = np.array(rows, dtype=np.int64).reshape(n, 2)
-    return _Problems(index[:, 0], index[:, 1], tau, g2, w, p0, np.broadcast_to(lower, (n, p)),
-                     np.broadcast_to(upper, (n, p)), np.broadcast_to(free, (n, p)), skipped)
+    return _Problems(np.concatenate(file_index), np.concatenate(bins), np.ascontiguousarray(tau), g2, w, p0,
+                     np.broadcast_to(lower, (n, p)), np.broadcast_to(upper, (n, p)), np.broadcast_to(free, (n, p)),
+                     skipped)
 
 
-def _median(values: np.ndarray) -> float:
-    """np.median of a few values (10⁴ bins: numpy's median costs more than the rest of the start)."""
-    s = sorted(values.tolist())
-    m = len(s)
-    return 0.5 * (s[(m - 1) // 2] + s[m // 2])
+def _medians(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per row, the median of its first ``counts`` values (rows of a few values: sorted, the middle
+    one or the mean of the two middle ones, as np.median)."""
+    s = np.sort(np.where(np.arange(values.shape[1]) < counts[:, None], values, np.inf), axis=1)
+    low = np.take_along_axis(s, ((counts - 1) // 2)[:, None], axis=1)[:, 0]
+    high = np.take_along_axis(s, (counts // 2)[:, None], axis=1)[:, 0]
+    return 0.5 * (low + high)
 
 
-def start_values(form: str, tau: np.ndarray, g2: np.ndarray) -> np.ndarray:
-    """Start values from the data of one bin: baseline from the last delays, contrast from the
-    first ones, Γ where g2 − baseline has fallen to e⁻² of the contrast (f² = e^(−2Γτ) there)."""
-    baseline = _median(g2[-max(1, min(5, g2.size // 4)):])
-    contrast = max(_median(g2[:max(1, min(3, g2.size // 4))]) - baseline, 1e-3)
-    decay = (g2 - baseline) / contrast
-    below = np.flatnonzero(decay < np.exp(-2.0))
-    crossing = tau[below[0]] if below.size else tau[-1]
-    gamma = 1.0 / max(crossing, tau[0])
-    shape = {"single": [], "stretched": [1.0], "double": [gamma / 10.0, 0.5]}[form]   # β; or Γ₂, fraction
-    return np.array([contrast, gamma, *shape, baseline])
+def start_values(form: str, tau: np.ndarray, g2: np.ndarray, ok: np.ndarray | None = None) -> np.ndarray:
+    """Start values from the data of a bin (1-D ``tau``, ``g2``) or of many at once (rows; ``ok``
+    says which delays hold data): baseline from the last delays with data, contrast from the first
+    ones, Γ where g2 − baseline has fallen to e⁻² of the contrast (f² = e^(−2Γτ) there)."""
+    if np.ndim(g2) == 1:
+        return start_values(form, np.asarray(tau)[None, :], np.asarray(g2)[None, :], ok)[0]
+    ok = np.ones(g2.shape, bool) if ok is None else ok
+    m = ok.sum(axis=1)
+    # each row's delays with data first, in order
+    order = np.argsort(~ok, axis=1, kind="stable")
+    t, y = np.take_along_axis(tau, order, axis=1), np.take_along_axis(g2, order, axis=1)
+    n_last, n_first = np.maximum(1, np.minimum(5, m // 4)), np.maximum(1, np.minimum(3, m // 4))
+    last = np.clip(m[:, None] - n_last[:, None] + np.arange(5)[None, :], 0, g2.shape[1] - 1)
+    baseline = _medians(np.take_along_axis(y, last, axis=1), n_last)
+    contrast = np.maximum(_medians(y[:, :3] if y.shape[1] >= 3 else y, n_first) - baseline, 1e-3)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        below = ((y - baseline[:, None]) / contrast[:, None] < np.exp(-2.0)) & (np.arange(y.shape[1]) < m[:, None])
+    first_below = np.where(below.any(axis=1), below.argmax(axis=1), m - 1)
+    crossing = np.take_along_axis(t, first_below[:, None], axis=1)[:, 0]
+    gamma = 1.0 / np.maximum(crossing, t[:, 0])
+    shape = {"single": [], "stretched": [np.ones_like(gamma)], "double": [gamma / 10.0, np.full_like(gamma, 0.5)]}[form]
+    return np.stack([contrast, gamma, *shape, baseline], axis=1)
 
 
 # -- solving --------------------------------------------------------------------------------------
@@ -296,29 +311,29 @@ def _solve(problems: _Problems, form: str, first: int, stop: int, max_iterations
         batch = Batch(*(jnp.asarray(getattr(problems, k)[index]) for k in
                         ("tau", "g2", "w", "p0", "lower", "upper", "free")))
         res = kernel(batch)
-        p = problems.p0.shape[1]
         n = hi - lo
         cost, jtj = np.asarray(res.cost)[:n], np.asarray(res.jtj)[:n]
-        errors = [_errors(jtj[j], float(cost[j]), int(np.count_nonzero(problems.w[lo + j] > 0)), problems.free[lo + j])
-                  for j in range(n)]
+        perr, null = _errors(jtj, cost, np.count_nonzero(problems.w[lo:hi] > 0, axis=1), problems.free[lo])
         rows = np.concatenate([np.arange(lo, hi)[:, None], np.asarray(res.popt)[:n], cost[:, None],
-                               np.asarray(res.status)[:n, None], np.asarray(res.iterations)[:n, None],
-                               np.array([e[0] for e in errors]).reshape(n, p),
-                               np.array([e[1] for e in errors]).reshape(n, p)], axis=1)
+                               np.asarray(res.status)[:n, None], np.asarray(res.iterations)[:n, None], perr, null],
+                              axis=1)
         out.append(rows)
     return np.concatenate(out)
 
 
-def _errors(jtj: np.ndarray, cost: float, n_points: int, free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """perr of one fit (0 for a held parameter, inf where undetermined) and its undetermined mask."""
-    perr, null = np.zeros(free.size), np.zeros(free.size)
-    k = int(free.sum())
-    if n_points <= k:
-        perr[free], null[free] = np.inf, 1.0
-        return perr, null
-    cov = covariance(jtj[np.ix_(free, free)], np.ones(k), cost, n_points, False, COV_RCOND)
-    perr[free] = cov.perr
-    null[np.flatnonzero(free)[cov.null_parameters]] = 1.0
+def _errors(jtj: np.ndarray, cost: np.ndarray, n_points: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """perr of a batch of fits (rows; 0 for a held parameter, inf where undetermined) and which
+    parameters are undetermined (1/0): :func:`hpcfit.phases.covariance.covariance` (curve_fit's
+    scaling by the reduced χ²) on every fit at once, by batched eigendecompositions."""
+    n, k = cost.size, int(free.sum())
+    perr, null = np.zeros((n, free.size)), np.zeros((n, free.size))
+    pinv = equilibrated_pseudo_inverse(jtj[:, free][:, :, free], COV_RCOND)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        factor = 2.0 * cost / (n_points - k)
+        err = np.sqrt(np.maximum(np.diagonal(pinv.inverse, axis1=1, axis2=2) * factor[:, None], 0.0))
+    unknown = undetermined(pinv) | (n_points <= k)[:, None]
+    perr[:, free] = np.where(unknown, np.inf, err)
+    null[:, free] = unknown
     return perr, null
 
 
@@ -345,23 +360,27 @@ def _table(problems: _Problems, names, form: str, rows: np.ndarray, data: list[G
     free = problems.free[0]
     n_points = (problems.w > 0).sum(axis=1)
     dof = n_points - free.sum()
-    issues = []
     lower, upper = problems.lower[0], problems.upper[0]
-    for j in range(problems.n):
+    failed = ~np.isin(status, [code for code in Status if code.success])
+    on_bound = free & ((popt <= lower) | (popt >= upper))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        reduced = 2.0 * cost / dof
+    misfit = weighted & (dof > 0) & (reduced > MISFIT_CHI2)
+    issues = [""] * problems.n
+    for j in np.flatnonzero(failed | (dof <= 0) | null.any(axis=1) | on_bound.any(axis=1) | misfit):
         why = []
-        if not Status(status[j]).success:
+        if failed[j]:
             why.append(f"not converged ({Status(status[j]).name.lower()})")
         if dof[j] <= 0:
             why.append(f"undetermined: {n_points[j]} delays with data for {int(free.sum())} free parameters")
         elif null[j].any():
             why.append("undetermined: " + ", ".join(n for c, n in enumerate(names) if null[j, c]))
-        on = [n for c, n in enumerate(names) if free[c] and (popt[j, c] <= lower[c] or popt[j, c] >= upper[c])]
-        if on:
-            why.append("on a bound: " + ", ".join(on))
-        if weighted and dof[j] > 0 and 2.0 * cost[j] / dof[j] > MISFIT_CHI2:
-            why.append(f"reduced χ² {2.0 * cost[j] / dof[j]:.3g} > {MISFIT_CHI2:g}: the model misses the data by more "
-                       "than their errors")
-        issues.append("; ".join(why))
+        if on_bound[j].any():
+            why.append("on a bound: " + ", ".join(n for c, n in enumerate(names) if on_bound[j, c]))
+        if misfit[j]:
+            why.append(f"reduced χ² {reduced[j]:.3g} > {MISFIT_CHI2:g}: the model misses the data by more than "
+                       "their errors")
+        issues[j] = "; ".join(why)
     return G2Fits(form, tuple(names), tuple(data[i].path for i in problems.file_index), problems.bin,
                   np.array([data[i].q[k] for i, k in zip(problems.file_index, problems.bin)]),
                   np.array([data[i].phi[k] for i, k in zip(problems.file_index, problems.bin)]),

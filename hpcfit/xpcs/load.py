@@ -670,8 +670,9 @@ def recorded_dt_in(f: h5py.File, p: str, analysis: str = "twotime") -> tuple[flo
     frame, stride, averaging = dt_datasets(analysis)
     found = {}
     for name in (frame, stride, averaging):
-        if name in f and isinstance(f[name], h5py.Dataset) and np.asarray(f[name][()]).size == 1:
-            found[name] = float(np.asarray(f[name][()]).reshape(()))
+        obj = f.get(name)
+        if isinstance(obj, h5py.Dataset) and obj.size == 1:
+            found[name] = float(np.asarray(obj[()]).reshape(()))
     if len(found) == 3 and all(np.isfinite(v) and v > 0 for v in found.values()):
         dt = found[frame] * found[stride] * found[averaging]
         return dt, (f"{p} records frame_time {found[frame]:g} s x stride_frame {found[stride]:g} x "
