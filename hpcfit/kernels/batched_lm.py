@@ -85,13 +85,14 @@ def _propose(s: _State, lower, upper, free):
     held = ((s.u <= lower) & (s.g > 0)) | ((s.u >= upper) & (s.g < 0))
     mask = free & ~held
 
-    def reduce(_, mask):
+    def reduce(_, carry):
+        mask, _ = carry
         delta = _solve(s.jtj, s.g, s.d2, s.damping, mask)
         blocked = mask & (((s.u <= lower) & (delta < 0)) | ((s.u >= upper) & (delta > 0)))
-        return mask & ~blocked
+        return mask & ~blocked, delta
 
-    mask = jax.lax.fori_loop(0, s.u.shape[0], reduce, mask)
-    delta = _solve(s.jtj, s.g, s.d2, s.damping, mask)
+    # p reductions of the mask, and in a last turn the step on the final mask (one solve to trace)
+    _, delta = jax.lax.fori_loop(0, s.u.shape[0] + 1, reduce, (mask, jnp.zeros_like(s.u)))
     trial = jnp.clip(s.u + delta, lower, upper)
     step = trial - s.u
     return step, trial, -(s.g @ step + 0.5 * step @ s.jtj @ step)

@@ -272,8 +272,9 @@ class _Ctx(NamedTuple):
         return InputError(f"{self.path}: {what} '{name}' is missing ({_LAYOUT_NAMES[self.layout]} detected from "
                           f"{', '.join(found)})")
 
-    def dataset(self, name: str) -> h5py.Dataset:
-        obj = self.f.get(name)
+    def dataset(self, name: str, obj=None) -> h5py.Dataset:
+        """The dataset ``name`` (``obj``: it, already looked up), or an error naming what is there."""
+        obj = self.f.get(name) if obj is None else obj
         if obj is None:
             raise self.missing(name)
         if not isinstance(obj, h5py.Dataset):
@@ -292,9 +293,10 @@ class _Ctx(NamedTuple):
 
     def vector(self, name: str, *, integer: bool = False, optional: bool = False) -> np.ndarray | None:
         """A 1-D numeric dataset, also accepted as (1, N) or (N, 1)."""
-        if optional and name not in self.f:
+        obj = self.f.get(name)
+        if optional and obj is None:
             return None
-        ds = self.dataset(name)
+        ds = self.dataset(name, obj)
         if ds.dtype.kind not in "iuf" or ds.ndim > 2 or (ds.ndim == 2 and min(ds.shape) != 1) or ds.size == 0:
             raise InputError(f"{self.path}: dataset '{name}' has shape {ds.shape} and dtype {ds.dtype}; expected "
                              f"a non-empty numeric vector of shape (N,) or (1, N) ({_LAYOUT_NAMES[self.layout]})")
