@@ -19,6 +19,9 @@ import platform
 import sys
 
 OFF = ("off", "0", "no", "false", "none", "")
+# JAX_COMPILATION_CACHE_DIR as hpcfit set it, so that a child process (which inherits both) tells it
+# from a user's own setting and applies its own HPCFIT_COMPILATION_CACHE
+OURS = "HPCFIT_SET_JAX_COMPILATION_CACHE_DIR"
 MIN_COMPILE_SECONDS = 0.5
 
 
@@ -51,8 +54,11 @@ def configure() -> None:
         jax.config.update("jax_enable_x64", True)
     else:
         os.environ["JAX_ENABLE_X64"] = "1"
-    user_cache = os.environ.get("JAX_COMPILATION_CACHE_DIR") or (
-        jax is not None and jax.config.jax_compilation_cache_dir)
+    from_env = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    if from_env and from_env == os.environ.get(OURS):        # a parent hpcfit's, not the user's
+        del os.environ["JAX_COMPILATION_CACHE_DIR"]
+        from_env = None
+    user_cache = from_env or (jax is not None and jax.config.jax_compilation_cache_dir)
     folder = None if user_cache else cache_dir()
     if folder is None:
         return
@@ -60,5 +66,5 @@ def configure() -> None:
         jax.config.update("jax_compilation_cache_dir", folder)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
     else:
-        os.environ["JAX_COMPILATION_CACHE_DIR"] = folder
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ[OURS] = folder
         os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", str(MIN_COMPILE_SECONDS))

@@ -41,3 +41,18 @@ def test_a_cache_the_user_set_for_jax_is_left_alone(tmp_path, jax_first):
         assert probe({}, code) == [mine, True]
     else:
         assert probe({"JAX_COMPILATION_CACHE_DIR": mine})[:2] == [mine, mine]
+
+
+def test_a_child_process_applies_its_own_setting_not_the_one_its_parent_hpcfit_made(tmp_path):
+    """hpcfit sets JAX_COMPILATION_CACHE_DIR for JAX; a child inherits it, but it is not the user's:
+    the child's HPCFIT_COMPILATION_CACHE decides (off, or another folder)."""
+    parent = ("import json, os, subprocess, sys, hpcfit; env = dict(os.environ, HPCFIT_COMPILATION_CACHE=%r); "
+              "print(subprocess.run([sys.executable, '-c', %r], env=env, capture_output=True, text=True)"
+              ".stdout.strip().splitlines()[-1])")
+    for child_setting, want in (("off", None), (str(tmp_path / "child"), str(tmp_path / "child"))):
+        got = probe({"XDG_CACHE_HOME": str(tmp_path / "parent")}, parent % (child_setting, PROBE))
+        assert got[2] is True
+        if want is None:
+            assert got[:2] == [None, None]
+        else:
+            assert got[1].startswith(want + os.sep)
