@@ -7,8 +7,9 @@
   ``~/.cache/hpcfit/jax``), in a folder per CPU kind: cluster nodes of another CPU kind share the
   path but not the entries (XLA refuses an executable built for CPU features the host lacks).
   ``HPCFIT_COMPILATION_CACHE=off`` turns it off; a cache the user set up for JAX
-  (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config``) is left as it is. A cache that cannot be
-  written costs a warning from JAX, never a failed fit. Only compilations of at least 0.5 s are
+  (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config``) is left as it is. A folder that cannot be made
+  or written means no cache; an entry that cannot be read (another process still writing it) costs
+  a warning from JAX and a compilation, never a failed fit. Only compilations of at least 0.5 s are
   kept. The cache is code that JAX runs: keep it where only you can write.
 """
 from __future__ import annotations
@@ -43,7 +44,12 @@ def cache_dir() -> str | None:
     if setting is not None and setting.strip().lower() in OFF:
         return None
     base = setting or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "hpcfit", "jax")
-    return os.path.join(base, _cpu_kind())
+    folder = os.path.join(base, _cpu_kind())
+    try:                          # a folder that cannot be made or written: no cache, not a warning per kernel
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        return None
+    return folder if os.access(folder, os.W_OK | os.X_OK) else None
 
 
 def configure() -> None:

@@ -56,3 +56,9 @@ def test_a_child_process_applies_its_own_setting_not_the_one_its_parent_hpcfit_m
             assert got[:2] == [None, None]
         else:
             assert got[1].startswith(want + os.sep)
+
+
+def test_a_folder_that_cannot_be_made_means_no_cache(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert probe({"HPCFIT_COMPILATION_CACHE": str(blocker)})[:2] == [None, None]
