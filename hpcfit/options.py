@@ -64,6 +64,9 @@ class FitOptions:
     warmup_seed: int = 0                 # key of the counter-based sampler
     warmup_dtype: str = "float64"        # "float32": phase 1 kernels in single precision
     explore_sample_points: int = 32768   # phase 1's fixed sample (all data if n is at most twice this)
+    # phase 1's winner polished on this bigger sample before phase 2 (0: not); "auto": 32 x the sample
+    # when the data hold at least 100 times that (n >= ~10^8), else not
+    explore_refine_points: int | str = "auto"
     multistart: int | str = "auto"       # quasi-random starts polished on the sample in phase 1; "auto": 32
                                          # when neither p0 nor Adam gives a sound, converged candidate
     explore_starts: tuple | None = None  # further starts (in parameters θ, one row each) for phase 1
@@ -194,6 +197,8 @@ def make_options(**kwargs) -> FitOptions:
         warmup_seed=integer("warmup_seed", opts.warmup_seed, 0),
         warmup_dtype=choice("warmup_dtype", opts.warmup_dtype, DTYPES),
         explore_sample_points=integer("explore_sample_points", opts.explore_sample_points, 1),
+        explore_refine_points=opts.explore_refine_points if opts.explore_refine_points == "auto"
+        else integer("explore_refine_points", opts.explore_refine_points, 0, " or 'auto'"),
         multistart=opts.multistart if opts.multistart == "auto" else _multistart(opts.multistart),
         explore_starts=_starts(opts.explore_starts),
         explore_scan=_starts(opts.explore_scan, "explore_scan"),

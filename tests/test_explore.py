@@ -236,8 +236,39 @@ def test_early_stop_drops_hopeless_candidates_and_keeps_the_answer():
     ({"explore_early_stop": "yes"}, r"`explore_early_stop`"),
     ({"explore_scan": [[1.0, 2.0]]}, r"`explore_scan`: every start must have 3 values"),
     ({"explore_scan": [[1.0, np.nan, 2.0]]}, r"`explore_scan` must be a sequence of start vectors"),
+    ({"explore_refine_points": -5}, r"`explore_refine_points` must be an integer >= 0 or 'auto'"),
+    ({"explore_refine_points": "big"}, r"`explore_refine_points` must be an integer >= 0 or 'auto'"),
 ])
 def test_bad_explore_options_are_named(options, message):
     x, y = _noisy_exp(100)
     with pytest.raises(hpcfit.InputError, match=message):
         hpcfit.curve_fit(exp_model, x, y, p0=[2.0, 1.0, 0.4], verbose=0, **options)
+
+
+def test_refine_points_only_on_data_far_larger_than_the_refining_sample():
+    from hpcfit.options import make_options
+    from hpcfit.phases.explore import refine_points
+
+    auto = make_options()
+    assert refine_points(auto, 10**8) == 0                       # < 100 x 32 x 32768
+    assert refine_points(auto, 10**9) == 32 * 32768
+    given = make_options(explore_sample_points=1000, explore_refine_points=6000)
+    assert refine_points(given, 20000) == 6000
+    assert refine_points(given, 11000) == 0                      # more than half the data: phase 2's work
+    assert refine_points(make_options(explore_refine_points=0), 10**10) == 0
+
+
+def test_the_winner_polished_on_a_bigger_sample_starts_phase_2_nearer_and_ends_at_scipys_minimum(capsys):
+    """Phase 1 on 1000 of 20000 points, then its winner polished on 6000: phase 2's first cost is
+    below the one without the polish, and the fit ends at scipy's minimum either way."""
+    x, y = _gauss_data(20000)
+    ref = least_squares(lambda p: np.asarray(gauss3(x, *p)) - y, GAUSS_TRUTH, xtol=1e-12, ftol=1e-12, gtol=1e-12)
+    runs = {}
+    for refine in (0, 6000):
+        runs[refine] = hpcfit.curve_fit(gauss3, x, y, p0=GAUSS_HARD, verbose=1, explore_sample_points=1000,
+                                        explore_refine_points=refine)
+        np.testing.assert_allclose(runs[refine].cost, ref.cost, rtol=1e-8)
+    out = capsys.readouterr().out
+    assert out.count("phase 1: polished on 6000 points") == 1
+    first = [rec.cost for rec in (runs[0].history[0], runs[6000].history[0])]
+    assert first[1] < first[0]

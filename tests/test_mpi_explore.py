@@ -32,6 +32,13 @@ def test_explore_is_bitwise_the_serial_one(world):
     _same(par, serial)
 
 
+def test_the_winner_polished_on_a_bigger_sample_is_bitwise_the_serial_one(world):
+    x, y = _gauss_data(20000)
+    options = dict(EXPLORE, explore_sample_points=1000, explore_refine_points=6000)
+    serial = hpcfit.curve_fit(gauss3, x, y, p0=GAUSS_HARD, **options)
+    _same(hpcfit.curve_fit(gauss3, x, y, p0=GAUSS_HARD, comm=world, **options), serial)
+
+
 def test_streamed_explore_is_bitwise_the_serial_in_memory_one(world, shared_dir):
     x, y = _gauss_data(20000)
     path = write_shared_h5(world, os.path.join(shared_dir, "explore.h5"), x=x, y=y)

@@ -235,8 +235,7 @@ def run_explore(problem, sample: Sample, sample_evaluator, run_adam: Callable | 
     sample_variance = sample.weighted_variance(problem.weight_scale)
     # The user's tolerances and iteration limit: when the sample is all the data, LM from p0 is then
     # exactly what method="gn" runs, and phase 2 starts where it ended. Serial and quiet.
-    on_sample = replace(problem, comm=Communicator(None), local=sample_evaluator.local, table=IterationTable(False),
-                        options=replace(opts, max_nfev=None, max_time=None, checkpoint=None, resume=None))
+    on_sample = _serial(problem, sample_evaluator)
 
     def relative(cost: float) -> float:
         return 2.0 * cost / (size * sample_variance) if sample_variance > 0 else (0.0 if cost == 0 else np.inf)
@@ -349,11 +348,25 @@ def explore(problem, evaluator, checkpoints) -> ExploreOutcome:
         return ExploreOutcome(None, ExploreReport(**values["explore"]), WarmupReport(**values["warmup"]))
     if opts.method != "hybrid":
         return not_run("method")
-    local, f = problem.local, problem.model
     # A sample of more than half the data costs about what the data cost: take all of it (phase 1 then
     # chooses on the fit's own cost, and phase 2 starts where the chosen candidate converged).
-    whole = local.n_points <= WHOLE_DATA * opts.explore_sample_points
-    sample = gather_sample(hc, local, local.n_points if whole else opts.explore_sample_points, opts.warmup_seed)
+    whole = problem.local.n_points <= WHOLE_DATA * opts.explore_sample_points
+    sample, sample_pass, own_kernels = _sample_and_passes(problem, opts.explore_sample_points, whole)
+
+    def run_adam(u):
+        return run_warmup(problem, hc.agree(PointEvaluator.for_problem, problem), u, checkpoints)
+
+    if own_kernels:
+        evaluator.compile_ahead(problem.u0)
+    outcome = run_explore(problem, sample, sample_pass, run_adam)
+    return outcome if whole else refine(problem, outcome)
+
+
+def _sample_and_passes(problem, size: int, whole: bool = False):
+    """Collective: a sample of ``size`` points (all of them with ``whole``) on every rank, the serial
+    evaluator of its passes, and whether the sample has kernels of its own."""
+    hc, local, f = problem.comm, problem.local, problem.model
+    sample = gather_sample(hc, local, local.n_points if whole else size, problem.options.warmup_seed)
     # Every point of a grid source is read as the fit reads it, so phase 2's kernels serve phase 1 too.
     own_kernels = sample.coords is not None and not whole
     if own_kernels:
@@ -365,14 +378,54 @@ def explore(problem, evaluator, checkpoints) -> ExploreOutcome:
         chunks = sample_chunks(sample, local.chunk_size, implicit=sample.coords is not None)
         sample_model = f
         groups = problem.groups if sample.coords is not None else None
-    sample_pass = hc.agree(PassEvaluator.for_sample, problem, chunks, sample_model, groups)
+    return sample, hc.agree(PassEvaluator.for_sample, problem, chunks, sample_model, groups), own_kernels
 
-    def run_adam(u):
-        return run_warmup(problem, hc.agree(PointEvaluator.for_problem, problem), u, checkpoints)
 
-    if own_kernels:
-        evaluator.compile_ahead(problem.u0)
-    return run_explore(problem, sample, sample_pass, run_adam)
+#: explore_refine_points="auto": the refining sample is this many times phase 1's ...
+REFINE_FACTOR = 32
+#: ... when the data hold at least this many times the refining sample.
+REFINE_BELOW = 100
+
+
+def refine_points(opts, n_points: int) -> int:
+    """Points of the sample phase 1's winner is polished on before phase 2 (0: none)."""
+    if opts.explore_refine_points != "auto":
+        size = opts.explore_refine_points
+        return size if opts.explore_sample_points < size < n_points // WHOLE_DATA else 0
+    size = REFINE_FACTOR * opts.explore_sample_points
+    return size if n_points >= REFINE_BELOW * size else 0
+
+
+def refine(problem, outcome: ExploreOutcome) -> ExploreOutcome:
+    """Collective: phase 1's winner polished by LM on a bigger sample (serially, on every rank), with
+    phase 2's convergence test. At 10⁹ points the 32768-point sample leaves the start hundreds of the
+    full data's errors from its minimum, and maps with few sampled short lags far off in contrast;
+    each phase 2 iteration is a pass over all the data, each one here a pass over 1/1000 of it."""
+    size = refine_points(problem.options, problem.local.n_points)
+    if outcome.u is None or not size:
+        return outcome
+    hc, table = problem.comm, problem.table
+    t0 = time.perf_counter()
+    _, sample_pass, _ = _sample_and_passes(problem, size)
+    try:
+        runs = _gather(hc, lambda: run_trust_region(_serial(problem, sample_pass), sample_pass, outcome.u))
+    except HpcfitError as exc:           # the same on every rank (_gather)
+        table.line(f"phase 1: polishing on {size} points failed ({exc}); phase 2 starts from the chosen candidate")
+        return outcome
+    finally:
+        sample_pass.close()
+    out = runs[0]
+    table.line(f"phase 1: polished on {size} points: cost {float(out.cost):.8e} after {out.n_iterations} "
+               f"iterations, {out.status.name} ({time.perf_counter() - t0:.1f} s)")
+    return outcome._replace(u=out.u)
+
+
+def _serial(problem, sample_pass):
+    """``problem`` over the sample of ``sample_pass``, alone on this rank and quiet, with the user's
+    tolerances and iteration limit (no pass, time or checkpoint limits: those are the fit's)."""
+    opts = problem.options
+    return replace(problem, comm=Communicator(None), local=sample_pass.local, table=IterationTable(False),
+                   options=replace(opts, max_nfev=None, max_time=None, checkpoint=None, resume=None))
 
 
 def sample_groups(groups: GroupLayout | None, sample, chunks) -> GroupLayout | None:
