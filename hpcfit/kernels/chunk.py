@@ -28,6 +28,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .losses import loss_cost_terms, scale_rows  # noqa: E402
+from .sums import gram, point_sum  # noqa: E402
 
 #: Number of times each kernel kind was traced (each trace is a compilation).
 TRACE_COUNTS: collections.Counter = collections.Counter()
@@ -92,6 +93,7 @@ def _bad_points(mask, finite_r, cost_terms):
     first index in the chunk."""
     bad = mask & ~(finite_r & jnp.isfinite(cost_terms))
     first = jnp.min(jnp.where(bad, jnp.arange(bad.shape[0]), bad.shape[0]))
+    # a count is exact in any order of addition, so XLA may split it over threads
     return bad, jnp.sum(bad).astype(cost_terms.dtype), first.astype(cost_terms.dtype)
 
 
@@ -103,7 +105,7 @@ def scaled_rows(loss: str, r, n_valid, f_scale):
     j_scale, r_scaled, cost_terms = scale_rows(loss, jnp.where(mask & finite, r, 0.0), f_scale)
     bad, n_bad, first = _bad_points(mask, finite, cost_terms)
     keep = mask & ~bad
-    return j_scale, r_scaled, keep, jnp.sum(jnp.where(keep, cost_terms, 0.0)), n_bad, first
+    return j_scale, r_scaled, keep, point_sum(jnp.where(keep, cost_terms, 0.0)), n_bad, first
 
 
 def jacobian_kernel(model: Callable, loss: str, mode: str = "forward"):
@@ -124,7 +126,7 @@ def jacobian_kernel(model: Callable, loss: str, mode: str = "forward"):
             if loss != "linear":
                 jac = jac * j_scale[:, None]
             a = jnp.where(keep[:, None], jnp.concatenate([jac, r_scaled[:, None]], axis=1), 0.0)
-            ata = a.T @ a
+            ata = gram(a)
             p = jac.shape[1]
             rows, cols = jnp.triu_indices(p)
             return jnp.concatenate([ata[:p, :p][rows, cols], ata[:p, p], jnp.stack([cost, n_bad, first])])
@@ -146,7 +148,7 @@ def cost_kernel(model: Callable, loss: str):
             finite = jnp.isfinite(r)
             terms = loss_cost_terms(loss, jnp.where(mask & finite, r, 0.0), f_scale)
             bad, n_bad, first = _bad_points(mask, finite, terms)
-            cost = jnp.sum(jnp.where(mask & ~bad, terms, 0.0))
+            cost = point_sum(jnp.where(mask & ~bad, terms, 0.0))
             return jnp.stack([cost, n_bad, first])
 
         return jax.jit(kernel)

@@ -16,6 +16,8 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .sums import point_sum  # noqa: E402
+
 # Jitted kernels by model, least recently used first (bounded as hpcfit.kernels.chunk's cache).
 _CACHE: collections.OrderedDict = collections.OrderedDict()
 _CACHE_SIZE = 8
@@ -32,7 +34,7 @@ def _build(model: Callable):
         finite = jnp.all(jnp.isfinite(cols) | ~mask[None, :], axis=1)
         a = jnp.where(mask[None, :] & jnp.isfinite(cols), jnp.abs(cols), 0.0)
         top = jnp.max(a, axis=1)
-        ss = jnp.sum((a / jnp.where(top > 0, top, 1.0)[:, None]) ** 2, axis=1)
+        ss = point_sum(((a / jnp.where(top > 0, top, 1.0)[:, None]) ** 2).T)
         return jnp.stack([top, ss, finite.astype(theta.dtype)])
 
     return jax.jit(kernel)

@@ -23,6 +23,7 @@ import numpy as np
 
 from .chunk import TRACE_COUNTS, _cached, _model_residual, scaled_rows
 from .coords import coordinates_at, split_contiguous
+from .sums import gram
 
 
 def _point_groups(layout, index, start=None):
@@ -71,7 +72,7 @@ def _slot_products(layout, a, d_own, slot):
     a few scatters whose indices are static (no per-slot operations to trace)."""
     s, k, span = layout.n_shared, layout.per_group, layout.span
     q = s + span * k + 1
-    shared = a.T @ a                                                  # a = [J_shared | r]: (s+1)²
+    shared = gram(a)                                                  # a = [J_shared | r]: (s+1)²
     own_own = jax.ops.segment_sum((d_own[:, :, None] * d_own[:, None, :]).reshape(-1, k * k), slot, span)
     with_own = jax.ops.segment_sum((a[:, :, None] * d_own[:, None, :]).reshape(-1, (s + 1) * k), slot, span)
     # where each summed value goes in the (q, q) product; row s of `shared`/`with_own` is r's
@@ -127,7 +128,7 @@ def grouped_jacobian_kernel(model: Callable, loss: str, layout, coords=None, chu
             a = jnp.where(keep[:, None], jnp.concatenate([d_shared, *own, r_scaled[:, None]], axis=1), 0.0)
             # materialize A: fused into the product's operands, XLA would recompute the model per read
             a = jax.lax.optimization_barrier(a)
-            return jnp.concatenate([(a.T @ a).reshape(-1), tail])
+            return jnp.concatenate([gram(a).reshape(-1), tail])
 
         return jax.jit(kernel)
 
