@@ -131,6 +131,26 @@ def test_many_files_by_a_glob_in_file_then_bin_order(tmp_path):
     assert alone.popt.tobytes() == fits.popt[5:10].tobytes()
 
 
+def test_the_kernel_compiled_while_reading_is_the_one_the_fits_use(tmp_path, monkeypatch):
+    """fit_g2 compiles its kernel on a background thread from the first file's delays while it reads
+    the rest: the solve then reuses that compilation; files with other delays compile their own."""
+    import hpcfit.xpcs.g2 as g2
+    from hpcfit.xpcs.g2 import _kernel
+
+    started, real = [], g2._compile_ahead
+    monkeypatch.setattr(g2, "_compile_ahead", lambda *args: started.append(args) or real(*args))
+    for i in range(3):
+        simulate_g2(tmp_path / f"run{i}.hdf", q=Q[:4], D=1e5, noise=0.002, seed=i)
+    fits = fit_g2(str(tmp_path / "run*.hdf"), max_iterations=123)       # a kernel of its own
+    assert started == [("single", 123, 61, 3)] and _kernel("single", 123)._cache_size() == 1
+    assert fits.trustworthy.all()
+    # the first file with fewer delays than the others: its compilation is not the one needed
+    simulate_g2(tmp_path / "a_short.hdf", q=Q[:4], D=1e5, noise=0.002, seed=5, n_delays=40)
+    mixed = fit_g2([str(tmp_path / "a_short.hdf"), str(tmp_path / "run*.hdf")], max_iterations=124)
+    assert started[-1] == ("single", 124, 40, 3) and _kernel("single", 124)._cache_size() == 2
+    assert mixed.popt[4:].tobytes() == fit_g2(str(tmp_path / "run*.hdf"), max_iterations=124).popt.tobytes()
+
+
 def test_a_real_file_fits_and_says_which_bins_not_to_trust():
     path = os.path.join(REAL, "E0173_H06-c6c5-4_a0009_f100000_r00001_results.hdf")
     if not os.path.exists(path):
@@ -286,3 +306,14 @@ def test_errors_of_a_batch_are_each_fits_covariance():
         assert np.flatnonzero(null[j, free]).tolist() == want.null_parameters
     assert null[2, 1] and null[2, 3] and not null[2, 0]
     assert np.all(np.isinf(perr[5, free])) and np.all(null[5, free] == 1)
+
+
+def test_quick_compile_options_only_where_the_compiler_takes_them(monkeypatch):
+    from hpcfit.kernels import batched_lm
+
+    monkeypatch.setattr(batched_lm, "_quick", [])
+    monkeypatch.setattr(batched_lm, "QUICK_COMPILE", {"xla_no_such_option_for_a_test": True})
+    assert batched_lm.quick_compile_options() is None         # refused: compiled as usual, not an error
+    monkeypatch.setattr(batched_lm, "_quick", [])
+    monkeypatch.setattr(batched_lm, "QUICK_COMPILE", {"xla_cpu_use_fusion_emitters": False})
+    assert batched_lm.quick_compile_options() in ({"xla_cpu_use_fusion_emitters": False}, None)

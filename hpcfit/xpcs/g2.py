@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import glob
 import os
+import threading
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
@@ -134,8 +135,18 @@ def fit_g2(files, *, form: str = "single", weights: str | None = "err", fixed=No
         if weights not in ("err", None, "none"):
             raise InputError(f"`weights` must be 'err' (1/normalized_g2_err) or None; got {weights!r}")
         paths = hc.on_root(_expand, files)
-        # each rank reads every size-th file; every rank gets them all, in order
-        mine = hc.agree(lambda: [read_g2(p, dt=dt) for p in paths[hc.rank::hc.size]])
+        ahead: list[threading.Thread] = []
+
+        def read_mine():
+            # each rank reads every size-th file; the kernel compiles meanwhile, for the first one's delays
+            out = []
+            for path in paths[hc.rank::hc.size]:
+                out.append(read_g2(path, dt=dt))
+                if not ahead:
+                    ahead.append(_compile_ahead(form, max_iterations, out[0].tau.size, len(names)))
+            return out
+
+        mine = hc.agree(read_mine)
         shares = hc.allgather(mine)
         data = [shares[i % hc.size][i // hc.size] for i in range(len(paths))]
         if tau_range is not None:       # delays outside the range hold no data for the fit
@@ -144,6 +155,8 @@ def fit_g2(files, *, form: str = "single", weights: str | None = "err", fixed=No
         problems = _problems(data, names, form, weights == "err", fixed, box)
         n_batches = -(-problems.n // BATCH)
         first, stop = n_batches * hc.rank // hc.size, n_batches * (hc.rank + 1) // hc.size
+        for thread in ahead:
+            thread.join()
         mine = hc.agree(_solve, problems, form, first, stop, max_iterations)
         parts = hc.allgather(mine)
     table = _table(problems, names, form, np.concatenate([p for p in parts if p is not None]), data, weights == "err")
@@ -338,6 +351,29 @@ def _errors(jtj: np.ndarray, cost: np.ndarray, n_points: np.ndarray, free: np.nd
 
 
 _KERNELS: dict = {}
+
+
+def _compile_ahead(form: str, max_iterations: int, n_tau: int, p: int) -> threading.Thread:
+    """Compile the batched kernel for batches of ``n_tau`` delays on a background thread (the
+    compilation runs outside Python's lock, so the files go on being read): the first solve then finds
+    it compiled when the files have that many delays, as a night's files of one setup do; otherwise it
+    compiles for theirs. Nothing is collective; an error is left to the solve that needs the kernel."""
+    def work():
+        try:
+            import jax.numpy as jnp
+
+            from ..kernels.batched_lm import Batch
+            # arrays as _solve makes them (no data, w = 0: every problem stops at its start, the loop at once)
+            zeros, ones = np.zeros((BATCH, n_tau)), np.ones((BATCH, p))
+            batch = Batch(*(jnp.asarray(a) for a in (zeros, zeros, zeros, ones, 0.0 * ones, 2.0 * ones,
+                                                     ones.astype(bool))))
+            np.asarray(_kernel(form, max_iterations)(batch).cost)
+        except Exception:  # noqa: BLE001 - the solve that needs the kernel reports it
+            pass
+
+    thread = threading.Thread(target=work, name="hpcfit-g2-compile", daemon=True)
+    thread.start()
+    return thread
 
 
 def _kernel(form: str, max_iterations: int):
