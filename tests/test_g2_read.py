@@ -88,3 +88,23 @@ def test_map_names_in_the_other_order_swap_the_axes(tmp_path):
 def test_bad_files_are_named_with_what_is_wrong(tmp_path, change, message):
     with pytest.raises(InputError, match=message):
         read_g2(_write(tmp_path / "r.hdf", **change))
+
+
+def test_the_low_level_reads_equal_h5pys_and_leave_groups_and_empty_datasets_to_it(tmp_path):
+    import h5py
+
+    from hpcfit.xpcs.load import low_level_dataset, whole
+
+    with h5py.File(tmp_path / "kinds.h5", "w") as f:
+        f["vec"] = np.arange(5.0)
+        f["row"] = np.arange(6, dtype=np.uint16).reshape(1, 6)
+        f["scalar"] = 2.5
+        f["names"] = np.array([b"q", b"phi"], dtype=object)
+        f["table"] = np.random.default_rng(0).random((4, 3)).astype(np.float32)
+        f.create_group("grp")
+        f.create_dataset("nothing", data=h5py.Empty("f8"))
+    with h5py.File(tmp_path / "kinds.h5", "r") as f:
+        for name in ("vec", "row", "scalar", "names", "table"):
+            got, want = whole(low_level_dataset(f, name)), f[name][()]
+            assert got.dtype == np.asarray(want).dtype and np.array_equal(got, want), name
+        assert [low_level_dataset(f, n) for n in ("grp", "nothing", "missing", "vec/deeper")] == [None] * 4

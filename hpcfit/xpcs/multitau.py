@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..validate import number
-from .load import U_MAPPING, U_PHI, U_Q, _Ctx, _existing_file, _open, recorded_dt_in
+from .load import U_MAPPING, U_PHI, U_Q, _Ctx, _existing_file, _open, low_level_dataset, recorded_dt_in, whole
 
 G2, G2_ERR, DELAYS = "xpcs/multitau/normalized_g2", "xpcs/multitau/normalized_g2_err", "xpcs/multitau/delay_list"
 MAP_NAMES = "xpcs/qmap/map_names"
@@ -61,8 +61,7 @@ def read_g2(path, *, dt=None) -> G2Data:
     step) defaults to the one the file records; it is required when the file does not record it."""
     p = _existing_file(path)
     with _open(p) as f:
-        table = f.get(G2)
-        if table is None:
+        if G2 not in f:
             inside = sorted(f["xpcs"].keys()) if "xpcs" in f else sorted(f.keys())
             raise InputError(f"{p}: no multitau g2 ('{G2}' is missing; the file holds {inside}); accepted: APS "
                              "8-ID-I result files of a multitau correlation (boost_corr)")
@@ -72,7 +71,7 @@ def read_g2(path, *, dt=None) -> G2Data:
                 raise InputError(f"`dt` is required: {what}")
         dt = number("dt", dt)
         c = _Ctx(f, p, MULTITAU)
-        g2 = _table(c, G2, table)
+        g2 = _table(c, G2)
         err = _table(c, G2_ERR)
         if err.shape != g2.shape:
             raise InputError(f"{p}: '{G2_ERR}' has shape {err.shape}, '{G2}' has {g2.shape}; they must agree")
@@ -85,19 +84,22 @@ def read_g2(path, *, dt=None) -> G2Data:
     return G2Data(p, delays * dt, g2, err, q, phi, has_data, dt)
 
 
-def _table(c: _Ctx, name: str, obj=None) -> np.ndarray:
-    ds = c.dataset(name, obj)
-    if ds.ndim != 2 or ds.dtype.kind not in "iuf" or 0 in ds.shape:
-        raise InputError(f"{c.path}: '{name}' has shape {ds.shape} and dtype {ds.dtype}; expected a non-empty "
+def _table(c: _Ctx, name: str) -> np.ndarray:
+    ds = low_level_dataset(c.f, name)
+    if ds is None:                       # missing, a group or empty: the high-level path says which
+        ds = c.dataset(name)
+    shape = tuple(ds.shape or ())
+    if len(shape) != 2 or ds.dtype.kind not in "iuf" or 0 in shape:
+        raise InputError(f"{c.path}: '{name}' has shape {shape} and dtype {ds.dtype}; expected a non-empty "
                          "numeric (delays, bins) table")
-    return np.asarray(ds[()], dtype=np.float64)
+    return whole(ds).astype(np.float64)
 
 
 def _bin_coordinates(c: _Ctx, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
     """q and φ of each column of the g2 table, through the dynamic q map."""
-    stored = c.f.get(MAP_NAMES)
+    stored = low_level_dataset(c.f, MAP_NAMES)
     names = ["q", "phi"] if stored is None else \
-        [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(stored[()]).reshape(-1)]
+        [v.decode() if isinstance(v, bytes) else str(v) for v in whole(stored).reshape(-1)]
     if sorted(names) != ["phi", "q"]:
         raise InputError(f"{c.path}: '{MAP_NAMES}' is {names}; the q map's axes must be q and phi")
     axis0, axis1 = c.vector(U_Q), c.vector(U_PHI)
