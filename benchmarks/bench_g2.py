@@ -42,6 +42,7 @@ def worker(pattern: str, form: str, out: str) -> None:
     from hpcfit.xpcs import fit_g2
 
     comm = MPI.COMM_WORLD
+    comm.Barrier()                   # the call starts when every rank has imported (ranks import at their own pace)
     imported = time.perf_counter() - t0
     t1 = time.perf_counter()
     fits = fit_g2(pattern, form=form, comm=comm if comm.size > 1 else None)
